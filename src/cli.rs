@@ -1,0 +1,489 @@
+//! The command line (DESIGN.md fixes its commands and exit codes):
+//! 0 success; 1 evidence failed verification or a collection failed;
+//! 2 bad usage or bad config.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context as _;
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, ConfigError, LogFormat};
+use crate::evidence::keys::{KeyRing, PublicKey, Signer};
+use crate::evidence::record::{Status, Trigger};
+use crate::metrics::Metrics;
+use crate::runner::{Outcome, Runner};
+use crate::store::{self, Store};
+use crate::writer::Writer;
+
+/// Continuous, signed, hash-chained evidence collection for SOC 2 audits.
+#[derive(Debug, Parser)]
+#[command(name = "exhibit", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The config file.
+    #[arg(
+        long,
+        global = true,
+        env = "EXHIBIT_CONFIG",
+        default_value = "exhibit.toml"
+    )]
+    config: PathBuf,
+    /// The evidence store (a directory or URL), overriding the config's.
+    #[arg(long, global = true, env = "EXHIBIT_STORE")]
+    store: Option<String>,
+    /// Log format (default: the config's, else human).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: schedule every enabled collector and serve
+    /// /healthz, /readyz and /metrics.
+    Run {
+        /// Admin listen address, overriding the config's.
+        #[arg(long)]
+        admin_listen: Option<std::net::SocketAddr>,
+    },
+    /// Run collectors once, now, and exit (1 if any collection failed).
+    Collect {
+        /// Collector names (default: every enabled collector).
+        names: Vec<String>,
+    },
+    /// Check signatures, payload hashes, chains, checkpoints and coverage.
+    Verify {
+        /// Start of the period (RFC 3339 or YYYY-MM-DD).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<DateTime<Utc>>,
+        /// End of the period (RFC 3339 or YYYY-MM-DD).
+        #[arg(long, value_parser = parse_time)]
+        to: Option<DateTime<Utc>>,
+        /// Your own copy of the agent's public key (repeatable); without
+        /// it, the store's keys/ are trusted and the verdict says so.
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        /// Print the coverage detail (missed slots) per stream.
+        #[arg(long)]
+        coverage: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the streams in the store.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a record and its payload: STREAM (the last record) or STREAM@SEQ.
+    Show {
+        /// STREAM or STREAM@SEQ.
+        record: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the config (every collector is built), then exit.
+    Check,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    Err(format!(
+        "`{s}` is not an RFC 3339 time or a YYYY-MM-DD date"
+    ))
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+enum Failure {
+    Usage(anyhow::Error),
+    Runtime(anyhow::Error),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Usage(e.into())
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(Failure::Usage(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>, verbose: u8, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match verbose {
+        0 => std::env::var("EXHIBIT_LOG")
+            .ok()
+            .or_else(|| level.map(str::to_string))
+            .unwrap_or_else(|| default.to_string()),
+        1 => "debug".into(),
+        _ => "trace".into(),
+    };
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Human => builder.try_init(),
+    };
+}
+
+/// Loads the config; for read-only commands a missing default config is
+/// fine (the store then defaults to `evidence` in the current directory).
+fn load_config(cli: &Cli, required: bool) -> Result<Option<Config>, Failure> {
+    let explicit =
+        cli.config != Path::new("exhibit.toml") || std::env::var_os("EXHIBIT_CONFIG").is_some();
+    if !required && !explicit && !cli.config.exists() {
+        return Ok(None);
+    }
+    Ok(Some(config::load(&cli.config)?))
+}
+
+fn open_store(cli: &Cli, config: Option<&Config>) -> Result<Arc<dyn Store>, Failure> {
+    let (location, base) = match (&cli.store, config) {
+        (Some(s), _) => (s.clone(), PathBuf::from(".")),
+        (None, Some(c)) => (c.store.clone(), c.base_dir()),
+        (None, None) => ("evidence".to_string(), PathBuf::from(".")),
+    };
+    store::open(&location, &base).map_err(|e| Failure::Usage(e.into()))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match &cli.command {
+        Command::Run { admin_listen } => {
+            let config = load_config(&cli, true)?.expect("required");
+            init_logging(
+                cli.log_format.unwrap_or(config.log.format),
+                config.log.level.as_deref(),
+                cli.verbose,
+                "info",
+            );
+            let store = open_store(&cli, Some(&config))?;
+            let writer = open_writer(&config, store).await?;
+            let metrics = Arc::new(Metrics::new());
+            let ready = Arc::new(AtomicBool::new(false));
+            let stop = CancellationToken::new();
+            let admin_stop = CancellationToken::new();
+            let addr = admin_listen.unwrap_or(config.admin.listen);
+            let (bound, admin) = crate::admin::serve(
+                addr,
+                crate::admin::AdminState {
+                    metrics: metrics.clone(),
+                    ready: ready.clone(),
+                },
+                admin_stop.clone(),
+            )
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+            tracing::info!(address = %bound, "admin endpoint listening");
+            let runner = Runner {
+                writer,
+                metrics,
+                http: http_client()?,
+                hard_stop: CancellationToken::new(),
+            };
+            crate::daemon::run(config, runner, ready, stop).await?;
+            admin_stop.cancel();
+            let _ = admin.await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Collect { names } => {
+            let config = load_config(&cli, true)?.expect("required");
+            init_logging(
+                cli.log_format.unwrap_or(config.log.format),
+                config.log.level.as_deref(),
+                cli.verbose,
+                "warn",
+            );
+            collect(&cli, config, names).await
+        }
+        Command::Verify {
+            from,
+            to,
+            keys,
+            coverage,
+            json,
+        } => {
+            let config = load_config(&cli, false)?;
+            init_logging(
+                cli.log_format.unwrap_or_default(),
+                None,
+                cli.verbose,
+                "warn",
+            );
+            let store = open_store(&cli, config.as_ref())?;
+            let keys = if keys.is_empty() {
+                None
+            } else {
+                let mut ring = KeyRing::default();
+                for k in keys {
+                    ring.insert(PublicKey::load(k).map_err(|e| Failure::Usage(e.into()))?);
+                }
+                Some(ring)
+            };
+            let opts = crate::verify::Options {
+                from: *from,
+                to: *to,
+                keys,
+            };
+            let report = crate::verify::verify(store, &opts)
+                .await
+                .map_err(anyhow::Error::from)?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("reports serialise")
+                );
+            } else {
+                print!("{}", report.render(*coverage));
+            }
+            Ok(if report.intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::List { json } => {
+            let config = load_config(&cli, false)?;
+            init_logging(
+                cli.log_format.unwrap_or_default(),
+                None,
+                cli.verbose,
+                "warn",
+            );
+            let store = open_store(&cli, config.as_ref())?;
+            let lines = crate::browse::list(store.as_ref()).await?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&lines).expect("serialises")
+                );
+            } else {
+                print!("{}", crate::browse::render_list(&lines));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { record, json } => {
+            let config = load_config(&cli, false)?;
+            init_logging(
+                cli.log_format.unwrap_or_default(),
+                None,
+                cli.verbose,
+                "warn",
+            );
+            let store = open_store(&cli, config.as_ref())?;
+            let shown = crate::browse::show(store.as_ref(), record).await?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&shown).expect("serialises")
+                );
+            } else {
+                print!("{}", crate::browse::render_show(&shown));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let config = load_config(&cli, true)?.expect("required");
+            println!(
+                "{}: OK — {} collector(s), store {}",
+                config.path.display(),
+                config.collectors.len(),
+                cli.store.as_deref().unwrap_or(&config.store)
+            );
+            for c in &config.collectors {
+                println!(
+                    "  {:<24} {:<10} {:<16} {}{}",
+                    c.name,
+                    c.kind,
+                    c.schedule.expression(),
+                    c.criteria.join(","),
+                    if c.enabled { "" } else { "  (disabled)" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("exhibit/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+async fn open_writer(config: &Config, store: Arc<dyn Store>) -> Result<Arc<Writer>, Failure> {
+    let (signer, created) =
+        Signer::load_or_create(&config.agent.key).map_err(|e| Failure::Usage(e.into()))?;
+    if created {
+        tracing::info!(key = %config.agent.key.display(), key_id = signer.key_id(), "created a new signing key");
+    }
+    let writer = Writer::open(store, Arc::new(signer), &config.agent.id)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the store for writing as agent `{}`",
+                config.agent.id
+            )
+        })?;
+    Ok(Arc::new(writer))
+}
+
+async fn collect(cli: &Cli, config: Config, names: &[String]) -> Result<ExitCode, Failure> {
+    for n in names {
+        if !config.collectors.iter().any(|c| &c.name == n) {
+            let known: Vec<_> = config.collectors.iter().map(|c| c.name.as_str()).collect();
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "no collector named `{n}` in {}; known: {}",
+                config.path.display(),
+                known.join(", ")
+            )));
+        }
+    }
+    let store = open_store(cli, Some(&config))?;
+    let writer = open_writer(&config, store.clone()).await?;
+    let runner = Runner {
+        writer: writer.clone(),
+        metrics: Arc::new(Metrics::new()),
+        http: http_client()?,
+        hard_stop: CancellationToken::new(),
+    };
+    // Ctrl-C cancels the collection; the records say so, and the checkpoint
+    // is still written.
+    let hard_stop = runner.hard_stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            hard_stop.cancel();
+        }
+    });
+    let selected: Vec<_> = config
+        .collectors
+        .iter()
+        .filter(|c| {
+            if names.is_empty() {
+                c.enabled
+            } else {
+                names.contains(&c.name)
+            }
+        })
+        .collect();
+    if selected.is_empty() {
+        eprintln!("No enabled collectors in {}.", config.path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tty = std::io::stderr().is_terminal();
+    let bars = indicatif::MultiProgress::new();
+    let run = writer.begin_run(Trigger::Manual);
+    let outcomes: Vec<(String, Vec<Outcome>)> = futures::stream::iter(selected)
+        .map(|inst| {
+            let bar = tty.then(|| {
+                let b = bars.add(indicatif::ProgressBar::new_spinner());
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                        .expect("valid template"),
+                );
+                b.set_message(format!("{} ({})", inst.name, inst.kind));
+                b.enable_steady_tick(std::time::Duration::from_millis(100));
+                b
+            });
+            let runner = &runner;
+            let run = &run;
+            async move {
+                let o = runner.run_instance(inst, run, None).await;
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                (inst.name.clone(), o)
+            }
+        })
+        .buffer_unordered(config.agent.concurrency)
+        .collect()
+        .await;
+    let checkpoint = writer.checkpoint(run).await.map_err(anyhow::Error::from)?;
+    let mut failed = 0;
+    for (_, outs) in &outcomes {
+        for o in outs {
+            let where_ = o
+                .written
+                .as_ref()
+                .map(|w| format!("#{}", w.seq))
+                .unwrap_or_else(|| "(not written)".into());
+            match o.status {
+                Status::Ok => println!("ok       {} {}", o.stream, where_),
+                s => {
+                    failed += 1;
+                    println!(
+                        "{:<8} {} {}: {}",
+                        s.as_str(),
+                        o.stream,
+                        where_,
+                        o.error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            if o.written.is_none() {
+                failed += 1;
+            }
+        }
+    }
+    println!("checkpoint {checkpoint} in {}", store.describe());
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

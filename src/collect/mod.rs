@@ -1,0 +1,143 @@
+//! Collectors: the `Collector` trait, what a collection gets to work with,
+//! and the registry of kinds. Adding a kind means one module here and one
+//! line in [`kinds`]; the scheduler and the store never change.
+
+pub mod command;
+pub mod git;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, Settings};
+
+/// One source a collector instance reads from; each target is a stream,
+/// named `<instance>/<key>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The stream id segment, e.g. an account id or org login.
+    pub key: String,
+    /// Source identity recorded in the predicate (account, org, region…).
+    pub source: Value,
+}
+
+/// What the previous record of the same stream said, for incremental
+/// collection (e.g. git commits since the last record).
+#[derive(Debug, Clone)]
+pub struct Previous {
+    /// Its sequence number.
+    pub seq: u64,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// The cursor its collector returned, if the collection succeeded.
+    pub cursor: Option<Value>,
+}
+
+/// The result of a successful collection.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The evidence, as JSON. It must hold no secrets.
+    pub payload: Value,
+    /// Where the next incremental collection should start.
+    pub cursor: Option<Value>,
+    /// Parts that could not be collected; when any, the record's status is
+    /// `partial` and the payload keeps what was collected.
+    pub failures: Vec<String>,
+}
+
+impl Snapshot {
+    /// A complete snapshot.
+    pub fn new(payload: Value) -> Self {
+        Snapshot {
+            payload,
+            cursor: None,
+            failures: Vec::new(),
+        }
+    }
+}
+
+/// Why a collection failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CollectError {
+    /// Worth retrying: a timeout, throttling, a 5xx.
+    #[error("{message}")]
+    Retryable {
+        /// What failed.
+        message: String,
+        /// A server's `Retry-After`, when it gave one.
+        retry_after: Option<Duration>,
+    },
+    /// Retrying would not help: bad credentials, a missing program.
+    #[error("{0}")]
+    Fatal(String),
+    /// The agent is shutting down.
+    #[error("cancelled: the agent is shutting down")]
+    Cancelled,
+}
+
+impl CollectError {
+    /// A retryable error.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        CollectError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A fatal error.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        CollectError::Fatal(message.into())
+    }
+}
+
+/// What every collection is given.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// A shared HTTP client (connection pooling across collectors).
+    pub http: reqwest::Client,
+    /// Cancelled when the agent shuts down or the attempt times out.
+    pub cancel: CancellationToken,
+}
+
+/// A collector kind's implementation for one configured instance.
+#[async_trait]
+pub trait Collector: Send + Sync {
+    /// The sources this instance covers. Most collectors have exactly one.
+    async fn targets(&self, ctx: &Context) -> Result<Vec<Target>, CollectError>;
+
+    /// Collects one target.
+    async fn collect(
+        &self,
+        ctx: &Context,
+        target: &Target,
+        previous: Option<&Previous>,
+    ) -> Result<Snapshot, CollectError>;
+}
+
+/// A collector kind: its name, defaults and builder.
+pub struct KindSpec {
+    /// The `kind = "…"` value.
+    pub name: &'static str,
+    /// Default SOC 2 criteria of its evidence.
+    pub criteria: &'static [&'static str],
+    /// Settings that hold secrets and may be given as `<name>_file`.
+    pub secrets: &'static [&'static str],
+    /// Builds an instance from its settings.
+    pub build: fn(&Settings) -> Result<Box<dyn Collector>, ConfigError>,
+}
+
+/// Every collector kind this build knows.
+pub fn kinds() -> &'static [KindSpec] {
+    &[command::SPEC, git::SPEC]
+}
+
+/// Looks a kind up by name.
+pub fn kind(name: &str) -> Option<&'static KindSpec> {
+    kinds().iter().find(|k| k.name == name)
+}
+
+/// The version recorded as the collector version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,756 @@
+//! The TOML configuration: typed, with `${ENV}` interpolation, `*_file`
+//! indirection for secrets, unknown keys rejected, and every error located
+//! by file, line, column and key.
+//!
+//! The document is parsed once into toml's spanned tree; each part (the
+//! agent settings, each collector's common keys, each collector's
+//! kind-specific keys) is deserialised from its own sub-tree, so that errors
+//! anywhere point at the offending text in the user's file.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue};
+
+use crate::collect::{self, Collector};
+use crate::schedule::Schedule;
+
+/// A configuration error with its location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// Dotted key path, e.g. `collectors[1].schedule`.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let (Some(l), Some(c)) = (self.line, self.column) {
+            write!(f, ":{l}:{c}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": key `{k}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The source text of a config file, for turning spans into locations.
+#[derive(Debug, Clone)]
+pub struct Source {
+    file: PathBuf,
+    text: String,
+}
+
+impl Source {
+    /// A config source.
+    pub fn new(file: PathBuf, text: String) -> Self {
+        Source { file, text }
+    }
+
+    /// An error at `span`, naming the key found at or before it.
+    pub fn error_at(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let message = message.into();
+        let Some(span) = span else {
+            return ConfigError {
+                file: self.file.clone(),
+                line: None,
+                column: None,
+                key: None,
+                message,
+            };
+        };
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = self.text[line_start..start].chars().count() + 1;
+        ConfigError {
+            file: self.file.clone(),
+            line: Some(line),
+            column: Some(column),
+            key: self.key_path_at(line_start),
+            message,
+        }
+    }
+
+    /// Reconstructs `table.key` for the line starting at `line_start` from
+    /// the text: the nearest table header above, and the key on the line.
+    fn key_path_at(&self, line_start: usize) -> Option<String> {
+        let rest = &self.text[line_start..];
+        let line = rest.lines().next().unwrap_or("").trim();
+        let header_of = |l: &str| -> Option<(String, bool)> {
+            let l = l.trim();
+            if let Some(inner) = l.strip_prefix("[[").and_then(|s| s.split("]]").next()) {
+                Some((inner.trim().to_string(), true))
+            } else {
+                l.strip_prefix('[')
+                    .and_then(|s| s.split(']').next())
+                    .map(|inner| (inner.trim().to_string(), false))
+            }
+        };
+        let key_on_line = |l: &str| -> Option<String> {
+            let (k, _) = l.split_once('=')?;
+            let k = k.trim().trim_matches('"');
+            (!k.is_empty() && !k.starts_with('#')).then(|| k.to_string())
+        };
+        let before = &self.text[..line_start];
+        let mut header: Option<(String, bool)> = None;
+        for l in before.lines().rev() {
+            if let Some(h) = header_of(l) {
+                header = Some(h);
+                break;
+            }
+        }
+        let (line_key, header) = match header_of(line) {
+            Some(h) => (None, Some(h)),
+            None => (key_on_line(line), header),
+        };
+        let table = header.map(|(name, array)| {
+            if array {
+                let needle = format!("[[{name}]]");
+                let index = before
+                    .lines()
+                    .filter(|l| l.trim().replace(' ', "") == needle)
+                    .count();
+                // The header line itself counts when the error is on it.
+                let index = if line.replace(' ', "") == needle {
+                    index
+                } else {
+                    index.saturating_sub(1)
+                };
+                format!("{name}[{index}]")
+            } else {
+                name
+            }
+        });
+        match (table, line_key) {
+            (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+            (Some(t), None) => Some(t),
+            (None, Some(k)) => Some(k),
+            (None, None) => None,
+        }
+    }
+
+    fn from_toml(&self, e: toml::de::Error) -> ConfigError {
+        self.error_at(e.span(), e.message().trim().to_string())
+    }
+
+    /// Deserialises a spanned sub-tree; errors point into this source.
+    pub fn deserialize<T: DeserializeOwned>(
+        &self,
+        table: Spanned<DeTable<'static>>,
+    ) -> Result<T, ConfigError> {
+        T::deserialize(toml::de::Deserializer::from(table)).map_err(|e| self.from_toml(e))
+    }
+}
+
+/// Durations in config: `"30s"`, `"5m"`, `"1h 30m"`.
+pub mod duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    /// Deserialises a humane duration string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration `{s}`: {e}")))
+    }
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Names this agent's checkpoint chain; agents sharing a store need
+    /// distinct ids.
+    pub id: String,
+    /// The Ed25519 signing key (PKCS#8 PEM), created on first use.
+    pub key: PathBuf,
+    /// How many collections may run at once across all collectors.
+    pub concurrency: usize,
+    /// How long in-flight runs may take to finish after SIGTERM.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Run each collector once at start-up when slots were missed.
+    pub catch_up: bool,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            id: "default".into(),
+            key: PathBuf::from("exhibit.key"),
+            concurrency: 4,
+            shutdown_grace: Duration::from_secs(30),
+            catch_up: true,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A directory (relative to the config file) or a store URL.
+    pub location: String,
+}
+
+/// `[admin]`: the health and metrics endpoint of `exhibit run`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Listen address; loopback by default, since metrics name the sources.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9464".parse().expect("valid address"),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `exhibit=debug`.
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopLevel {
+    #[serde(default)]
+    agent: AgentConfig,
+    store: Option<StoreConfig>,
+    #[serde(default)]
+    admin: AdminConfig,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+/// The keys every collector instance has, whatever its kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommonSettings {
+    name: String,
+    kind: String,
+    schedule: String,
+    #[serde(default = "default_enabled")]
+    enabled: bool,
+    #[serde(default = "default_timeout", with = "duration")]
+    timeout: Duration,
+    #[serde(default = "default_retries")]
+    retries: u32,
+    #[serde(default = "default_backoff", with = "duration")]
+    retry_backoff: Duration,
+    criteria: Option<Vec<String>>,
+}
+
+const COMMON_KEYS: &[&str] = &[
+    "name",
+    "kind",
+    "schedule",
+    "enabled",
+    "timeout",
+    "retries",
+    "retry_backoff",
+    "criteria",
+];
+
+fn default_enabled() -> bool {
+    true
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_retries() -> u32 {
+    3
+}
+fn default_backoff() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// One configured collector instance, built and ready to run.
+pub struct CollectorInstance {
+    /// Unique instance name; the first segment of its stream ids.
+    pub name: String,
+    /// The kind, e.g. `git`.
+    pub kind: String,
+    /// When it runs (UTC).
+    pub schedule: Schedule,
+    /// Whether `run` schedules it (and `collect` runs it without naming it).
+    pub enabled: bool,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Retries after the first attempt, for retryable errors.
+    pub retries: u32,
+    /// First backoff; doubles per retry, with jitter.
+    pub retry_backoff: Duration,
+    /// SOC 2 criteria its evidence supports.
+    pub criteria: Vec<String>,
+    /// The collector.
+    pub collector: Box<dyn Collector>,
+}
+
+impl fmt::Debug for CollectorInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CollectorInstance")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("schedule", &self.schedule.expression())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A loaded configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// `[agent]`, with `key` resolved against the config's directory.
+    pub agent: AgentConfig,
+    /// The store location (a directory or URL), defaulting to `evidence`
+    /// beside the config file.
+    pub store: String,
+    /// `[admin]`.
+    pub admin: AdminConfig,
+    /// `[log]`.
+    pub log: LogConfig,
+    /// Every collector instance, in file order.
+    pub collectors: Vec<CollectorInstance>,
+}
+
+impl Config {
+    /// The directory that relative paths in the config resolve against.
+    pub fn base_dir(&self) -> PathBuf {
+        base_dir(&self.path)
+    }
+}
+
+fn base_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// What a collector kind's builder gets: its own keys, as a spanned tree,
+/// and the means to report errors at them.
+pub struct Settings {
+    source: Source,
+    table: Spanned<DeTable<'static>>,
+    /// The directory relative paths resolve against.
+    pub base_dir: PathBuf,
+    /// The instance name.
+    pub name: String,
+}
+
+impl Settings {
+    /// Deserialises the kind's settings struct (which should deny unknown
+    /// fields).
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        self.source.deserialize(self.table.clone())
+    }
+
+    /// An error located at the setting `key` (or the collector table).
+    pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let span = self
+            .table
+            .get_ref()
+            .get(key)
+            .map(|v| v.span())
+            .unwrap_or_else(|| self.table.span());
+        self.source.error_at(Some(span), message)
+    }
+}
+
+/// Loads and validates a config file: parses, interpolates, builds every
+/// collector. Any error comes back located.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        key: None,
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    parse(path, text)
+}
+
+/// Parses config text as if read from `path`.
+pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
+    // The spanned tree borrows from the text, and collector settings keep a
+    // sub-tree for the life of the process; a config is loaded once per
+    // process, so the text is simply given that lifetime.
+    let text: &'static str = Box::leak(text.into_boxed_str());
+    let source = Source::new(path.to_path_buf(), text.to_string());
+    let mut root = DeTable::parse(text).map_err(|e| source.from_toml(e))?;
+    interpolate_table(root.get_mut(), &source)?;
+
+    let collectors_value = root.get_mut().remove("collectors");
+    let top: TopLevel = source.deserialize(root)?;
+    let base = base_dir(path);
+
+    let mut collectors = Vec::new();
+    if let Some(value) = collectors_value {
+        let span = value.span();
+        let items = match value.into_inner() {
+            DeValue::Array(a) => a,
+            _ => {
+                return Err(source.error_at(
+                    Some(span),
+                    "`collectors` must be an array of tables: write [[collectors]]",
+                ));
+            }
+        };
+        for item in items.iter() {
+            collectors.push(build_collector(&source, item.clone(), &base)?);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for c in &collectors {
+        if !seen.insert(c.name.clone()) {
+            return Err(ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                key: Some("collectors.name".into()),
+                message: format!(
+                    "two collectors are named `{}`; names must be unique",
+                    c.name
+                ),
+            });
+        }
+    }
+
+    let mut agent = top.agent;
+    if agent.key.is_relative() {
+        agent.key = base.join(&agent.key);
+    }
+    if agent.concurrency == 0 {
+        return Err(source.error_at(None, "agent.concurrency must be at least 1"));
+    }
+    crate::evidence::validate_stream_id(&agent.id).map_err(|m| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        key: Some("agent.id".into()),
+        message: m,
+    })?;
+    Ok(Config {
+        path: path.to_path_buf(),
+        agent,
+        store: top
+            .store
+            .map(|s| s.location)
+            .unwrap_or_else(|| "evidence".to_string()),
+        admin: top.admin,
+        log: top.log,
+        collectors,
+    })
+}
+
+fn build_collector(
+    source: &Source,
+    item: Spanned<DeValue<'static>>,
+    base: &Path,
+) -> Result<CollectorInstance, ConfigError> {
+    let span = item.span();
+    let DeValue::Table(table) = item.into_inner() else {
+        return Err(source.error_at(Some(span), "each collector must be a table"));
+    };
+    let mut common_table = DeTable::new();
+    let mut kind_table = DeTable::new();
+    for (k, v) in table {
+        if COMMON_KEYS.contains(&k.get_ref().as_ref()) {
+            common_table.insert(k, v);
+        } else {
+            kind_table.insert(k, v);
+        }
+    }
+    let common: CommonSettings =
+        source.deserialize(Spanned::new(span.clone(), common_table.clone()))?;
+    let at = |key: &str| {
+        common_table
+            .get(key)
+            .map(|v| v.span())
+            .unwrap_or_else(|| span.clone())
+    };
+    crate::evidence::validate_stream_id(&common.name)
+        .map_err(|m| source.error_at(Some(at("name")), m))?;
+    if common.name.contains('/') {
+        return Err(source.error_at(Some(at("name")), "collector names may not contain `/`"));
+    }
+    let schedule =
+        Schedule::parse(&common.schedule).map_err(|m| source.error_at(Some(at("schedule")), m))?;
+    let Some(spec) = collect::kind(&common.kind) else {
+        let known: Vec<_> = collect::kinds().iter().map(|k| k.name).collect();
+        return Err(source.error_at(
+            Some(at("kind")),
+            format!(
+                "unknown collector kind `{}`; known kinds: {}",
+                common.kind,
+                known.join(", ")
+            ),
+        ));
+    };
+    let settings = Settings {
+        source: source.clone(),
+        table: Spanned::new(
+            span.clone(),
+            resolve_secret_files(source, kind_table, spec.secrets, base)?,
+        ),
+        base_dir: base.to_path_buf(),
+        name: common.name.clone(),
+    };
+    let collector = (spec.build)(&settings)?;
+    Ok(CollectorInstance {
+        name: common.name,
+        kind: common.kind,
+        schedule,
+        enabled: common.enabled,
+        timeout: common.timeout,
+        retries: common.retries,
+        retry_backoff: common.retry_backoff,
+        criteria: common
+            .criteria
+            .unwrap_or_else(|| spec.criteria.iter().map(|s| s.to_string()).collect()),
+        collector,
+    })
+}
+
+/// For each secret setting `x` of a kind, `x_file = "path"` stands for
+/// `x = <the file's contents>` (trailing newline removed), as container
+/// secrets are mounted as files.
+fn resolve_secret_files(
+    source: &Source,
+    mut table: DeTable<'static>,
+    secrets: &[&str],
+    base: &Path,
+) -> Result<DeTable<'static>, ConfigError> {
+    for name in secrets {
+        let file_key = format!("{name}_file");
+        let Some((k, v)) = table.remove_entry(file_key.as_str()) else {
+            continue;
+        };
+        if table.contains_key(*name) {
+            return Err(source.error_at(
+                Some(k.span()),
+                format!("give either `{name}` or `{file_key}`, not both"),
+            ));
+        }
+        let Some(p) = v.get_ref().as_str() else {
+            return Err(source.error_at(Some(v.span()), format!("`{file_key}` must be a path")));
+        };
+        let path = base.join(p);
+        let contents = std::fs::read_to_string(&path).map_err(|e| {
+            source.error_at(
+                Some(v.span()),
+                format!("cannot read the secret file {}: {e}", path.display()),
+            )
+        })?;
+        let value = contents.trim_end_matches(['\n', '\r']).to_string();
+        table.insert(
+            Spanned::new(k.span(), DeString::Owned(name.to_string())),
+            Spanned::new(v.span(), DeValue::String(DeString::Owned(value))),
+        );
+    }
+    Ok(table)
+}
+
+/// Replaces `${NAME}` in every string value with the environment variable
+/// NAME; `$${` stands for a literal `${`. A missing variable is an error at
+/// the value.
+fn interpolate_table(table: &mut DeTable<'static>, source: &Source) -> Result<(), ConfigError> {
+    for (_, v) in table.iter_mut() {
+        interpolate_value(v, source)?;
+    }
+    Ok(())
+}
+
+fn interpolate_value(
+    v: &mut Spanned<DeValue<'static>>,
+    source: &Source,
+) -> Result<(), ConfigError> {
+    let span = v.span();
+    match v.get_mut() {
+        DeValue::String(s) => {
+            if s.contains('$') {
+                let out = interpolate_str(s).map_err(|m| source.error_at(Some(span), m))?;
+                *s = DeString::Owned(out);
+            }
+        }
+        DeValue::Array(a) => {
+            for item in a.iter_mut() {
+                interpolate_value(item, source)?;
+            }
+        }
+        DeValue::Table(t) => interpolate_table(t, source)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Expands `${NAME}` from the environment.
+pub fn interpolate_str(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| "unterminated `${` in value".to_string())?;
+            let name = &body[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("`${{{name}}}` is not a valid variable reference"));
+            }
+            let value = std::env::var(name)
+                .map_err(|_| format!("environment variable `{name}` is not set"))?;
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("conf/exhibit.toml"), text.to_string())
+    }
+
+    const OK: &str = r#"
+[agent]
+id = "test"
+
+[[collectors]]
+name = "uptime"
+kind = "command"
+schedule = "@hourly"
+command = ["uptime"]
+"#;
+
+    #[test]
+    fn a_valid_config_loads_with_defaults() {
+        let c = parse_str(OK).unwrap();
+        assert_eq!(c.agent.id, "test");
+        assert_eq!(c.agent.key, PathBuf::from("conf/exhibit.key"));
+        assert_eq!(c.store, "evidence");
+        assert_eq!(c.collectors.len(), 1);
+        assert_eq!(c.collectors[0].retries, 3);
+        assert_eq!(c.collectors[0].timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn unknown_common_key_is_located() {
+        let text = OK.replace(
+            "schedule = \"@hourly\"",
+            "schedule = \"@hourly\"\nschedul = \"x\"",
+        );
+        let e = parse_str(&text).unwrap_err();
+        assert_eq!(e.line, Some(9), "{e}");
+        assert_eq!(e.key.as_deref(), Some("collectors[0].schedul"), "{e}");
+        assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn unknown_kind_key_is_located() {
+        let text = format!(
+            "{OK}\n[[collectors]]\nname = \"b\"\nkind = \"command\"\nschedule = \"@daily\"\ncommand = [\"true\"]\ntimeout_secs = 4\n"
+        );
+        let e = parse_str(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("collectors[1].timeout_secs"), "{e}");
+        assert_eq!(e.line, Some(16), "{e}");
+    }
+
+    #[test]
+    fn bad_cron_is_located() {
+        let text = OK.replace("@hourly", "61 * * * *");
+        let e = parse_str(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("collectors[0].schedule"), "{e}");
+        assert_eq!(e.line, Some(8));
+    }
+
+    #[test]
+    fn syntax_error_is_located() {
+        let e = parse_str("[agent]\nid = \"x\nkey = 3\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn missing_env_var_is_located() {
+        let text = OK.replace(
+            "[\"uptime\"]",
+            "[\"echo\", \"${EXHIBIT_TEST_SURELY_UNSET}\"]",
+        );
+        let e = parse_str(&text).unwrap_err();
+        assert!(e.message.contains("EXHIBIT_TEST_SURELY_UNSET"), "{e}");
+        assert_eq!(e.key.as_deref(), Some("collectors[0].command"), "{e}");
+    }
+
+    #[test]
+    fn interpolation_expands_and_escapes() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("EXHIBIT_TEST_VAR", "v") };
+        assert_eq!(interpolate_str("a${EXHIBIT_TEST_VAR}b").unwrap(), "avb");
+        assert_eq!(interpolate_str("$${NOT}").unwrap(), "${NOT}");
+        assert_eq!(interpolate_str("cost $5").unwrap(), "cost $5");
+        assert!(interpolate_str("${bad-name}").is_err());
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let text = format!(
+            "{OK}\n[[collectors]]\nname = \"uptime\"\nkind = \"command\"\nschedule = \"@daily\"\ncommand = [\"true\"]\n"
+        );
+        let e = parse_str(&text).unwrap_err();
+        assert!(e.message.contains("two collectors"), "{e}");
+    }
+}

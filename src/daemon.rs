@@ -1,0 +1,217 @@
+//! `exhibit run`: the scheduler.
+//!
+//! Each enabled collector instance gets a task that sleeps until its next
+//! cron slot, waits for a global concurrency permit, runs, and checkpoints.
+//! One task per instance means one instance never overlaps itself; slots
+//! that pass while it is still running are recorded as missed, as are slots
+//! that passed while the agent was down (found at start-up).
+//!
+//! Shutdown has two stages, as two tokens: `stop` (SIGTERM/SIGINT) ends
+//! scheduling while in-flight runs continue; `hard_stop` (the grace period
+//! ran out, or a second signal) cancels them, and they still write their
+//! failed records and checkpoints before the process exits.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{CollectorInstance, Config};
+use crate::evidence::record::Trigger;
+use crate::runner::Runner;
+
+/// Most missed slots listed one by one in a missed record; the count is
+/// always exact.
+const MISSED_LISTED: usize = 1000;
+
+/// Runs the daemon until a shutdown signal; returns once every in-flight
+/// run has written its records and checkpoint.
+pub async fn run(
+    config: Config,
+    runner: Runner,
+    ready: Arc<AtomicBool>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let grace = config.agent.shutdown_grace;
+    let hard_stop = runner.hard_stop.clone();
+    tokio::spawn(watch_signals(stop.clone(), hard_stop.clone(), grace));
+
+    let instances: Vec<Arc<CollectorInstance>> = config
+        .collectors
+        .into_iter()
+        .filter(|c| c.enabled)
+        .map(Arc::new)
+        .collect();
+    if instances.is_empty() {
+        tracing::warn!("no enabled collectors: nothing will be scheduled");
+    }
+
+    let behind = record_downtime(&runner, &instances).await?;
+    let permits = Arc::new(Semaphore::new(config.agent.concurrency));
+    ready.store(true, Ordering::SeqCst);
+    tracing::info!(
+        collectors = instances.len(),
+        store = %runner.writer.store().describe(),
+        "scheduler started"
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for inst in instances {
+        let catch_up = config.agent.catch_up && behind.contains(&inst.name);
+        tasks.spawn(instance_loop(
+            inst,
+            runner.clone(),
+            permits.clone(),
+            stop.clone(),
+            catch_up,
+        ));
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "a scheduler task failed");
+        }
+    }
+    ready.store(false, Ordering::SeqCst);
+    tracing::info!("all runs finished; exiting");
+    Ok(())
+}
+
+async fn watch_signals(stop: CancellationToken, hard_stop: CancellationToken, grace: Duration) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = stop.cancelled() => {}
+    }
+    tracing::info!(grace = ?grace, "shutting down: no new runs; in-flight runs may finish within the grace period");
+    stop.cancel();
+    tokio::select! {
+        _ = tokio::time::sleep(grace) => tracing::warn!("grace period over: cancelling in-flight runs"),
+        _ = term.recv() => tracing::warn!("second signal: cancelling in-flight runs"),
+        _ = int.recv() => tracing::warn!("second signal: cancelling in-flight runs"),
+        _ = hard_stop.cancelled() => {}
+    }
+    hard_stop.cancel();
+}
+
+/// Finds, for every stream of every instance, the slots that passed since
+/// its last record, and records them as missed in one start-up run.
+/// Returns the names of instances that are behind.
+async fn record_downtime(
+    runner: &Runner,
+    instances: &[Arc<CollectorInstance>],
+) -> anyhow::Result<BTreeSet<String>> {
+    let store = runner.writer.store().clone();
+    let now = runner.writer.now();
+    let run = runner.writer.begin_run(Trigger::Gap);
+    let mut behind = BTreeSet::new();
+    for inst in instances {
+        let prefix = format!("records/{}/", inst.name);
+        let streams: BTreeSet<String> = store
+            .list(&prefix)
+            .await?
+            .iter()
+            .filter_map(|k| {
+                k.rsplit_once('/')
+                    .map(|(s, _)| s["records/".len()..].to_string())
+            })
+            .collect();
+        for stream in streams {
+            let Some(last) = runner.writer.last_slot(&stream).await? else {
+                continue;
+            };
+            let (slots, total) = inst.schedule.slots_between(last, now, MISSED_LISTED);
+            if total > 0 {
+                runner
+                    .record_missed(
+                        inst,
+                        &run,
+                        &stream,
+                        &slots,
+                        total,
+                        "the agent was not running",
+                    )
+                    .await?;
+                behind.insert(inst.name.clone());
+            }
+        }
+    }
+    if !run.written().is_empty() {
+        runner.writer.checkpoint(run).await?;
+    }
+    Ok(behind)
+}
+
+async fn sleep_until(t: DateTime<Utc>) {
+    let wait = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    tokio::time::sleep(wait).await;
+}
+
+async fn instance_loop(
+    inst: Arc<CollectorInstance>,
+    runner: Runner,
+    permits: Arc<Semaphore>,
+    stop: CancellationToken,
+    catch_up: bool,
+) {
+    if catch_up && !stop.is_cancelled() {
+        if let Ok(_permit) = permits.acquire().await {
+            let run = runner.writer.begin_run(Trigger::CatchUp);
+            runner.run_instance(&inst, &run, None).await;
+            if let Err(e) = runner.writer.checkpoint(run).await {
+                tracing::error!(collector = %inst.name, error = %e, "cannot write checkpoint");
+            }
+        }
+    }
+    let mut after = runner.writer.now();
+    loop {
+        let Some(slot) = inst.schedule.next_after(after) else {
+            tracing::warn!(collector = %inst.name, "schedule has no future slot");
+            return;
+        };
+        tokio::select! {
+            _ = sleep_until(slot) => {}
+            _ = stop.cancelled() => return,
+        }
+        let _permit = tokio::select! {
+            p = permits.acquire() => p.expect("the semaphore is never closed"),
+            _ = stop.cancelled() => return,
+        };
+        let run = runner.writer.begin_run(Trigger::Scheduled);
+        let outcomes = runner.run_instance(&inst, &run, Some(slot)).await;
+        // Slots that came and went while this run (or its wait for a
+        // permit) took too long: they did not run, and the record says so.
+        let now = runner.writer.now();
+        let (skipped, total) = inst.schedule.slots_between(slot, now, MISSED_LISTED);
+        if total > 0 {
+            for o in outcomes.iter().filter(|o| o.written.is_some()) {
+                if let Err(e) = runner
+                    .record_missed(
+                        &inst,
+                        &run,
+                        &o.stream,
+                        &skipped,
+                        total,
+                        "the previous run was still in progress",
+                    )
+                    .await
+                {
+                    tracing::error!(collector = %inst.name, error = %e, "cannot record missed slots");
+                }
+            }
+        }
+        if let Err(e) = runner.writer.checkpoint(run).await {
+            tracing::error!(collector = %inst.name, error = %e, "cannot write checkpoint");
+        }
+        after = skipped.last().copied().unwrap_or(slot).max(slot);
+        if total > skipped.len() {
+            after = now;
+        }
+    }
+}

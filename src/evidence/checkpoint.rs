@@ -1,0 +1,84 @@
+//! Checkpoints: at the end of every run the agent signs the list of records
+//! the run wrote and the hash of its previous checkpoint, so that deleting a
+//! whole run breaks a chain `verify` can follow (as CloudTrail digest files).
+
+use chrono::{DateTime, Datelike, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::keys::KeyRing;
+use super::record::{CHECKPOINT_PREDICATE_TYPE, OpenError, Statement, Subject};
+
+/// A link to the previous checkpoint of the same agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PrevCheckpoint {
+    /// Its store key.
+    pub key: String,
+    /// SHA-256 of its stored bytes.
+    pub sha256: String,
+}
+
+/// The predicate of a checkpoint; the subjects are the records of the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointPredicate {
+    /// The agent whose chain this is.
+    pub agent: String,
+    /// The run.
+    pub run_id: String,
+    /// `scheduled`, `catch_up`, `manual`…
+    pub trigger: super::record::Trigger,
+    /// When the run began.
+    pub started_at: DateTime<Utc>,
+    /// When it ended (the checkpoint's time).
+    pub finished_at: DateTime<Utc>,
+    /// The previous checkpoint of this agent; `None` for the first.
+    pub prev: Option<PrevCheckpoint>,
+}
+
+/// A checkpoint as stored.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// Its store key.
+    pub key: String,
+    /// SHA-256 of the stored bytes.
+    pub sha256: String,
+    /// The decoded statement.
+    pub statement: Statement<CheckpointPredicate>,
+    /// The id of the key that signed it.
+    pub key_id: String,
+}
+
+impl Checkpoint {
+    /// The predicate.
+    pub fn predicate(&self) -> &CheckpointPredicate {
+        &self.statement.predicate
+    }
+
+    /// The records of the run.
+    pub fn records(&self) -> &[Subject] {
+        &self.statement.subject
+    }
+}
+
+/// The store key of a checkpoint.
+pub fn checkpoint_key(finished_at: DateTime<Utc>, run_id: &str) -> String {
+    format!(
+        "checkpoints/{:04}/{:02}/{:02}/{run_id}.json",
+        finished_at.year(),
+        finished_at.month(),
+        finished_at.day()
+    )
+}
+
+/// Checks the signature and decodes a stored checkpoint.
+pub fn open_checkpoint(key: &str, bytes: &[u8], keys: &KeyRing) -> Result<Checkpoint, OpenError> {
+    let (statement, key_id) =
+        super::record::open::<CheckpointPredicate>(bytes, CHECKPOINT_PREDICATE_TYPE, keys)?;
+    Ok(Checkpoint {
+        key: key.to_string(),
+        sha256: super::sha256_hex(bytes),
+        statement,
+        key_id,
+    })
+}

@@ -1,0 +1,257 @@
+//! Ed25519 signing keys: generation on first use, PEM files that OpenSSL
+//! reads too, key ids, and the key ring `verify` trusts.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
+    spki::der::pem::LineEnding,
+};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
+
+/// Errors loading or creating keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not an Ed25519 key in PEM form.
+    #[error("{path}: not an Ed25519 {what} in PEM form: {detail}")]
+    Format {
+        /// The key file.
+        path: PathBuf,
+        /// "private key" or "public key".
+        what: &'static str,
+        /// What the decoder said.
+        detail: String,
+    },
+}
+
+/// A public key and its id.
+#[derive(Clone, Debug)]
+pub struct PublicKey {
+    id: String,
+    key: VerifyingKey,
+}
+
+impl PublicKey {
+    fn new(key: VerifyingKey) -> Self {
+        let id = crate::evidence::sha256_hex(key.as_bytes())[..16].to_string();
+        PublicKey { id, key }
+    }
+
+    /// The key id: the first 16 hex digits of the SHA-256 of the raw key.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// SubjectPublicKeyInfo PEM, as `openssl pkey -pubin` reads it.
+    pub fn to_pem(&self) -> String {
+        self.key
+            .to_public_key_pem(LineEnding::LF)
+            .expect("an Ed25519 public key encodes")
+    }
+
+    /// Parses a SubjectPublicKeyInfo PEM.
+    pub fn from_pem(pem: &str) -> Result<Self, String> {
+        VerifyingKey::from_public_key_pem(pem)
+            .map(Self::new)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Loads a public key file.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let pem = fs::read_to_string(path).map_err(|source| KeyError::Io {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_pem(&pem).map_err(|detail| KeyError::Format {
+            path: path.into(),
+            what: "public key",
+            detail,
+        })
+    }
+
+    /// Strict Ed25519 verification of `signature` over `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        let Ok(sig) = Signature::from_slice(signature) else {
+            return false;
+        };
+        self.key.verify_strict(message, &sig).is_ok() && self.key.verify(message, &sig).is_ok()
+    }
+}
+
+/// The agent's signing key.
+pub struct Signer {
+    key: SigningKey,
+    public: PublicKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material, even in debug logs.
+        write!(f, "Signer({})", self.public.id)
+    }
+}
+
+impl Signer {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).expect("the OS random source is available");
+        Self::from_key(SigningKey::from_bytes(&seed))
+    }
+
+    fn from_key(key: SigningKey) -> Self {
+        let public = PublicKey::new(key.verifying_key());
+        Signer { key, public }
+    }
+
+    /// Loads the PKCS#8 PEM at `path`, or creates one there (mode 0600) when
+    /// it does not exist yet. Returns the signer and whether it was created.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
+        match fs::read_to_string(path) {
+            Ok(pem) => {
+                let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Format {
+                    path: path.into(),
+                    what: "private key",
+                    detail: e.to_string(),
+                })?;
+                Ok((Self::from_key(key), false))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let signer = Self::generate();
+                signer.write_private(path)?;
+                Ok((signer, true))
+            }
+            Err(source) => Err(KeyError::Io {
+                path: path.into(),
+                source,
+            }),
+        }
+    }
+
+    fn write_private(&self, path: &Path) -> Result<(), KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.into(),
+            source,
+        };
+        // PKCS#8 v1 (no embedded public key): the form OpenSSL writes itself.
+        let pem = KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .expect("an Ed25519 key encodes");
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(path).map_err(io)?;
+        f.write_all(pem.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        Ok(())
+    }
+
+    /// The id of this key.
+    pub fn key_id(&self) -> &str {
+        self.public.id()
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        self.public.clone()
+    }
+
+    /// Signs `message`, returning the raw 64-byte signature.
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+}
+
+/// The public keys `verify` trusts, by id.
+#[derive(Default, Clone, Debug)]
+pub struct KeyRing {
+    keys: BTreeMap<String, PublicKey>,
+}
+
+impl KeyRing {
+    /// Adds a key.
+    pub fn insert(&mut self, key: PublicKey) {
+        self.keys.insert(key.id().to_string(), key);
+    }
+
+    /// Looks a key up by id.
+    pub fn get(&self, id: &str) -> Option<&PublicKey> {
+        self.keys.get(id)
+    }
+
+    /// How many keys the ring holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when the ring holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The ids of every key.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_created_once_with_private_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys/agent.pem");
+        let (a, created) = Signer::load_or_create(&path).unwrap();
+        assert!(created);
+        let (b, created) = Signer::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(a.key_id(), b.key_id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let pem = a.public().to_pem();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"));
+        assert_eq!(PublicKey::from_pem(&pem).unwrap().id(), a.key_id());
+        let sig = a.sign(b"msg");
+        assert!(a.public().verify(b"msg", &sig));
+        assert!(!a.public().verify(b"msh", &sig));
+    }
+
+    #[test]
+    fn garbage_key_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        fs::write(&path, "not a key").unwrap();
+        let err = Signer::load_or_create(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("k.pem") && err.contains("private key"),
+            "{err}"
+        );
+    }
+}

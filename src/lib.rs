@@ -1,0 +1,31 @@
+//! Exhibit: continuous, signed, hash-chained evidence collection for SOC 2
+//! Type II audits.
+//!
+//! Data flows one way: a [`collect`] kind returns a JSON payload; the
+//! [`runner`] adds retries and timeouts; the [`writer`] canonicalises and
+//! hashes it ([`evidence::canonical`]), wraps it in a signed in-toto record
+//! ([`evidence::record`], [`evidence::dsse`]), chains it, and puts it in a
+//! [`store`]; every run ends with a checkpoint ([`evidence::checkpoint`]).
+//! The [`daemon`] schedules runs; [`verify`] checks everything back.
+
+pub mod admin;
+pub mod browse;
+pub mod cli;
+pub mod collect;
+pub mod config;
+pub mod daemon;
+pub mod evidence;
+pub mod metrics;
+pub mod runner;
+pub mod schedule;
+pub mod store;
+pub mod verify;
+pub mod writer;
+
+/// This machine's host name, as recorded in source identities.
+pub fn host_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,138 @@
+//! Prometheus metrics of the agent, served by the admin endpoint.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// The agent's metrics.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    runs: Family<Labels, Counter>,
+    duration: Family<Labels, Histogram>,
+    last_success: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    last_attempt: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    missed: Family<Labels, Counter>,
+    records: Counter,
+    in_flight: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("exhibit");
+        let runs = Family::<Labels, Counter>::default();
+        // Buckets from 50 ms to ~14 min: collections span that whole range.
+        let duration = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.05, 0.2, 1.0, 5.0, 15.0, 60.0, 180.0, 420.0, 840.0])
+        });
+        let last_success = Family::default();
+        let last_attempt = Family::default();
+        let missed = Family::default();
+        let records = Counter::default();
+        let in_flight = Gauge::default();
+        registry.register(
+            "collections",
+            "Collection attempts by collector, stream and status",
+            runs.clone(),
+        );
+        registry.register(
+            "collection_duration_seconds",
+            "Duration of collection attempts, retries included",
+            duration.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the last successful collection per stream",
+            last_success.clone(),
+        );
+        registry.register(
+            "last_attempt_timestamp_seconds",
+            "Unix time of the last collection attempt per stream",
+            last_attempt.clone(),
+        );
+        registry.register(
+            "missed_slots",
+            "Scheduled slots that did not run, per stream",
+            missed.clone(),
+        );
+        registry.register(
+            "records_written",
+            "Records written to the store",
+            records.clone(),
+        );
+        registry.register(
+            "collections_in_flight",
+            "Collections running now",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            runs,
+            duration,
+            last_success,
+            last_attempt,
+            missed,
+            records,
+            in_flight,
+        }
+    }
+
+    /// Counts one finished attempt of `stream`.
+    pub fn observe(&self, collector: &str, stream: &str, status: &str, seconds: f64, at: f64) {
+        let l = vec![
+            ("collector".to_string(), collector.to_string()),
+            ("stream".to_string(), stream.to_string()),
+        ];
+        let mut with_status = l.clone();
+        with_status.push(("status".into(), status.into()));
+        self.runs.get_or_create(&with_status).inc();
+        self.duration.get_or_create(&l).observe(seconds);
+        self.last_attempt.get_or_create(&l).set(at);
+        if status == "ok" {
+            self.last_success.get_or_create(&l).set(at);
+        }
+        self.records.inc();
+    }
+
+    /// Counts missed slots of `stream`.
+    pub fn missed(&self, collector: &str, stream: &str, n: u64) {
+        let l = vec![
+            ("collector".to_string(), collector.to_string()),
+            ("stream".to_string(), stream.to_string()),
+        ];
+        self.missed.get_or_create(&l).inc_by(n);
+        self.records.inc();
+    }
+
+    /// Tracks collections in flight.
+    pub fn in_flight(&self, delta: i64) {
+        self.in_flight.inc_by(delta);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().expect("metrics lock");
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,324 @@
+//! Runs one collector instance once: resolves its targets, collects each
+//! with a timeout and retries (exponential backoff with jitter), and hands
+//! every outcome, success or failure, to the writer. A failed attempt is
+//! evidence too, so every path ends in a record.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::collect::{CollectError, Context, Snapshot, Target, VERSION};
+use crate::config::CollectorInstance;
+use crate::evidence::record::{CollectorInfo, Status};
+use crate::metrics::Metrics;
+use crate::writer::{Entry, Run, WriteError, Writer, Written};
+
+/// How many targets of one instance are collected at once. Targets of one
+/// instance usually share an API's rate budget, so this stays small.
+const TARGET_CONCURRENCY: usize = 4;
+/// Longest single backoff between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The outcome of one stream's collection.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The stream.
+    pub stream: String,
+    /// The status recorded.
+    pub status: Status,
+    /// The error, if any.
+    pub error: Option<String>,
+    /// What was written; `None` when the store write itself failed.
+    pub written: Option<Written>,
+}
+
+/// Shared pieces a run needs.
+#[derive(Clone, Debug)]
+pub struct Runner {
+    /// The writer.
+    pub writer: Arc<Writer>,
+    /// Metrics to update.
+    pub metrics: Arc<Metrics>,
+    /// The shared HTTP client.
+    pub http: reqwest::Client,
+    /// Cancelled when in-flight work must stop (after the grace period).
+    pub hard_stop: CancellationToken,
+}
+
+impl Runner {
+    /// Collects every target of `inst` within `run`.
+    pub async fn run_instance(
+        &self,
+        inst: &CollectorInstance,
+        run: &Run,
+        scheduled_for: Option<DateTime<Utc>>,
+    ) -> Vec<Outcome> {
+        self.metrics.in_flight(1);
+        let ctx = Context {
+            http: self.http.clone(),
+            cancel: self.hard_stop.child_token(),
+        };
+        let started = self.writer.now();
+        let targets = match with_retries(inst, &ctx, |ctx| {
+            let c = &inst.collector;
+            async move { c.targets(&ctx).await }
+        })
+        .await
+        {
+            (Ok(t), _) => t,
+            (Err(e), attempts) => {
+                // Without targets there is no stream to write to; the
+                // failure goes to the instance's own stream so it is seen.
+                let target = Target {
+                    key: "_targets".into(),
+                    source: json!({"stage": "resolving targets"}),
+                };
+                let o = self
+                    .record(inst, run, &target, started, scheduled_for, Err(e), attempts)
+                    .await;
+                self.metrics.in_flight(-1);
+                return vec![o];
+            }
+        };
+        let outcomes = futures::stream::iter(targets)
+            .map(|target| {
+                let ctx = ctx.clone();
+                async move {
+                    let stream = format!("{}/{}", inst.name, target.key);
+                    let started = self.writer.now();
+                    let previous = match self.writer.previous(&stream).await {
+                        Ok(p) => p,
+                        Err(e) => return self.store_failure(inst, &stream, e),
+                    };
+                    let (result, attempts) = with_retries(inst, &ctx, |ctx| {
+                        let (c, t, p) = (&inst.collector, &target, previous.as_ref());
+                        async move { c.collect(&ctx, t, p).await }
+                    })
+                    .await;
+                    self.record(inst, run, &target, started, scheduled_for, result, attempts)
+                        .await
+                }
+            })
+            .buffer_unordered(TARGET_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        self.metrics.in_flight(-1);
+        outcomes
+    }
+
+    fn store_failure(&self, inst: &CollectorInstance, stream: &str, e: WriteError) -> Outcome {
+        tracing::error!(collector = %inst.name, stream, error = %e, "cannot write evidence");
+        Outcome {
+            stream: stream.to_string(),
+            status: Status::Failed,
+            error: Some(e.to_string()),
+            written: None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        inst: &CollectorInstance,
+        run: &Run,
+        target: &Target,
+        started_at: DateTime<Utc>,
+        scheduled_for: Option<DateTime<Utc>>,
+        result: Result<Snapshot, CollectError>,
+        attempts: u32,
+    ) -> Outcome {
+        let stream = format!("{}/{}", inst.name, target.key);
+        let finished_at = self.writer.now();
+        let (status, error, payload, cursor) = match result {
+            Ok(s) if s.failures.is_empty() => (Status::Ok, None, s.payload, s.cursor),
+            Ok(s) => {
+                let msg = format!("incomplete: {}", s.failures.join("; "));
+                (Status::Partial, Some(msg), s.payload, s.cursor)
+            }
+            Err(e) => {
+                let kind = match &e {
+                    CollectError::Retryable { .. } => "retryable",
+                    CollectError::Fatal(_) => "fatal",
+                    CollectError::Cancelled => "cancelled",
+                };
+                let doc = json!({
+                    "error": e.to_string(),
+                    "error_kind": kind,
+                    "collector": inst.name,
+                    "kind": inst.kind,
+                    "stream": stream,
+                    "attempts": attempts,
+                    "timeout_seconds": inst.timeout.as_secs_f64(),
+                });
+                (Status::Failed, Some(e.to_string()), doc, None)
+            }
+        };
+        let entry = Entry {
+            stream: stream.clone(),
+            collector: CollectorInfo {
+                name: inst.name.clone(),
+                kind: inst.kind.clone(),
+                version: VERSION.to_string(),
+            },
+            source: target.source.clone(),
+            started_at,
+            finished_at,
+            status,
+            error: error.clone(),
+            attempts,
+            payload,
+            criteria: inst.criteria.clone(),
+            schedule: Some(inst.schedule.expression().to_string()),
+            scheduled_for,
+            cursor,
+        };
+        let seconds = (finished_at - started_at).num_milliseconds() as f64 / 1000.0;
+        match self.writer.append(run, entry).await {
+            Ok(w) => {
+                self.metrics.observe(
+                    &inst.name,
+                    &stream,
+                    status.as_str(),
+                    seconds,
+                    finished_at.timestamp() as f64,
+                );
+                match &error {
+                    None => {
+                        tracing::info!(collector = %inst.name, stream = %stream, seq = w.seq, attempts, "collected")
+                    }
+                    Some(e) => {
+                        tracing::warn!(collector = %inst.name, stream = %stream, seq = w.seq, attempts, status = status.as_str(), error = %e, "collection failed")
+                    }
+                }
+                Outcome {
+                    stream,
+                    status,
+                    error,
+                    written: Some(w),
+                }
+            }
+            Err(e) => self.store_failure(inst, &stream, e),
+        }
+    }
+
+    /// Records slots of `stream` that did not run.
+    pub async fn record_missed(
+        &self,
+        inst: &CollectorInstance,
+        run: &Run,
+        stream: &str,
+        slots: &[DateTime<Utc>],
+        total: usize,
+        reason: &str,
+    ) -> Result<Written, WriteError> {
+        let now = self.writer.now();
+        let entry = Entry {
+            stream: stream.to_string(),
+            collector: CollectorInfo {
+                name: inst.name.clone(),
+                kind: inst.kind.clone(),
+                version: VERSION.to_string(),
+            },
+            source: Value::Null,
+            started_at: now,
+            finished_at: now,
+            status: Status::Missed,
+            error: Some(format!("{total} scheduled slot(s) did not run: {reason}")),
+            attempts: 0,
+            payload: json!({
+                "reason": reason,
+                "count": total,
+                "first": slots.first(),
+                "last": slots.last(),
+                "slots": slots,
+            }),
+            criteria: inst.criteria.clone(),
+            schedule: Some(inst.schedule.expression().to_string()),
+            scheduled_for: slots.last().copied(),
+            cursor: None,
+        };
+        let w = self.writer.append(run, entry).await?;
+        self.metrics.missed(&inst.name, stream, total as u64);
+        tracing::warn!(collector = %inst.name, stream, missed = total, reason, "missed slots recorded");
+        Ok(w)
+    }
+}
+
+/// Calls `attempt` until it succeeds, fails fatally, runs out of retries or
+/// is cancelled; each try has the instance's timeout. Returns the result and
+/// the number of tries.
+async fn with_retries<T, F, Fut>(
+    inst: &CollectorInstance,
+    ctx: &Context,
+    mut attempt: F,
+) -> (Result<T, CollectError>, u32)
+where
+    F: FnMut(Context) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CollectError>>,
+{
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let try_ctx = Context {
+            http: ctx.http.clone(),
+            cancel: ctx.cancel.child_token(),
+        };
+        let guard = try_ctx.cancel.clone().drop_guard();
+        let began = Instant::now();
+        let result = tokio::select! {
+            r = tokio::time::timeout(inst.timeout, attempt(try_ctx)) => match r {
+                Ok(r) => r,
+                Err(_) => Err(CollectError::retryable(format!(
+                    "timed out after {:?}", inst.timeout
+                ))),
+            },
+            _ = ctx.cancel.cancelled() => Err(CollectError::Cancelled),
+        };
+        drop(guard);
+        let retry_after = match &result {
+            Err(CollectError::Retryable {
+                retry_after,
+                message,
+            }) if tries <= inst.retries => {
+                tracing::debug!(collector = %inst.name, tries, error = %message, elapsed = ?began.elapsed(), "retrying");
+                *retry_after
+            }
+            _ => return (result, tries),
+        };
+        let backoff = retry_after.unwrap_or_else(|| backoff(inst.retry_backoff, tries));
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = ctx.cancel.cancelled() => return (Err(CollectError::Cancelled), tries),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter in the upper half: `base·2^(n-1)`
+/// scaled by a random factor in [0.5, 1), capped.
+fn backoff(base: Duration, tries: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << (tries - 1).min(16));
+    let capped = exp.min(MAX_BACKOFF);
+    capped.mul_f64(rand::rng().random_range(0.5..1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let b = Duration::from_secs(1);
+        for _ in 0..50 {
+            let d1 = backoff(b, 1);
+            assert!(d1 >= Duration::from_millis(500) && d1 < b);
+            let d3 = backoff(b, 3);
+            assert!(d3 >= Duration::from_secs(2) && d3 < Duration::from_secs(4));
+            assert!(backoff(b, 30) < MAX_BACKOFF);
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The filesystem store: one file per key under a root directory.
+//!
+//! A write goes to a temporary file in the target directory, is fsynced,
+//! then hard-linked into place (which, unlike rename, fails when the target
+//! exists, so that a key is never overwritten even by a racing writer), and
+//! the directory is fsynced so that the new name survives a power cut.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use super::{Lease, Store, StoreError};
+
+/// Where lock files live, beside (not inside) the evidence layout.
+const LOCK_DIR: &str = ".locks";
+
+/// A store rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    root: PathBuf,
+}
+
+impl FsStore {
+    /// A store at `root` (created on first write).
+    pub fn new(root: PathBuf) -> Self {
+        FsStore { root }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        if key
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+            || key.starts_with('/')
+        {
+            return Err(StoreError::Config(format!("invalid store key `{key}`")));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn put_sync(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let dir = path.parent().expect("keys have a directory");
+        if path.exists() {
+            return Err(StoreError::Exists(key.to_string()));
+        }
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(key, e))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(|e| StoreError::io(key, e))?;
+        tmp.write_all(bytes).map_err(|e| StoreError::io(key, e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| StoreError::io(key, e))?;
+        match fs::hard_link(tmp.path(), &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(StoreError::Exists(key.to_string()));
+            }
+            Err(e) => return Err(StoreError::io(key, e)),
+        }
+        drop(tmp);
+        sync_dir(dir).map_err(|e| StoreError::io(key, e))?;
+        Ok(())
+    }
+
+    fn list_sync(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join(prefix.trim_end_matches('/'));
+        let mut out = Vec::new();
+        walk(&dir, prefix.trim_end_matches('/'), &mut out)
+            .map_err(|e| StoreError::io(prefix, e))?;
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // Temporary files and lock files are not evidence.
+        if name.starts_with('.') {
+            continue;
+        }
+        let key = if key_prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{key_prefix}/{name}")
+        };
+        if entry.file_type()?.is_dir() {
+            walk(&entry.path(), &key, out)?;
+        } else {
+            out.push(key);
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// An exclusive advisory lock on a file, released when dropped (or when the
+/// process dies, so that a kill -9 never leaves a stale lock behind).
+#[derive(Debug)]
+struct FileLease {
+    _file: File,
+}
+
+impl Lease for FileLease {}
+
+#[async_trait]
+impl Store for FsStore {
+    async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let this = self.clone();
+        let key = key.to_string();
+        let bytes = bytes.to_vec();
+        tokio::task::spawn_blocking(move || this.put_sync(&key, &bytes))
+            .await
+            .expect("store writes do not panic")
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(key, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let this = self.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || this.list_sync(&prefix))
+            .await
+            .expect("listing does not panic")
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.path(key)?.exists())
+    }
+
+    async fn lease(&self, name: &str) -> Result<Box<dyn Lease>, StoreError> {
+        let file_name = format!("{}.lock", name.replace('/', "~"));
+        let dir = self.root.join(LOCK_DIR);
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io(LOCK_DIR, e))?;
+        let path = dir.join(file_name);
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(path.display().to_string(), e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let me = format!("pid {} on {}", std::process::id(), host());
+                file.set_len(0).ok();
+                let _ = file.write_all(me.as_bytes());
+                Ok(Box::new(FileLease { _file: file }))
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                Err(StoreError::Locked {
+                    what: name.to_string(),
+                    detail: if holder.is_empty() {
+                        "holder unknown".into()
+                    } else {
+                        holder
+                    },
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => Err(StoreError::io(path.display().to_string(), e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+fn host() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown host".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_never_overwrite_and_list_is_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path().join("store"));
+        s.put_new("records/a/000000000002.json", b"2")
+            .await
+            .unwrap();
+        s.put_new("records/a/000000000001.json", b"1")
+            .await
+            .unwrap();
+        s.put_new("records/b/c/000000000001.json", b"x")
+            .await
+            .unwrap();
+        let err = s
+            .put_new("records/a/000000000001.json", b"evil")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Exists(_)));
+        assert_eq!(
+            s.get("records/a/000000000001.json").await.unwrap().unwrap(),
+            b"1"
+        );
+        assert_eq!(
+            s.list("records/").await.unwrap(),
+            vec![
+                "records/a/000000000001.json",
+                "records/a/000000000002.json",
+                "records/b/c/000000000001.json"
+            ]
+        );
+        assert!(s.list("nothing/").await.unwrap().is_empty());
+        assert!(s.get("records/../x").await.is_err());
+        // No temporary files are left behind.
+        let names: Vec<_> = fs::read_dir(dir.path().join("store/records/a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path().to_path_buf());
+        let held = s.lease("stream/git/x").await.unwrap();
+        let err = s.lease("stream/git/x").await.unwrap_err();
+        assert!(err.to_string().contains("locked by another agent"), "{err}");
+        drop(held);
+        s.lease("stream/git/x").await.unwrap();
+    }
+}

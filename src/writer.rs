@@ -1,0 +1,437 @@
+//! The evidence writer: turns a collection outcome into a signed, chained
+//! record in the store, and closes each run with a signed checkpoint.
+//!
+//! It is the single place that knows a stream's head (sequence number and
+//! hash of the last record), and it holds a lease on every stream it writes
+//! and on its agent's checkpoint chain, so that no other process can fork
+//! either.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::collect::Previous;
+use crate::evidence::checkpoint::{CheckpointPredicate, PrevCheckpoint, checkpoint_key};
+use crate::evidence::keys::Signer;
+use crate::evidence::record::{
+    CHECKPOINT_PREDICATE_TYPE, CollectorInfo, Digest, JSON_MEDIA_TYPE, PayloadInfo,
+    RECORD_PREDICATE_TYPE, RecordPredicate, Status, Subject, Trigger, peek, seal,
+};
+use crate::evidence::{blob_key, canonical, record_key, sha256_hex, validate_stream_id};
+use crate::store::{Lease, Store, StoreError};
+
+/// Errors while writing evidence.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store holds something the writer cannot continue from.
+    #[error("{0}")]
+    Corrupt(String),
+    /// The payload is not representable as canonical JSON.
+    #[error("payload cannot be canonicalised: {0}")]
+    Canonical(String),
+}
+
+#[derive(Debug, Clone)]
+struct Head {
+    seq: u64,
+    sha256: Option<String>,
+    finished_at: Option<DateTime<Utc>>,
+    scheduled_for: Option<DateTime<Utc>>,
+    cursor: Option<Value>,
+}
+
+/// One record to write.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The stream.
+    pub stream: String,
+    /// Who collected.
+    pub collector: CollectorInfo,
+    /// From where.
+    pub source: Value,
+    /// When the attempt began.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// The outcome.
+    pub status: Status,
+    /// The error, when failed or partial.
+    pub error: Option<String>,
+    /// Tries made.
+    pub attempts: u32,
+    /// The payload (snapshot or error document).
+    pub payload: Value,
+    /// SOC 2 criteria.
+    pub criteria: Vec<String>,
+    /// The cron expression in force.
+    pub schedule: Option<String>,
+    /// The slot served.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// The cursor for the next incremental run.
+    pub cursor: Option<Value>,
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The stream.
+    pub stream: String,
+    /// Its new sequence number.
+    pub seq: u64,
+    /// SHA-256 of the stored record.
+    pub sha256: String,
+    /// SHA-256 of the payload.
+    pub payload_sha256: String,
+    /// The record's store key.
+    pub key: String,
+}
+
+/// A run in progress: the records it wrote so far.
+#[derive(Debug)]
+pub struct Run {
+    /// The run id (a UUIDv7, so ids sort by time).
+    pub id: String,
+    /// Why the run happened.
+    pub trigger: Trigger,
+    /// When it began.
+    pub started_at: DateTime<Utc>,
+    records: Mutex<Vec<Subject>>,
+}
+
+impl Run {
+    /// The records written so far.
+    pub fn written(&self) -> Vec<Subject> {
+        self.records.lock().expect("run lock").clone()
+    }
+}
+
+/// The writer of one agent.
+pub struct Writer {
+    store: Arc<dyn Store>,
+    signer: Arc<Signer>,
+    agent: String,
+    heads: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Head>>>>>,
+    leases: Mutex<Vec<Box<dyn Lease>>>,
+    checkpoint: tokio::sync::Mutex<Option<PrevCheckpoint>>,
+    clock: fn() -> DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("store", &self.store.describe())
+            .field("agent", &self.agent)
+            .finish()
+    }
+}
+
+impl Writer {
+    /// Claims the agent's checkpoint chain, finds its head, and publishes
+    /// the public key into `keys/`.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        signer: Arc<Signer>,
+        agent: &str,
+    ) -> Result<Self, WriteError> {
+        let lease = store.lease(&format!("agent/{agent}")).await?;
+        let key_path = format!("keys/{}.pub", signer.key_id());
+        let pem = signer.public().to_pem();
+        match store.put_new(&key_path, pem.as_bytes()).await {
+            Ok(()) | Err(StoreError::Exists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if store.get(&key_path).await?.as_deref() != Some(pem.as_bytes()) {
+            return Err(WriteError::Corrupt(format!(
+                "{key_path} in the store is not this agent's public key"
+            )));
+        }
+        let head = find_last_checkpoint(store.as_ref(), agent).await?;
+        Ok(Writer {
+            store,
+            signer,
+            agent: agent.to_string(),
+            heads: Default::default(),
+            leases: Mutex::new(vec![lease]),
+            checkpoint: tokio::sync::Mutex::new(head),
+            clock: Utc::now,
+        })
+    }
+
+    /// The store written to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The current time by the writer's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// Starts a run.
+    pub fn begin_run(&self, trigger: Trigger) -> Run {
+        Run {
+            id: uuid::Uuid::now_v7().to_string(),
+            trigger,
+            started_at: self.now(),
+            records: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn head_slot(
+        &self,
+        stream: &str,
+    ) -> Result<Arc<tokio::sync::Mutex<Option<Head>>>, WriteError> {
+        validate_stream_id(stream).map_err(WriteError::Corrupt)?;
+        let mut heads = self.heads.lock().await;
+        if let Some(h) = heads.get(stream) {
+            return Ok(h.clone());
+        }
+        let lease = self.store.lease(&format!("stream/{stream}")).await?;
+        self.leases.lock().expect("lease lock").push(lease);
+        let slot = Arc::new(tokio::sync::Mutex::new(None));
+        heads.insert(stream.to_string(), slot.clone());
+        Ok(slot)
+    }
+
+    async fn load_head(&self, stream: &str) -> Result<Head, WriteError> {
+        let keys = self.store.list(&format!("records/{stream}/")).await?;
+        let prefix = format!("records/{stream}/");
+        // Only direct children: `records/a/` also lists `records/a/b/…`.
+        let last = keys
+            .iter()
+            .filter(|k| !k[prefix.len()..].contains('/'))
+            .filter_map(|k| {
+                k[prefix.len()..]
+                    .strip_suffix(".json")
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .map(|n| (n, k))
+            })
+            .max_by_key(|(n, _)| *n);
+        let Some((seq, key)) = last else {
+            return Ok(Head {
+                seq: 0,
+                sha256: None,
+                finished_at: None,
+                scheduled_for: None,
+                cursor: None,
+            });
+        };
+        let bytes = self
+            .store
+            .get(key)
+            .await?
+            .ok_or_else(|| WriteError::Corrupt(format!("{key} vanished while reading")))?;
+        let statement = peek::<RecordPredicate>(&bytes).map_err(|e| {
+            WriteError::Corrupt(format!("{key}: {e}; refusing to extend this stream"))
+        })?;
+        if statement.predicate.seq != seq || statement.predicate.stream != stream {
+            return Err(WriteError::Corrupt(format!(
+                "{key} claims to be {}@{}; refusing to extend this stream",
+                statement.predicate.stream, statement.predicate.seq
+            )));
+        }
+        let p = statement.predicate;
+        Ok(Head {
+            seq,
+            sha256: Some(sha256_hex(&bytes)),
+            finished_at: Some(p.finished_at),
+            scheduled_for: p.scheduled_for,
+            cursor: if p.status == Status::Ok {
+                p.cursor
+            } else {
+                None
+            },
+        })
+    }
+
+    /// What the last record of `stream` said; claims the stream for this
+    /// process on first use.
+    pub async fn previous(&self, stream: &str) -> Result<Option<Previous>, WriteError> {
+        let slot = self.head_slot(stream).await?;
+        let mut head = slot.lock().await;
+        if head.is_none() {
+            *head = Some(self.load_head(stream).await?);
+        }
+        let h = head.as_ref().expect("loaded above");
+        Ok(h.finished_at.map(|finished_at| Previous {
+            seq: h.seq,
+            finished_at,
+            cursor: h.cursor.clone(),
+        }))
+    }
+
+    /// The last slot a stream served or, failing that, when it last wrote.
+    pub async fn last_slot(&self, stream: &str) -> Result<Option<DateTime<Utc>>, WriteError> {
+        self.previous(stream).await?;
+        let slot = self.head_slot(stream).await?;
+        let head = slot.lock().await;
+        Ok(head
+            .as_ref()
+            .and_then(|h| h.scheduled_for.or(h.finished_at)))
+    }
+
+    /// Writes the payload blob and the record, and adds it to `run`.
+    pub async fn append(&self, run: &Run, entry: Entry) -> Result<Written, WriteError> {
+        // Canonicalise and hash off the async threads: a payload can be large.
+        let payload = entry.payload;
+        let (bytes, payload_sha) = tokio::task::spawn_blocking(move || {
+            let bytes =
+                canonical::to_vec(&payload).map_err(|e| WriteError::Canonical(e.to_string()))?;
+            let sha = sha256_hex(&bytes);
+            Ok::<_, WriteError>((bytes, sha))
+        })
+        .await
+        .expect("canonicalisation does not panic")?;
+        let blob = blob_key(&payload_sha);
+        match self.store.put_new(&blob, &bytes).await {
+            Ok(()) | Err(StoreError::Exists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+
+        let slot = self.head_slot(&entry.stream).await?;
+        let mut head = slot.lock().await;
+        if head.is_none() {
+            *head = Some(self.load_head(&entry.stream).await?);
+        }
+        let h = head.as_mut().expect("loaded above");
+        let seq = h.seq + 1;
+        let predicate = RecordPredicate {
+            stream: entry.stream.clone(),
+            seq,
+            prev: h.sha256.clone(),
+            agent: self.agent.clone(),
+            run_id: run.id.clone(),
+            trigger: run.trigger,
+            schedule: entry.schedule,
+            scheduled_for: entry.scheduled_for,
+            collector: entry.collector,
+            source: entry.source,
+            started_at: entry.started_at,
+            finished_at: entry.finished_at,
+            status: entry.status,
+            error: entry.error,
+            attempts: entry.attempts,
+            payload: PayloadInfo {
+                size: bytes.len() as u64,
+                media_type: JSON_MEDIA_TYPE.to_string(),
+            },
+            criteria: entry.criteria,
+            cursor: entry.cursor,
+        };
+        let subject = vec![Subject {
+            name: blob.clone(),
+            digest: Digest {
+                sha256: payload_sha.clone(),
+            },
+        }];
+        let stored = seal(subject, RECORD_PREDICATE_TYPE, &predicate, &self.signer);
+        let key = record_key(&entry.stream, seq);
+        self.store.put_new(&key, &stored).await?;
+        let sha256 = sha256_hex(&stored);
+        *h = Head {
+            seq,
+            sha256: Some(sha256.clone()),
+            finished_at: Some(predicate.finished_at),
+            scheduled_for: predicate.scheduled_for,
+            cursor: if predicate.status == Status::Ok {
+                predicate.cursor
+            } else {
+                h.cursor.take()
+            },
+        };
+        run.records.lock().expect("run lock").push(Subject {
+            name: key.clone(),
+            digest: Digest {
+                sha256: sha256.clone(),
+            },
+        });
+        Ok(Written {
+            stream: entry.stream,
+            seq,
+            sha256,
+            payload_sha256: payload_sha,
+            key,
+        })
+    }
+
+    /// Closes `run` with a signed checkpoint chained to the previous one;
+    /// returns its key.
+    pub async fn checkpoint(&self, run: Run) -> Result<String, WriteError> {
+        let mut prev = self.checkpoint.lock().await;
+        let finished_at = self.now();
+        let predicate = CheckpointPredicate {
+            agent: self.agent.clone(),
+            run_id: run.id.clone(),
+            trigger: run.trigger,
+            started_at: run.started_at,
+            finished_at,
+            prev: prev.clone(),
+        };
+        let subjects = run.records.into_inner().expect("run lock");
+        let stored = seal(
+            subjects,
+            CHECKPOINT_PREDICATE_TYPE,
+            &predicate,
+            &self.signer,
+        );
+        let key = checkpoint_key(finished_at, &run.id);
+        self.store.put_new(&key, &stored).await?;
+        let sha = sha256_hex(&stored);
+        // Logged so that the head of the chain is also anchored in the log
+        // pipeline, outside the store.
+        tracing::info!(checkpoint = %key, sha256 = %sha, "checkpoint written");
+        *prev = Some(PrevCheckpoint {
+            key: key.clone(),
+            sha256: sha,
+        });
+        Ok(key)
+    }
+}
+
+/// The head of `agent`'s checkpoint chain: the checkpoint with the latest
+/// `finished_at`. A checkpoint's day directory is its finish date, so only
+/// the newest day that holds any of the agent's checkpoints is read (run ids
+/// sort by start, not finish, so key order alone is not enough).
+async fn find_last_checkpoint(
+    store: &dyn Store,
+    agent: &str,
+) -> Result<Option<PrevCheckpoint>, WriteError> {
+    let keys = store.list("checkpoints/").await?;
+    let mut by_day: std::collections::BTreeMap<&str, Vec<&String>> = Default::default();
+    for key in keys.iter().filter(|k| k.ends_with(".json")) {
+        let day = key.rsplit_once('/').map_or("", |(d, _)| d);
+        by_day.entry(day).or_default().push(key);
+    }
+    for (_, day_keys) in by_day.iter().rev() {
+        let mut best: Option<(DateTime<Utc>, PrevCheckpoint)> = None;
+        for key in day_keys {
+            let Some(bytes) = store.get(key).await? else {
+                continue;
+            };
+            let statement = peek::<CheckpointPredicate>(&bytes)
+                .map_err(|e| WriteError::Corrupt(format!("{key}: {e}")))?;
+            let p = statement.predicate;
+            if p.agent != agent {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(t, _)| p.finished_at >= *t) {
+                best = Some((
+                    p.finished_at,
+                    PrevCheckpoint {
+                        key: (*key).clone(),
+                        sha256: sha256_hex(&bytes),
+                    },
+                ));
+            }
+        }
+        if let Some((_, head)) = best {
+            return Ok(Some(head));
+        }
+    }
+    Ok(None)
+}
