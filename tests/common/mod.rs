@@ -1,0 +1,89 @@
+//! Shared harness of the integration tests: a scratch workspace with a
+//! config, and the real `exhibit` binary run inside it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temporary directory holding `exhibit.toml`, the key and the store.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// A workspace whose config is `config`.
+    pub fn new(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("exhibit.toml"), config).expect("write config");
+        Workspace { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path().join("exhibit.toml")
+    }
+
+    /// The default store: `evidence` beside the config.
+    pub fn store(&self) -> PathBuf {
+        self.path().join("evidence")
+    }
+
+    /// A `Command` for the binary with this workspace's config.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_exhibit"));
+        c.arg("--config").arg(self.config()).args(args);
+        c.env_remove("EXHIBIT_STORE").env_remove("EXHIBIT_CONFIG");
+        c.env("NO_COLOR", "1");
+        c
+    }
+
+    /// Runs the binary to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("the exhibit binary runs")
+    }
+}
+
+/// Exit code of an output.
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// stdout + stderr as one string, for assertions and failure messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs `exhibit` against a store directory with no config at all, as an
+/// auditor would.
+pub fn exhibit_on_store(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exhibit"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("EXHIBIT_CONFIG")
+        .env("NO_COLOR", "1")
+        .current_dir(store.parent().unwrap_or(store))
+        .output()
+        .expect("the exhibit binary runs")
+}
+
+/// Copies a directory tree (to tamper with a copy of a store).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs the pinned test peers
+# (Python packages into a private virtualenv, npm packages from the committed
+# package-lock.json, Debian packages with apt-get when absent), then runs
+# every test with one debug build.
+#
+#   bash tests/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+env_dir="$root/target/test-env"
+mkdir -p "$env_dir"
+
+say() { printf '\n== %s\n' "$*"; }
+
+# --- Debian packages -------------------------------------------------------
+need_apt=()
+command -v git >/dev/null || need_apt+=(git)
+command -v openssl >/dev/null || need_apt+=(openssl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  say "installing Debian packages: ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  fi
+fi
+
+# --- Python peers (pinned) -------------------------------------------------
+if [ -s tests/requirements.txt ]; then
+  say "Python test peers (tests/requirements.txt)"
+  if [ ! -x "$env_dir/venv/bin/python" ]; then
+    python3 -m venv "$env_dir/venv"
+  fi
+  if ! cmp -s tests/requirements.txt "$env_dir/venv/.installed" 2>/dev/null; then
+    "$env_dir/venv/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+    cp tests/requirements.txt "$env_dir/venv/.installed"
+  fi
+  export PATH="$env_dir/venv/bin:$PATH"
+fi
+
+# --- npm peers (package-lock.json) -----------------------------------------
+if [ -f tests/peers/package-lock.json ]; then
+  say "npm test peers (tests/peers/package-lock.json)"
+  if ! cmp -s tests/peers/package-lock.json tests/peers/node_modules/.package-lock.json 2>/dev/null; then
+    (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  export PATH="$root/tests/peers/node_modules/.bin:$PATH"
+fi
+
+# --- The tests -------------------------------------------------------------
+say "cargo fmt --check"
+cargo fmt --check
+
+say "cargo test"
+# One debug build serves the unit tests, the integration tests and the
+# benchmarks' smoke run (benches are compiled and run once in test mode).
+cargo test --all-targets --no-fail-fast -- --test-threads="${EXHIBIT_TEST_THREADS:-4}"
