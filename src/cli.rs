@@ -181,6 +181,11 @@ fn init_logging(format: LogFormat, level: Option<&str>, verbose: u8, default: &s
 /// Loads the config; for read-only commands a missing default config is
 /// fine (the store then defaults to `evidence` in the current directory).
 fn load_config(cli: &Cli, required: bool) -> Result<Option<Config>, Failure> {
+    // Reading a store named on the command line needs nothing from the
+    // config (nor the collectors' secrets in the environment).
+    if !required && cli.store.is_some() {
+        return Ok(None);
+    }
     let explicit =
         cli.config != Path::new("exhibit.toml") || std::env::var_os("EXHIBIT_CONFIG").is_some();
     if !required && !explicit && !cli.config.exists() {

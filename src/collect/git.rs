@@ -115,6 +115,14 @@ impl GitCollector {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    async fn is_empty_repository(&self, ctx: &Context) -> bool {
+        self.git(ctx, &["rev-parse", "--git-dir"]).await.is_ok()
+            && self
+                .git(ctx, &["rev-list", "-n1", "--all"])
+                .await
+                .is_ok_and(|s| s.trim().is_empty())
+    }
+
     async fn is_ancestor(&self, ctx: &Context, old: &str, new: &str) -> bool {
         self.git(ctx, &["merge-base", "--is-ancestor", old, new])
             .await
@@ -140,7 +148,7 @@ impl Collector for GitCollector {
         _target: &Target,
         previous: Option<&Previous>,
     ) -> Result<Snapshot, CollectError> {
-        let head = self
+        let head = match self
             .git(
                 ctx,
                 &[
@@ -149,9 +157,20 @@ impl Collector for GitCollector {
                     &format!("{}^{{commit}}", self.reference),
                 ],
             )
-            .await?
-            .trim()
-            .to_string();
+            .await
+        {
+            Ok(h) => h.trim().to_string(),
+            // A repository without commits yet is a fact, not a failure.
+            Err(_) if self.is_empty_repository(ctx).await => {
+                return Ok(Snapshot::new(json!({
+                    "repository": {"path": self.repo.display().to_string(), "ref": self.reference, "head": null},
+                    "summary": {"commits": 0, "merges": 0, "unsigned": 0, "truncated": false},
+                    "commits": [],
+                    "tags": [],
+                })));
+            }
+            Err(e) => return Err(e),
+        };
         let prev_head = previous
             .and_then(|p| p.cursor.as_ref())
             .and_then(|c| c.get("head"))
