@@ -151,7 +151,7 @@ impl Source {
         }
     }
 
-    fn from_toml(&self, e: toml::de::Error) -> ConfigError {
+    fn toml_error(&self, e: toml::de::Error) -> ConfigError {
         self.error_at(e.span(), e.message().trim().to_string())
     }
 
@@ -160,7 +160,7 @@ impl Source {
         &self,
         table: Spanned<DeTable<'static>>,
     ) -> Result<T, ConfigError> {
-        T::deserialize(toml::de::Deserializer::from(table)).map_err(|e| self.from_toml(e))
+        T::deserialize(toml::de::Deserializer::from(table)).map_err(|e| self.toml_error(e))
     }
 }
 
@@ -420,7 +420,7 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
     // process, so the text is simply given that lifetime.
     let text: &'static str = Box::leak(text.into_boxed_str());
     let source = Source::new(path.to_path_buf(), text.to_string());
-    let mut root = DeTable::parse(text).map_err(|e| source.from_toml(e))?;
+    let mut root = DeTable::parse(text).map_err(|e| source.toml_error(e))?;
     interpolate_table(root.get_mut(), &source)?;
 
     let collectors_value = root.get_mut().remove("collectors");
@@ -610,11 +610,9 @@ fn interpolate_value(
 ) -> Result<(), ConfigError> {
     let span = v.span();
     match v.get_mut() {
-        DeValue::String(s) => {
-            if s.contains('$') {
-                let out = interpolate_str(s).map_err(|m| source.error_at(Some(span), m))?;
-                *s = DeString::Owned(out);
-            }
+        DeValue::String(s) if s.contains('$') => {
+            let out = interpolate_str(s).map_err(|m| source.error_at(Some(span), m))?;
+            *s = DeString::Owned(out);
         }
         DeValue::Array(a) => {
             for item in a.iter_mut() {

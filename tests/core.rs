@@ -496,12 +496,11 @@ fn grep_tree(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
         }
         let bytes = std::fs::read(&p).unwrap();
         let mut hay = String::from_utf8_lossy(&bytes).into_owned();
-        if let Ok(env) = serde_json::from_slice::<Value>(&bytes) {
-            if let Some(b) = env["payload"].as_str() {
-                if let Ok(d) = base64::engine::general_purpose::STANDARD.decode(b) {
-                    hay.push_str(&String::from_utf8_lossy(&d));
-                }
-            }
+        if let Ok(env) = serde_json::from_slice::<Value>(&bytes)
+            && let Some(b) = env["payload"].as_str()
+            && let Ok(d) = base64::engine::general_purpose::STANDARD.decode(b)
+        {
+            hay.push_str(&String::from_utf8_lossy(&d));
         }
         if hay.contains(needle) {
             hits.push(p);
