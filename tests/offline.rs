@@ -130,7 +130,7 @@ fn walk_first(dir: &Path, pred: &dyn Fn(&Path) -> bool) -> std::path::PathBuf {
         let p = e.unwrap().path();
         if p.is_dir() {
             let found = walk_first(&p, pred);
-            if found.as_os_str().len() > 0 {
+            if !found.as_os_str().is_empty() {
                 return found;
             }
         } else if pred(&p) {
