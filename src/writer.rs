@@ -277,18 +277,28 @@ impl Writer {
 
     /// Writes the payload blob and the record, and adds it to `run`.
     pub async fn append(&self, run: &Run, entry: Entry) -> Result<Written, WriteError> {
-        // Canonicalise and hash off the async threads: a payload can be large.
+        // Canonicalise and hash off the async threads, straight into a
+        // staged file: a payload can be large, and is then never held twice.
         let payload = entry.payload;
-        let (bytes, payload_sha) = tokio::task::spawn_blocking(move || {
-            let bytes =
-                canonical::to_vec(&payload).map_err(|e| WriteError::Canonical(e.to_string()))?;
-            let sha = sha256_hex(&bytes);
-            Ok::<_, WriteError>((bytes, sha))
+        let staging = self.store.staging_dir().unwrap_or_else(std::env::temp_dir);
+        let (staged, payload_sha, size) = tokio::task::spawn_blocking(move || {
+            let io = |e: std::io::Error| {
+                WriteError::Canonical(format!("staging in {}: {e}", staging.display()))
+            };
+            std::fs::create_dir_all(&staging).map_err(io)?;
+            let file = tempfile::NamedTempFile::new_in(&staging).map_err(io)?;
+            let mut w =
+                canonical::HashingWriter::new(std::io::BufWriter::with_capacity(1 << 16, file));
+            canonical::write(&payload, &mut w).map_err(|e| WriteError::Canonical(e.to_string()))?;
+            drop(payload);
+            let (buf, sha, len) = w.finish();
+            let file = buf.into_inner().map_err(|e| io(e.into_error()))?;
+            Ok::<_, WriteError>((file, sha, len))
         })
         .await
         .expect("canonicalisation does not panic")?;
         let blob = blob_key(&payload_sha);
-        match self.store.put_new(&blob, &bytes).await {
+        match self.store.put_new_file(&blob, staged).await {
             Ok(()) | Err(StoreError::Exists(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -317,7 +327,7 @@ impl Writer {
             error: entry.error,
             attempts: entry.attempts,
             payload: PayloadInfo {
-                size: bytes.len() as u64,
+                size,
                 media_type: JSON_MEDIA_TYPE.to_string(),
             },
             criteria: entry.criteria,

@@ -198,11 +198,15 @@ impl Collector for CommandCollector {
                 }
             )));
         }
+        // `out` is consumed here so that a large output is not held twice.
         let (format, output) = match serde_json::from_slice::<Value>(&out) {
-            Ok(v) if !out.iter().all(u8::is_ascii_whitespace) => ("json", v),
-            _ => (
+            Ok(v) => ("json", v),
+            Err(_) => (
                 "text",
-                Value::String(String::from_utf8_lossy(&out).into_owned()),
+                Value::String(match String::from_utf8(out) {
+                    Ok(s) => s,
+                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                }),
             ),
         };
         let set_env: Vec<&String> = self.set_env.keys().collect();

@@ -12,25 +12,6 @@ use std::io::{self, Write};
 /// The largest integer an IEEE-754 double represents exactly.
 const MAX_SAFE: u64 = 1 << 53;
 
-/// Replaces integers outside ±2^53 with their decimal string, in place.
-pub fn protect_large_integers(value: &mut Value) {
-    match value {
-        Value::Number(n) => {
-            let unsafe_int = match (n.as_u64(), n.as_i64()) {
-                (Some(u), _) => u > MAX_SAFE,
-                (None, Some(i)) => i.unsigned_abs() > MAX_SAFE,
-                _ => false,
-            };
-            if unsafe_int {
-                *value = Value::String(n.to_string());
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(protect_large_integers),
-        Value::Object(map) => map.values_mut().for_each(protect_large_integers),
-        _ => {}
-    }
-}
-
 /// Canonical bytes of `value`.
 pub fn to_vec(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::new();
@@ -38,28 +19,56 @@ pub fn to_vec(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
     Ok(out)
 }
 
-/// Streams the canonical form of `value` into `writer`, so that a large
-/// payload need not exist twice in memory.
+/// Streams the canonical form of `value` into `writer`.
+///
+/// The JCS crate buffers every object's members to sort them, so a large
+/// payload would sit in memory two or three times over. Here objects are
+/// walked with their keys sorted as RFC 8785 requires (by UTF-16 code
+/// units) and written straight through; strings are escaped by serde_json
+/// (whose escapes are exactly the RFC's), and numbers are formatted by the
+/// JCS crate (ECMAScript number serialisation is the subtle part). The unit
+/// tests hold this to the RFC's examples and to the crate's own output.
 pub fn write<W: Write>(value: &Value, writer: &mut W) -> Result<(), serde_json::Error> {
-    if needs_protection(value) {
-        let mut owned = value.clone();
-        protect_large_integers(&mut owned);
-        serde_json_canonicalizer::to_writer(&owned, writer)
-    } else {
-        serde_json_canonicalizer::to_writer(value, writer)
-    }
-}
-
-fn needs_protection(value: &Value) -> bool {
+    let punct = |w: &mut W, b: &[u8]| w.write_all(b).map_err(serde_json::Error::io);
     match value {
-        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => u > MAX_SAFE,
-            (None, Some(i)) => i.unsigned_abs() > MAX_SAFE,
-            _ => false,
-        },
-        Value::Array(items) => items.iter().any(needs_protection),
-        Value::Object(map) => map.values().any(needs_protection),
-        _ => false,
+        Value::Null | Value::Bool(_) => serde_json::to_writer(writer, value),
+        Value::Number(n) => {
+            let beyond_double = match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => u > MAX_SAFE,
+                (None, Some(i)) => i.unsigned_abs() > MAX_SAFE,
+                _ => false,
+            };
+            if beyond_double {
+                serde_json::to_writer(writer, &n.to_string())
+            } else {
+                serde_json_canonicalizer::to_writer(n, writer)
+            }
+        }
+        Value::String(s) => serde_json::to_writer(writer, s),
+        Value::Array(items) => {
+            punct(writer, b"[")?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    punct(writer, b",")?;
+                }
+                write(item, writer)?;
+            }
+            punct(writer, b"]")
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            punct(writer, b"{")?;
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    punct(writer, b",")?;
+                }
+                serde_json::to_writer(&mut *writer, k)?;
+                punct(writer, b":")?;
+                write(v, writer)?;
+            }
+            punct(writer, b"}")
+        }
     }
 }
 
@@ -179,6 +188,55 @@ mod tests {
             out,
             r#"{"id":"123456789012345678","neg":"-9007199254740993","small":42}"#
         );
+    }
+
+    /// On values without large integers, the streaming writer and the JCS
+    /// crate agree byte for byte.
+    #[test]
+    fn streaming_writer_agrees_with_the_jcs_crate() {
+        let samples = [
+            r#"{"b":[1,2.5,-0.0,1e-7,1e21,{"z":null,"a":true}],"a":"x\u0001\"\\/\u00e9\ud83d\ude00","\u20ac":1,"\r":2,"1":3,"\ufb33":4,"\ud83d\ude00":5}"#,
+            r#"[[],{},"",0,-1,123456789,0.1,100,1e100,-5e-324]"#,
+            r#"{"nested":{"deeper":{"k2":"v","k1":[{"y":1,"x":2}]}}}"#,
+        ];
+        for s in samples {
+            let v: Value = serde_json::from_str(s).unwrap();
+            assert_eq!(
+                String::from_utf8(to_vec(&v).unwrap()).unwrap(),
+                serde_json_canonicalizer::to_string(&v).unwrap(),
+                "{s}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streaming_writer_agrees_on_random_values(v in arb_json()) {
+            proptest::prop_assert_eq!(
+                String::from_utf8(to_vec(&v).unwrap()).unwrap(),
+                serde_json_canonicalizer::to_string(&v).unwrap()
+            );
+        }
+    }
+
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-(1i64 << 53)..(1i64 << 53)).prop_map(|i| json!(i)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            ".*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::btree_map(".*", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The filesystem store: one file per key under a root directory.
 //!
 //! A write goes to a temporary file in the target directory, is fsynced,
-//! then hard-linked into place (which, unlike rename, fails when the target
-//! exists, so that a key is never overwritten even by a racing writer), and
-//! the directory is fsynced so that the new name survives a power cut.
+//! then hard-linked into place, and the directory is fsynced so that the new
+//! name survives a power cut.
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
+
 use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
 
 use async_trait::async_trait;
 
@@ -15,6 +16,8 @@ use super::{Lease, Store, StoreError};
 
 /// Where lock files live, beside (not inside) the evidence layout.
 const LOCK_DIR: &str = ".locks";
+/// Where payloads are staged before they are linked into `blobs/`.
+const STAGING_DIR: &str = ".staging";
 
 /// A store rooted at a directory.
 #[derive(Debug, Clone)]
@@ -42,33 +45,6 @@ impl FsStore {
             return Err(StoreError::Config(format!("invalid store key `{key}`")));
         }
         Ok(self.root.join(key))
-    }
-
-    fn put_sync(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let path = self.path(key)?;
-        let dir = path.parent().expect("keys have a directory");
-        if path.exists() {
-            return Err(StoreError::Exists(key.to_string()));
-        }
-        fs::create_dir_all(dir).map_err(|e| StoreError::io(key, e))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(dir)
-            .map_err(|e| StoreError::io(key, e))?;
-        tmp.write_all(bytes).map_err(|e| StoreError::io(key, e))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| StoreError::io(key, e))?;
-        match fs::hard_link(tmp.path(), &path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(StoreError::Exists(key.to_string()));
-            }
-            Err(e) => return Err(StoreError::io(key, e)),
-        }
-        drop(tmp);
-        sync_dir(dir).map_err(|e| StoreError::io(key, e))?;
-        Ok(())
     }
 
     fn list_sync(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -125,12 +101,44 @@ impl Lease for FileLease {}
 #[async_trait]
 impl Store for FsStore {
     async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let this = self.clone();
-        let key = key.to_string();
-        let bytes = bytes.to_vec();
-        tokio::task::spawn_blocking(move || this.put_sync(&key, &bytes))
+        // Written through tokio's file, which hands the bytes to the blocking
+        // pool in bounded chunks: a large payload is not copied whole.
+        let path = self.path(key)?;
+        let dir = path.parent().expect("keys have a directory").to_path_buf();
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Err(StoreError::Exists(key.to_string()));
+        }
+        let io = |e| StoreError::io(key, e);
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let tmp_dir = dir.clone();
+        let tmp = tokio::task::spawn_blocking(move || {
+            tempfile::Builder::new()
+                .prefix(".tmp-")
+                .tempfile_in(tmp_dir)
+        })
+        .await
+        .expect("creating a temp file does not panic")
+        .map_err(io)?;
+        let (std_file, tmp_path) = tmp.into_parts();
+        let mut file = tokio::fs::File::from_std(std_file);
+        file.write_all(bytes).await.map_err(io)?;
+        file.sync_all().await.map_err(io)?;
+        drop(file);
+        // Linking, unlike renaming, fails when the target exists: a key is
+        // never overwritten, even by a racing writer.
+        let linked = tokio::fs::hard_link(&tmp_path, &path).await;
+        drop(tmp_path);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(StoreError::Exists(key.to_string()));
+            }
+            Err(e) => return Err(io(e)),
+        }
+        tokio::task::spawn_blocking(move || sync_dir(&dir))
             .await
-            .expect("store writes do not panic")
+            .expect("fsync does not panic")
+            .map_err(io)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -190,6 +198,45 @@ impl Store for FsStore {
 
     fn describe(&self) -> String {
         self.root.display().to_string()
+    }
+
+    fn staging_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join(STAGING_DIR))
+    }
+
+    async fn put_new_file(
+        &self,
+        key: &str,
+        file: tempfile::NamedTempFile,
+    ) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let dir = path.parent().expect("keys have a directory").to_path_buf();
+        let io = |e| StoreError::io(key, e);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Err(StoreError::Exists(key.to_string()));
+        }
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let file = tokio::task::spawn_blocking(move || file.as_file().sync_all().map(|()| file))
+            .await
+            .expect("fsync does not panic")
+            .map_err(io)?;
+        match tokio::fs::hard_link(file.path(), &path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(StoreError::Exists(key.to_string()));
+            }
+            // Staged elsewhere (another filesystem): copy through memory.
+            Err(e) if e.kind() == ErrorKind::CrossesDevices => {
+                let bytes = tokio::fs::read(file.path()).await.map_err(io)?;
+                return self.put_new(key, &bytes).await;
+            }
+            Err(e) => return Err(io(e)),
+        }
+        drop(file);
+        tokio::task::spawn_blocking(move || sync_dir(&dir))
+            .await
+            .expect("fsync does not panic")
+            .map_err(io)
     }
 }
 

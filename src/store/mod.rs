@@ -65,6 +65,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn lease(&self, name: &str) -> Result<Box<dyn Lease>, StoreError>;
     /// A human description (a path or URL).
     fn describe(&self) -> String;
+
+    /// Where large objects are staged as files before [`Store::put_new_file`]
+    /// (on the store's own filesystem, where that lets the file be linked
+    /// into place); `None` means the system's temporary directory.
+    fn staging_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Like [`Store::put_new`], from a staged file, so that a large payload
+    /// need not be held in memory.
+    async fn put_new_file(
+        &self,
+        key: &str,
+        file: tempfile::NamedTempFile,
+    ) -> Result<(), StoreError> {
+        let bytes = tokio::fs::read(file.path())
+            .await
+            .map_err(|e| StoreError::io(key, e))?;
+        self.put_new(key, &bytes).await
+    }
 }
 
 /// Opens a store from a location: a directory path (relative paths resolve
