@@ -99,6 +99,18 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The agent's signing key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print the agent's key id and public key (PEM), to hand to auditors
+    /// out of band; creates the key if it does not exist yet.
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -336,6 +348,22 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             } else {
                 print!("{}", crate::browse::render_show(&shown));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::Show,
+        } => {
+            let config = load_config(&cli, true)?.expect("required");
+            let (signer, created) =
+                Signer::load_or_create(&config.agent.key).map_err(|e| Failure::Usage(e.into()))?;
+            if created {
+                eprintln!(
+                    "created a new signing key at {}",
+                    config.agent.key.display()
+                );
+            }
+            println!("key id: {}", signer.key_id());
+            print!("{}", signer.public().to_pem());
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {

@@ -181,15 +181,23 @@ fn collect_records_the_facts_and_verifies() {
         "the verdict says the store's keys were trusted"
     );
 
-    // An auditor with their own copy of the key, and no config at all.
-    let key = std::fs::read_dir(ws.store().join("keys"))
-        .unwrap()
+    // An auditor with their own copy of the key (handed over out of band
+    // with `exhibit keys show`), and no config at all.
+    let out = ws.run(&["keys", "show"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let shown = String::from_utf8(out.stdout).unwrap();
+    let key_id = shown
+        .lines()
         .next()
         .unwrap()
+        .strip_prefix("key id: ")
         .unwrap()
-        .path();
+        .to_string();
+    let pem = &shown[shown.find("-----BEGIN").unwrap()..];
+    let published = ws.store().join(format!("keys/{key_id}.pub"));
+    assert_eq!(std::fs::read_to_string(&published).unwrap(), pem);
     let copy = ws.path().join("auditor.pub");
-    std::fs::copy(&key, &copy).unwrap();
+    std::fs::write(&copy, pem).unwrap();
     let out = exhibit_on_store(
         &ws.store(),
         &["verify", "--key", copy.to_str().unwrap(), "--json"],
