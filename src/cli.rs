@@ -111,6 +111,10 @@ enum KeysCommand {
     /// Print the agent's key id and public key (PEM), to hand to auditors
     /// out of band; creates the key if it does not exist yet.
     Show,
+    /// Start a new signing key. The old key signs a checkpoint naming its
+    /// successor and stays published; it is kept beside the new one as
+    /// `<key>.retired-<id>`. Stop the daemon first.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -364,6 +368,44 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             println!("key id: {}", signer.key_id());
             print!("{}", signer.public().to_pem());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            let config = load_config(&cli, true)?.expect("required");
+            init_logging(
+                cli.log_format.unwrap_or(config.log.format),
+                None,
+                cli.verbose,
+                "warn",
+            );
+            let path = config.agent.key.clone();
+            if !path.exists() {
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "{} does not exist: there is no key to rotate yet",
+                    path.display()
+                )));
+            }
+            let store = open_store(&cli, Some(&config))?;
+            let writer = open_writer(&config, store).await?;
+            let old_id = {
+                let (old, _) =
+                    Signer::load_or_create(&path).map_err(|e| Failure::Usage(e.into()))?;
+                old.key_id().to_string()
+            };
+            let new = Signer::generate();
+            let staged = PathBuf::from(format!("{}.new", path.display()));
+            new.save(&staged).map_err(anyhow::Error::from)?;
+            let checkpoint = writer.rotate_key(&new).await.map_err(anyhow::Error::from)?;
+            let retired = PathBuf::from(format!("{}.retired-{old_id}", path.display()));
+            std::fs::rename(&path, &retired)
+                .and_then(|()| std::fs::rename(&staged, &path))
+                .with_context(|| format!("moving the new key into place at {}", path.display()))?;
+            println!("retired key {old_id} (kept at {})", retired.display());
+            println!("new key {} at {}", new.key_id(), path.display());
+            println!("rotation checkpoint {checkpoint}");
+            println!("Give auditors the new public key: exhibit keys show");
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {

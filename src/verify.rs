@@ -445,6 +445,50 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
         }
     }
 
+    // Key rotation: a retired key signs nothing after its retirement.
+    let mut retired: HashMap<&str, (DateTime<Utc>, &str)> = HashMap::new();
+    for c in &checkpoints {
+        if let Some(r) = &c.predicate().rotation {
+            if c.key_id != r.retired_key {
+                problem(
+                    &c.key,
+                    "bad_rotation",
+                    format!(
+                        "retires key {} but is signed by {}",
+                        r.retired_key, c.key_id
+                    ),
+                );
+            } else {
+                retired.insert(&r.retired_key, (c.predicate().finished_at, &c.key));
+            }
+        }
+    }
+    for l in streams.values().flatten() {
+        if let Some((at, by)) = retired.get(l.record.key_id.as_str()) {
+            if l.record.predicate().started_at > *at {
+                problem(
+                    &l.key,
+                    "retired_key",
+                    format!(
+                        "signed by key {} after it was retired by {by}",
+                        l.record.key_id
+                    ),
+                );
+            }
+        }
+    }
+    for c in &checkpoints {
+        if let Some((at, by)) = retired.get(c.key_id.as_str()) {
+            if c.key != *by && c.predicate().finished_at > *at {
+                problem(
+                    &c.key,
+                    "retired_key",
+                    format!("signed by key {} after it was retired by {by}", c.key_id),
+                );
+            }
+        }
+    }
+
     // Every record a checkpoint lists exists with that hash, and lies in
     // its checkpoint's time window.
     let mut record_index: HashMap<&str, &Loaded> = HashMap::new();

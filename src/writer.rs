@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::collect::Previous;
-use crate::evidence::checkpoint::{CheckpointPredicate, PrevCheckpoint, checkpoint_key};
+use crate::evidence::checkpoint::{
+    CheckpointPredicate, KeyRotation, PrevCheckpoint, checkpoint_key,
+};
 use crate::evidence::keys::Signer;
 use crate::evidence::record::{
     CHECKPOINT_PREDICATE_TYPE, CollectorInfo, Digest, JSON_MEDIA_TYPE, PayloadInfo,
@@ -139,17 +141,7 @@ impl Writer {
         agent: &str,
     ) -> Result<Self, WriteError> {
         let lease = store.lease(&format!("agent/{agent}")).await?;
-        let key_path = format!("keys/{}.pub", signer.key_id());
-        let pem = signer.public().to_pem();
-        match store.put_new(&key_path, pem.as_bytes()).await {
-            Ok(()) | Err(StoreError::Exists(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        if store.get(&key_path).await?.as_deref() != Some(pem.as_bytes()) {
-            return Err(WriteError::Corrupt(format!(
-                "{key_path} in the store is not this agent's public key"
-            )));
-        }
+        publish_key(store.as_ref(), &signer).await?;
         let head = find_last_checkpoint(store.as_ref(), agent).await?;
         Ok(Writer {
             store,
@@ -372,6 +364,27 @@ impl Writer {
     /// Closes `run` with a signed checkpoint chained to the previous one;
     /// returns its key.
     pub async fn checkpoint(&self, run: Run) -> Result<String, WriteError> {
+        self.write_checkpoint(run, None).await
+    }
+
+    /// Retires this writer's signing key in favour of `new_key`: publishes
+    /// the new public key, then writes a checkpoint, signed by the old key,
+    /// that names its successor. The writer must not be used afterwards.
+    pub async fn rotate_key(&self, new_key: &Signer) -> Result<String, WriteError> {
+        publish_key(self.store.as_ref(), new_key).await?;
+        let run = self.begin_run(Trigger::KeyRotation);
+        let rotation = KeyRotation {
+            retired_key: self.signer.key_id().to_string(),
+            new_key: new_key.key_id().to_string(),
+        };
+        self.write_checkpoint(run, Some(rotation)).await
+    }
+
+    async fn write_checkpoint(
+        &self,
+        run: Run,
+        rotation: Option<KeyRotation>,
+    ) -> Result<String, WriteError> {
         let mut prev = self.checkpoint.lock().await;
         let finished_at = self.now();
         let predicate = CheckpointPredicate {
@@ -381,6 +394,7 @@ impl Writer {
             started_at: run.started_at,
             finished_at,
             prev: prev.clone(),
+            rotation,
         };
         let subjects = run.records.into_inner().expect("run lock");
         let stored = seal(
@@ -401,6 +415,22 @@ impl Writer {
         });
         Ok(key)
     }
+}
+
+/// Puts the public key into `keys/` (once; an existing file must match).
+async fn publish_key(store: &dyn Store, signer: &Signer) -> Result<(), WriteError> {
+    let key_path = format!("keys/{}.pub", signer.key_id());
+    let pem = signer.public().to_pem();
+    match store.put_new(&key_path, pem.as_bytes()).await {
+        Ok(()) | Err(StoreError::Exists(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if store.get(&key_path).await?.as_deref() != Some(pem.as_bytes()) {
+        return Err(WriteError::Corrupt(format!(
+            "{key_path} in the store is not this agent's public key"
+        )));
+    }
+    Ok(())
 }
 
 /// The head of `agent`'s checkpoint chain: the checkpoint with the latest

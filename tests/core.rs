@@ -854,3 +854,66 @@ command = ["sleep", "60"]
     let out = ws.run(&["verify"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
 }
+
+#[test]
+fn key_rotation_keeps_old_records_valid_and_retires_the_old_key() {
+    use exhibit::evidence::record::*;
+    let ws = workspace();
+    collect_ok(&ws);
+    let out = ws.run(&["keys", "rotate"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let said = text(&out);
+    let old_id = said
+        .split_whitespace()
+        .skip_while(|w| *w != "retired")
+        .nth(2)
+        .expect("the retired key id is printed")
+        .to_string();
+    collect_ok(&ws);
+
+    let keyid = |seq: u32| {
+        let env: Value = serde_json::from_slice(
+            &std::fs::read(
+                ws.store()
+                    .join(format!("records/users/local/00000000000{seq}.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        env["signatures"][0]["keyid"].as_str().unwrap().to_string()
+    };
+    assert_eq!(keyid(1), old_id);
+    assert_ne!(
+        keyid(2),
+        old_id,
+        "records after the rotation use the new key"
+    );
+    assert_eq!(
+        std::fs::read_dir(ws.store().join("keys")).unwrap().count(),
+        2
+    );
+    let out = ws.run(&["verify"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    // Someone holding the retired key appends a record after the rotation.
+    let retired_path = ws.path().join(format!("exhibit.key.retired-{old_id}"));
+    let (retired, created) =
+        exhibit::evidence::keys::Signer::load_or_create(&retired_path).unwrap();
+    assert!(!created);
+    let second = std::fs::read(ws.store().join("records/users/local/000000000002.json")).unwrap();
+    let st: Statement<RecordPredicate> = peek(&second).unwrap();
+    let mut pred = st.predicate.clone();
+    pred.seq = 3;
+    pred.prev = Some(exhibit::evidence::sha256_hex(&second));
+    pred.started_at = chrono::Utc::now();
+    pred.finished_at = pred.started_at;
+    let forged = seal(st.subject.clone(), RECORD_PREDICATE_TYPE, &pred, &retired);
+    std::fs::write(
+        ws.store().join("records/users/local/000000000003.json"),
+        forged,
+    )
+    .unwrap();
+    let out = ws.run(&["verify"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("retired_key"), "{}", text(&out));
+}

@@ -34,6 +34,21 @@ pub struct CheckpointPredicate {
     pub finished_at: DateTime<Utc>,
     /// The previous checkpoint of this agent; `None` for the first.
     pub prev: Option<PrevCheckpoint>,
+    /// Set on the checkpoint that retires the signing key: signed by the
+    /// retiring key, it names its successor. Records and checkpoints signed
+    /// by the retired key after this checkpoint are invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<KeyRotation>,
+}
+
+/// A signing key handing over to its successor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotation {
+    /// The key id retired by this checkpoint (the one that signs it).
+    pub retired_key: String,
+    /// The key id that signs from now on.
+    pub new_key: String,
 }
 
 /// A checkpoint as stored.

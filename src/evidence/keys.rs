@@ -139,6 +139,12 @@ impl Signer {
         }
     }
 
+    /// Writes the private key as PKCS#8 PEM to a new file (mode 0600);
+    /// fails if the file exists.
+    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
+        self.write_private(path)
+    }
+
     fn write_private(&self, path: &Path) -> Result<(), KeyError> {
         let io = |source| KeyError::Io {
             path: path.into(),

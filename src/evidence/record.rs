@@ -90,6 +90,8 @@ pub enum Trigger {
     Manual,
     /// Not a run: the record of slots that did not run.
     Gap,
+    /// Not a run: the signing key was rotated.
+    KeyRotation,
 }
 
 /// The collector that produced a record.
