@@ -464,28 +464,29 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
         }
     }
     for l in streams.values().flatten() {
-        if let Some((at, by)) = retired.get(l.record.key_id.as_str()) {
-            if l.record.predicate().started_at > *at {
-                problem(
-                    &l.key,
-                    "retired_key",
-                    format!(
-                        "signed by key {} after it was retired by {by}",
-                        l.record.key_id
-                    ),
-                );
-            }
+        if let Some((at, by)) = retired.get(l.record.key_id.as_str())
+            && l.record.predicate().started_at > *at
+        {
+            problem(
+                &l.key,
+                "retired_key",
+                format!(
+                    "signed by key {} after it was retired by {by}",
+                    l.record.key_id
+                ),
+            );
         }
     }
     for c in &checkpoints {
-        if let Some((at, by)) = retired.get(c.key_id.as_str()) {
-            if c.key != *by && c.predicate().finished_at > *at {
-                problem(
-                    &c.key,
-                    "retired_key",
-                    format!("signed by key {} after it was retired by {by}", c.key_id),
-                );
-            }
+        if let Some((at, by)) = retired.get(c.key_id.as_str())
+            && c.key != *by
+            && c.predicate().finished_at > *at
+        {
+            problem(
+                &c.key,
+                "retired_key",
+                format!("signed by key {} after it was retired by {by}", c.key_id),
+            );
         }
     }
 
