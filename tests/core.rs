@@ -917,3 +917,35 @@ fn key_rotation_keeps_old_records_valid_and_retires_the_old_key() {
     assert_eq!(code(&out), 1, "{}", text(&out));
     assert!(text(&out).contains("retired_key"), "{}", text(&out));
 }
+
+#[test]
+fn endless_output_is_stopped_at_max_output_and_recorded() {
+    let ws = Workspace::new(
+        r#"
+[[collectors]]
+name = "chatty"
+kind = "command"
+schedule = "@daily"
+command = ["yes"]
+max_output = 100000
+timeout = "60s"
+retries = 0
+"#,
+    );
+    let t = Instant::now();
+    let out = ws.run(&["collect"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "killed, not timed out"
+    );
+    let r = show(&ws, "chatty/local");
+    assert_eq!(r["statement"]["predicate"]["status"], "failed");
+    assert!(
+        r["statement"]["predicate"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than max_output"),
+        "{r}"
+    );
+}

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{CollectError, Collector, Context, KindSpec, Previous, Snapshot, Target};
 use crate::config::{ConfigError, Settings};
@@ -153,30 +153,41 @@ impl Collector for CommandCollector {
         })?;
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
-        let limit = self.max_output as u64 + 1;
+        // Output goes to a temporary file, not memory: a large output is
+        // then parsed from disk and exists in memory only once, as the
+        // payload.
+        let spool = tempfile::tempfile()
+            .map_err(|e| CollectError::fatal(format!("cannot create a temporary file: {e}")))?;
+        let mut out_file = tokio::fs::File::from_std(spool);
+        let limit = self.max_output as u64;
         let read_out = async {
-            let mut buf = Vec::new();
-            (&mut stdout)
-                .take(limit)
-                .read_to_end(&mut buf)
-                .await
-                .map(|_| buf)
+            let n = tokio::io::copy(&mut (&mut stdout).take(limit + 1), &mut out_file).await?;
+            out_file.flush().await?;
+            Ok::<_, std::io::Error>(n)
         };
-        let read_err = async {
+        // stderr is drained on its own task, so that a runaway stdout can be
+        // stopped without waiting for stderr to close.
+        let read_err = tokio::spawn(async move {
             let mut buf = Vec::new();
             stderr.read_to_end(&mut buf).await.map(|_| buf)
-        };
+        });
         let run = async {
-            let (out, err) = tokio::try_join!(read_out, read_err)?;
+            let n = read_out.await?;
+            if n > limit {
+                // Stop it rather than let it block on a full pipe until the
+                // timeout.
+                let _ = child.start_kill();
+            }
             let status = child.wait().await?;
-            Ok::<_, std::io::Error>((out, err, status))
+            let err = read_err.await.expect("reading stderr does not panic")?;
+            Ok::<_, std::io::Error>((n, err, status))
         };
-        let (out, err, status) = tokio::select! {
+        let (n, err, status) = tokio::select! {
             r = run => r.map_err(|e| CollectError::retryable(format!("`{}`: {e}", self.argv[0])))?,
             _ = ctx.cancel.cancelled() => return Err(CollectError::Cancelled),
         };
         let stderr_tail = tail(&err, STDERR_TAIL);
-        if out.len() > self.max_output {
+        if n > limit {
             return Err(CollectError::fatal(format!(
                 "`{}` printed more than max_output ({} bytes)",
                 self.argv[0], self.max_output
@@ -198,17 +209,11 @@ impl Collector for CommandCollector {
                 }
             )));
         }
-        // `out` is consumed here so that a large output is not held twice.
-        let (format, output) = match serde_json::from_slice::<Value>(&out) {
-            Ok(v) => ("json", v),
-            Err(_) => (
-                "text",
-                Value::String(match String::from_utf8(out) {
-                    Ok(s) => s,
-                    Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                }),
-            ),
-        };
+        let file = out_file.into_std().await;
+        let (format, output) = tokio::task::spawn_blocking(move || parse_output(file))
+            .await
+            .expect("parsing does not panic")
+            .map_err(|e| CollectError::retryable(format!("reading the output back: {e}")))?;
         let set_env: Vec<&String> = self.set_env.keys().collect();
         Ok(Snapshot::new(json!({
             "command": self.argv,
@@ -221,6 +226,23 @@ impl Collector for CommandCollector {
             "stderr_tail": stderr_tail,
         })))
     }
+}
+
+/// The output as JSON when it parses, else as text.
+fn parse_output(mut file: std::fs::File) -> std::io::Result<(&'static str, Value)> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    // Exactly sized: the bytes and the parsed value are the only copies.
+    let mut bytes = Vec::with_capacity(file.metadata()?.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+        return Ok(("json", v));
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    Ok(("text", Value::String(text)))
 }
 
 fn tail(bytes: &[u8], max: usize) -> String {
