@@ -53,6 +53,20 @@ say "cargo fmt --check"
 cargo fmt --check
 
 say "cargo test"
-# One debug build serves the unit tests, the integration tests and the
-# benchmarks' smoke run (benches are compiled and run once in test mode).
-cargo test --all-targets --no-fail-fast -- --test-threads="${EXHIBIT_TEST_THREADS:-4}"
+# One debug build serves the unit tests, the integration tests and a smoke
+# run of the benchmarks (criterion runs each benchmark once under `cargo
+# test`; the measurements themselves are `cargo bench`).
+status=0
+log="$env_dir/test-output.log"
+: > "$log"
+cargo test --lib --bins --tests --no-fail-fast 2>&1 | tee -a "$log" || status=$?
+say "benchmarks, smoke run"
+cargo test --benches --no-fail-fast 2>&1 | tee -a "$log" || status=$?
+
+# One closing line over every test binary.
+passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\2/p' "$log" | awk '{s+=$1} END {print s+0}')
+echo
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] || status=1
+exit $status
