@@ -61,7 +61,7 @@ log="$env_dir/test-output.log"
 : > "$log"
 cargo test --lib --bins --tests --no-fail-fast 2>&1 | tee -a "$log" || status=$?
 say "benchmarks, smoke run"
-cargo test --benches --no-fail-fast 2>&1 | tee -a "$log" || status=$?
+cargo test --bench '*' --no-fail-fast 2>&1 | tee -a "$log" || status=$?
 
 # One closing line over every test binary.
 passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
