@@ -3,6 +3,7 @@
 //! (DESIGN.md): `blobs/`, `records/`, `checkpoints/`, `keys/`.
 
 pub mod fs;
+pub mod mem;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
