@@ -252,7 +252,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 metrics,
                 http: http_client()?,
                 hard_stop: CancellationToken::new(),
+                shard: config.shard,
             };
+            if config.shard.count > 1 {
+                tracing::info!(index = config.shard.index, count = config.shard.count, agent = %config.agent.id, "sharded: this replica collects its share of the streams");
+            }
             crate::daemon::run(config, runner, ready, stop).await?;
             admin_stop.cancel();
             let _ = admin.await;
@@ -476,6 +480,7 @@ async fn collect(cli: &Cli, config: Config, names: &[String]) -> Result<ExitCode
         metrics: Arc::new(Metrics::new()),
         http: http_client()?,
         hard_stop: CancellationToken::new(),
+        shard: config.shard,
     };
     // Ctrl-C cancels the collection; the records say so, and the checkpoint
     // is still written.

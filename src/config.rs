@@ -193,6 +193,11 @@ pub struct AgentConfig {
     pub shutdown_grace: Duration,
     /// Run each collector once at start-up when slots were missed.
     pub catch_up: bool,
+    /// Replicas sharing these collectors (each stream has one owner).
+    pub shards: u32,
+    /// This replica's index; when omitted with `shards > 1`, the ordinal at
+    /// the end of the host name (a StatefulSet pod, `exhibit-2`).
+    pub shard_index: Option<u32>,
 }
 
 impl Default for AgentConfig {
@@ -203,6 +208,8 @@ impl Default for AgentConfig {
             concurrency: 4,
             shutdown_grace: Duration::from_secs(30),
             catch_up: true,
+            shards: 1,
+            shard_index: None,
         }
     }
 }
@@ -354,6 +361,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Every collector instance, in file order.
     pub collectors: Vec<CollectorInstance>,
+    /// This agent's share of the streams.
+    pub shard: crate::shard::Shard,
 }
 
 impl Config {
@@ -473,6 +482,33 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         key: Some("agent.id".into()),
         message: m,
     })?;
+    let shard_error = |m: String| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        column: None,
+        key: Some("agent.shard_index".into()),
+        message: m,
+    };
+    // EXHIBIT_SHARD=INDEX/COUNT wins, so one config serves every replica.
+    let shard = match std::env::var("EXHIBIT_SHARD") {
+        Ok(v) => crate::shard::Shard::parse(&v)
+            .map_err(|m| shard_error(format!("EXHIBIT_SHARD: {m}")))?,
+        Err(_) if agent.shards <= 1 => crate::shard::Shard::default(),
+        Err(_) => {
+            let index =
+                match agent.shard_index {
+                    Some(i) => i,
+                    None => crate::shard::Shard::index_from_hostname(&crate::host_name()).map_err(
+                        |m| shard_error(format!("{m}; set agent.shard_index or EXHIBIT_SHARD")),
+                    )?,
+                };
+            crate::shard::Shard::new(index, agent.shards).map_err(shard_error)?
+        }
+    };
+    if shard.count > 1 {
+        // Each replica has its own checkpoint chain.
+        agent.id = format!("{}-{}", agent.id, shard.index);
+    }
     Ok(Config {
         path: path.to_path_buf(),
         agent,
@@ -483,6 +519,7 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         admin: top.admin,
         log: top.log,
         collectors,
+        shard,
     })
 }
 

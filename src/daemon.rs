@@ -122,7 +122,7 @@ async fn record_downtime(
                     .map(|(s, _)| s["records/".len()..].to_string())
             })
             .collect();
-        for stream in streams {
+        for stream in streams.into_iter().filter(|s| runner.shard.owns(s)) {
             let Some(last) = runner.writer.last_slot(&stream).await? else {
                 continue;
             };

@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod metrics;
 pub mod runner;
 pub mod schedule;
+pub mod shard;
 pub mod store;
 pub mod verify;
 pub mod writer;

@@ -48,6 +48,8 @@ pub struct Runner {
     pub http: reqwest::Client,
     /// Cancelled when in-flight work must stop (after the grace period).
     pub hard_stop: CancellationToken,
+    /// This agent's share of the streams.
+    pub shard: crate::shard::Shard,
 }
 
 impl Runner {
@@ -70,14 +72,23 @@ impl Runner {
         })
         .await
         {
-            (Ok(t), _) => t,
+            (Ok(t), _) => t
+                .into_iter()
+                .filter(|t| self.shard.owns(&format!("{}/{}", inst.name, t.key)))
+                .collect::<Vec<_>>(),
             (Err(e), attempts) => {
                 // Without targets there is no stream to write to; the
-                // failure goes to the instance's own stream so it is seen.
+                // failure goes to the instance's own stream so it is seen
+                // (written by whichever replica owns that stream).
                 let target = Target {
                     key: "_targets".into(),
                     source: json!({"stage": "resolving targets"}),
                 };
+                if !self.shard.owns(&format!("{}/{}", inst.name, target.key)) {
+                    tracing::warn!(collector = %inst.name, error = %e, "cannot resolve targets");
+                    self.metrics.in_flight(-1);
+                    return Vec::new();
+                }
                 let o = self
                     .record(inst, run, &target, started, scheduled_for, Err(e), attempts)
                     .await;

@@ -129,8 +129,16 @@ impl Signer {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let signer = Self::generate();
-                signer.write_private(path)?;
-                Ok((signer, true))
+                match signer.write_private(path) {
+                    Ok(()) => Ok((signer, true)),
+                    // Another process created it first: use theirs.
+                    Err(KeyError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        Self::load_or_create(path).map(|(s, _)| (s, false))
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Err(source) => Err(KeyError::Io {
                 path: path.into(),
@@ -160,16 +168,21 @@ impl Signer {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(io)?;
         }
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(path).map_err(io)?;
-        f.write_all(pem.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        // Written whole to a temporary file (mode 0600 from the start), then
+        // linked into place: another process never reads a half-written key,
+        // and linking fails if one appeared meanwhile.
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".key-")
+            .permissions(private_permissions())
+            .tempfile_in(dir)
+            .map_err(io)?;
+        tmp.write_all(pem.as_bytes()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        fs::hard_link(tmp.path(), path).map_err(io)?;
         Ok(())
     }
 
@@ -187,6 +200,11 @@ impl Signer {
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()
     }
+}
+
+fn private_permissions() -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(0o600)
 }
 
 /// The public keys `verify` trusts, by id.
