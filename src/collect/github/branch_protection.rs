@@ -177,7 +177,7 @@ fn effective(c: Option<&Protection>, rules: &[Rule]) -> Value {
     };
     let count = pr_rules
         .iter()
-        .filter_map(|r| param(r, "required_approving_review_count").and_then(Value::as_u64))
+        .filter_map(|r| param(r, "required_approving_review_count").and_then(Value::as_i64))
         .chain(reviews.and_then(|r| r.required_approving_review_count))
         .max();
     let mut checks: BTreeSet<String> = c

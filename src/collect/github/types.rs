@@ -12,7 +12,7 @@ use serde_json::Value;
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct User {
     pub login: String,
-    pub id: u64,
+    pub id: i64,
     #[serde(default)]
     pub site_admin: Option<bool>,
 }
@@ -21,7 +21,7 @@ pub(crate) struct User {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Org {
     pub login: String,
-    pub id: u64,
+    pub id: i64,
     pub name: Option<String>,
     pub plan: Option<Value>,
     pub two_factor_requirement_enabled: Option<bool>,
@@ -45,20 +45,20 @@ pub(crate) struct Org {
 /// `GET /orgs/{org}/invitations` (`organization-invitation`).
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Invitation {
-    pub id: u64,
+    pub id: i64,
     pub login: Option<String>,
     pub email: Option<String>,
     pub role: String,
     pub created_at: String,
     pub inviter: Option<User>,
-    pub team_count: Option<u64>,
+    pub team_count: Option<i64>,
     pub invitation_source: Option<String>,
 }
 
 /// `GET /orgs/{org}/teams` (`team`).
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Team {
-    pub id: u64,
+    pub id: i64,
     pub slug: String,
     pub name: String,
     pub privacy: Option<String>,
@@ -115,7 +115,7 @@ pub(crate) struct TeamRepo {
 /// `GET /orgs/{org}/repos` (`minimal-repository`).
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Repo {
-    pub id: u64,
+    pub id: i64,
     pub name: String,
     pub private: bool,
     pub visibility: Option<String>,
@@ -179,7 +179,7 @@ pub(crate) struct Check {
 pub(crate) struct Reviews {
     pub dismiss_stale_reviews: Option<bool>,
     pub require_code_owner_reviews: Option<bool>,
-    pub required_approving_review_count: Option<u64>,
+    pub required_approving_review_count: Option<i64>,
     pub require_last_push_approval: Option<bool>,
 }
 
@@ -193,14 +193,14 @@ pub(crate) struct Rule {
     pub parameters: Option<Value>,
     pub ruleset_source_type: Option<String>,
     pub ruleset_source: Option<String>,
-    pub ruleset_id: Option<u64>,
+    pub ruleset_id: Option<i64>,
 }
 
 /// `GET /repos/{o}/{r}/pulls` and `/pulls/{n}` (`pull-request-simple`,
 /// `pull-request`).
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Pull {
-    pub number: u64,
+    pub number: i64,
     pub title: String,
     pub user: Option<User>,
     pub merged_at: Option<String>,
@@ -224,7 +224,7 @@ pub(crate) struct GitRef {
 /// `GET /repos/{o}/{r}/pulls/{n}/reviews` (`pull-request-review`).
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Review {
-    pub id: u64,
+    pub id: i64,
     pub user: Option<User>,
     pub state: String,
     pub submitted_at: Option<String>,
@@ -235,7 +235,7 @@ pub(crate) struct Review {
 /// `GET /repos/{o}/{r}/commits/{sha}/check-runs`.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct CheckRuns {
-    pub total_count: u64,
+    pub total_count: i64,
     pub check_runs: Vec<CheckRun>,
 }
 
@@ -250,7 +250,7 @@ pub(crate) struct CheckRun {
 /// `GET /repos/{o}/{r}/keys` (`deploy-key`); the key itself is not read.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct DeployKey {
-    pub id: u64,
+    pub id: i64,
     pub title: String,
     pub read_only: bool,
     pub verified: Option<bool>,
@@ -265,7 +265,7 @@ pub(crate) struct DeployKey {
 /// never enters memory as evidence.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Hook {
-    pub id: u64,
+    pub id: i64,
     pub name: String,
     pub active: bool,
     #[serde(default)]
