@@ -692,3 +692,46 @@ fn bad_github_config_is_a_located_usage_error() {
         assert!(t.contains("exhibit.toml:"), "located: {t}");
     }
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    // config/github.toml as shipped, with its App key path pointed at a
+    // freshly generated key.
+    let example = std::fs::read_to_string(root().join("config/github.toml")).unwrap();
+    let ws = Workspace::new("");
+    let key = ws.path().join("app.pem");
+    let out = Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(
+        ws.config(),
+        example.replace("/run/secrets/exhibit-github-app.pem", key.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = ws
+        .cmd(&["config", "check"])
+        .env("GITHUB_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let t = text(&out);
+    for kind in [
+        "github-org",
+        "github-members",
+        "github-outside-collaborators",
+        "github-invitations",
+        "github-teams",
+        "github-repositories",
+        "github-branch-protection",
+        "github-pull-requests",
+        "github-deploy-keys",
+        "github-webhooks",
+        "github-actions",
+    ] {
+        assert!(t.contains(kind), "{kind} missing from the example: {t}");
+    }
+}

@@ -17,6 +17,9 @@ say() { printf '\n== %s\n' "$*"; }
 need_apt=()
 command -v git >/dev/null || need_apt+=(git)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# Node.js runs the npm peers (GitHub's fixtures server, prism).
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then
