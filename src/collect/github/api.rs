@@ -338,6 +338,20 @@ impl Api {
             };
             let response = match sent {
                 Ok(r) => r,
+                // An answer from GitHub inside octocrab itself: the App's
+                // token exchange was refused.
+                Err(octocrab::Error::GitHub { source, .. })
+                    if source.status_code == StatusCode::UNAUTHORIZED
+                        || source.status_code == StatusCode::FORBIDDEN
+                        || source.status_code == StatusCode::NOT_FOUND =>
+                {
+                    return Err(ApiError::Unauthorized {
+                        message: format!(
+                            "the GitHub App installation token was refused ({}): {}",
+                            source.status_code, source.message
+                        ),
+                    });
+                }
                 Err(e) => {
                     server_tries += 1;
                     if server_tries < SERVER_TRIES {
@@ -405,10 +419,19 @@ impl Api {
     }
 }
 
-fn transport(path: &str, e: impl std::fmt::Display) -> ApiError {
+fn transport(path: &str, e: impl std::error::Error) -> ApiError {
+    // octocrab's errors say little at the top ("GitHub", "Service"); the
+    // cause is further down the chain.
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
     ApiError::Transport {
         path: path.to_string(),
-        message: e.to_string(),
+        message: message.replace('\n', " "),
     }
 }
 
