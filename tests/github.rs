@@ -402,7 +402,11 @@ fn merged_pull_requests_without_independent_approval_are_flagged() {
     let flags = logins(&two["flags"]);
     assert!(flags.contains(&"merged_without_independent_approval"));
     assert!(flags.contains(&"self_merged"));
-    assert!(flags.contains(&"checks_not_passing"));
+    assert!(flags.contains(&"required_checks_not_passing"));
+    assert_eq!(two["checks"]["required"]["build"]["result"], "failure");
+    assert_eq!(two["checks"]["required"]["ci/legacy"]["passed"], true);
+    assert_eq!(one["checks"]["required"]["build"]["passed"], true);
+    assert_eq!(one["checks"]["required"]["ci/legacy"]["result"], "success");
     assert_eq!(
         rec["statement"]["predicate"]["criteria"],
         serde_json::json!(["CC8.1"])

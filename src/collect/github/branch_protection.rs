@@ -164,6 +164,24 @@ fn param<'a>(rule: &'a Rule, key: &str) -> Option<&'a Value> {
     rule.parameters.as_ref()?.get(key)
 }
 
+/// The status checks a branch requires, from classic protection and from
+/// `required_status_checks` rules alike.
+pub(crate) fn required_checks(c: Option<&Protection>, rules: &[Rule]) -> BTreeSet<String> {
+    let mut checks: BTreeSet<String> = c
+        .and_then(|c| c.required_status_checks.as_ref())
+        .map(contexts)
+        .unwrap_or_default();
+    for r in rules.iter().filter(|r| r.kind == "required_status_checks") {
+        if let Some(list) = param(r, "required_status_checks").and_then(Value::as_array) {
+            checks.extend(
+                list.iter()
+                    .filter_map(|x| x.get("context")?.as_str().map(str::to_string)),
+            );
+        }
+    }
+    checks
+}
+
 /// The union of classic protection and rules: a requirement is in effect
 /// if either source imposes it (GitHub enforces both, layered).
 fn effective(c: Option<&Protection>, rules: &[Rule]) -> Value {
@@ -180,24 +198,14 @@ fn effective(c: Option<&Protection>, rules: &[Rule]) -> Value {
         .filter_map(|r| param(r, "required_approving_review_count").and_then(Value::as_i64))
         .chain(reviews.and_then(|r| r.required_approving_review_count))
         .max();
-    let mut checks: BTreeSet<String> = c
-        .and_then(|c| c.required_status_checks.as_ref())
-        .map(contexts)
-        .unwrap_or_default();
-    let mut strict = c
+    let checks = required_checks(c, rules);
+    let strict = c
         .and_then(|c| c.required_status_checks.as_ref())
         .and_then(|s| s.strict)
-        .unwrap_or(false);
-    for r in of("required_status_checks") {
-        if let Some(list) = param(r, "required_status_checks").and_then(Value::as_array) {
-            checks.extend(
-                list.iter()
-                    .filter_map(|x| x.get("context")?.as_str().map(str::to_string)),
-            );
-        }
-        strict |=
-            param(r, "strict_required_status_checks_policy").and_then(Value::as_bool) == Some(true);
-    }
+        .unwrap_or(false)
+        || of("required_status_checks").any(|r| {
+            param(r, "strict_required_status_checks_policy").and_then(Value::as_bool) == Some(true)
+        });
     json!({
         "pull_request_required": reviews.is_some() || !pr_rules.is_empty(),
         "required_approving_review_count": count.unwrap_or(0),

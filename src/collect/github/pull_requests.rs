@@ -2,15 +2,17 @@
 //! pull request merged into a default branch in the window since the
 //! previous record (or `initial_window` on the first run), with its
 //! author, merger, the approving reviews given by someone other than the
-//! author before the merge, and the check runs on its head. A pull request
-//! merged without such an approval is flagged.
+//! author before the merge, and the result of each check the branch
+//! requires (check runs and commit statuses on the merged head). A pull
+//! request merged without such an approval is flagged, as is one whose
+//! required checks did not pass.
 //!
 //! The window's end is the moment the collection started; the next record
 //! starts there. A record with failures does not move the window on, so a
 //! repository that could not be read is covered again next time rather
 //! than leaving a gap in the population.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::api::{Api, ApiError, seg};
-use super::types::{CheckRuns, Pull, Repo, Review};
+use super::types::{CheckRuns, CombinedStatus, Protection, Pull, Repo, Review, Rule};
 use super::{Common, Kind, per_repo};
 use crate::collect::{CollectError, Context, KindSpec, Previous, Snapshot};
 
@@ -140,6 +142,16 @@ impl PullRequests {
             })
             .collect();
         merged.sort_by_key(|p| p.number);
+        if merged.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The checks the branch requires now (GitHub keeps no history of
+        // its protection); read only when there is something to judge.
+        let required = if self.checks {
+            required_checks(api, ctx, &base, branch).await?
+        } else {
+            None
+        };
         let mut out = Vec::new();
         for p in merged {
             // The listing leaves out who merged; the single pull has it.
@@ -148,13 +160,19 @@ impl PullRequests {
                 .paginate(ctx, &format!("{base}/pulls/{}/reviews", p.number))
                 .await?;
             let checks = if self.checks {
-                Some(
-                    api.get::<CheckRuns>(
-                        ctx,
-                        &format!("{base}/commits/{}/check-runs", seg(&full.head.sha)),
-                    )
-                    .await?,
-                )
+                let sha = seg(&full.head.sha);
+                Some(Checks {
+                    runs: api
+                        .get(
+                            ctx,
+                            &format!("{base}/commits/{sha}/check-runs?per_page=100"),
+                        )
+                        .await?,
+                    statuses: api
+                        .get(ctx, &format!("{base}/commits/{sha}/status?per_page=100"))
+                        .await?,
+                    required: required.clone(),
+                })
             } else {
                 None
             };
@@ -164,13 +182,84 @@ impl PullRequests {
     }
 }
 
+/// The status checks `branch` requires, from classic protection and
+/// rulesets; `None` when the token may not read the protection (it needs
+/// administration read access), which the payload then shows as unknown.
+async fn required_checks(
+    api: &Api,
+    ctx: &Context,
+    base: &str,
+    branch: &str,
+) -> Result<Option<BTreeSet<String>>, ApiError> {
+    let classic = match api
+        .get_opt::<Protection>(ctx, &format!("{base}/branches/{}/protection", seg(branch)))
+        .await
+    {
+        Ok(c) => c,
+        Err(ApiError::Forbidden { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let rules: Vec<Rule> = api
+        .paginate(ctx, &format!("{base}/rules/branches/{}", seg(branch)))
+        .await?;
+    Ok(Some(super::branch_protection::required_checks(
+        classic.as_ref(),
+        &rules,
+    )))
+}
+
+/// What the checks of a merged head said.
+pub(crate) struct Checks {
+    pub runs: CheckRuns,
+    pub statuses: CombinedStatus,
+    /// The branch's required checks, when visible.
+    pub required: Option<BTreeSet<String>>,
+}
+
+impl Checks {
+    /// The result of one required check: a check run of that name, else a
+    /// commit status of that context, else `missing`.
+    fn result(&self, name: &str) -> (String, bool) {
+        if let Some(r) = self.runs.check_runs.iter().find(|r| r.name == name) {
+            let c = r.conclusion.clone().unwrap_or_else(|| r.status.clone());
+            let ok = r.status == "completed"
+                && matches!(
+                    r.conclusion.as_deref(),
+                    Some("success" | "neutral" | "skipped")
+                );
+            return (c, ok);
+        }
+        if let Some(s) = self.statuses.statuses.iter().find(|s| s.context == name) {
+            return (s.state.clone(), s.state == "success");
+        }
+        ("missing".into(), false)
+    }
+
+    fn view(&self) -> (Value, bool) {
+        let required = self.required.as_ref().map(|req| {
+            req.iter()
+                .map(|name| {
+                    let (result, passed) = self.result(name);
+                    (name.clone(), json!({"result": result, "passed": passed}))
+                })
+                .collect::<serde_json::Map<_, _>>()
+        });
+        let failing = required
+            .as_ref()
+            .is_some_and(|m| m.values().any(|v| v["passed"] == json!(false)));
+        let v = json!({
+            "required": required,
+            "runs_total": self.runs.total_count,
+            "runs": self.runs.check_runs.iter().map(|r| json!({"name": r.name, "status": r.status, "conclusion": r.conclusion})).collect::<Vec<_>>(),
+            "statuses": self.statuses.statuses.iter().map(|s| json!({"context": s.context, "state": s.state})).collect::<Vec<_>>(),
+            "combined_status": self.statuses.state,
+        });
+        (v, failing)
+    }
+}
+
 /// The evidence for one merged pull request, and its flags.
-pub(crate) fn assess(
-    repo: &str,
-    p: &Pull,
-    reviews: &[Review],
-    checks: Option<&CheckRuns>,
-) -> Value {
+pub(crate) fn assess(repo: &str, p: &Pull, reviews: &[Review], checks: Option<&Checks>) -> Value {
     let author = p.user.as_ref().map(|u| u.login.as_str());
     let merged_at = p.merged_at.as_deref().and_then(time);
     // Each reviewer's last decisive review before the merge: a later
@@ -210,28 +299,12 @@ pub(crate) fn assess(
     if !approvals.is_empty() && !on_head {
         flags.push("approved_before_last_push");
     }
-    let checks = checks.map(|c| {
-        let failing: Vec<&str> = c
-            .check_runs
-            .iter()
-            .filter(|r| {
-                r.status != "completed"
-                    || !matches!(r.conclusion.as_deref(), Some("success" | "neutral" | "skipped"))
-            })
-            .map(|r| r.name.as_str())
-            .collect();
-        json!({
-            "total": c.total_count,
-            "runs": c.check_runs.iter().map(|r| json!({"name": r.name, "status": r.status, "conclusion": r.conclusion})).collect::<Vec<_>>(),
-            "not_passing": failing,
-        })
+    let checks = checks.map(Checks::view).map(|(v, failing)| {
+        if failing {
+            flags.push("required_checks_not_passing");
+        }
+        v
     });
-    if checks
-        .as_ref()
-        .is_some_and(|c| c["not_passing"].as_array().is_some_and(|a| !a.is_empty()))
-    {
-        flags.push("checks_not_passing");
-    }
     json!({
         "repository": repo,
         "number": p.number,

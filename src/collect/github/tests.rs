@@ -84,13 +84,14 @@ fn every_endpoint_called_decodes_githubs_documented_examples() {
     n += decodes::<Pull>("/repos/{owner}/{repo}/pulls/{pull_number}");
     n += decodes::<Vec<Review>>("/repos/{owner}/{repo}/pulls/{pull_number}/reviews");
     n += decodes::<CheckRuns>("/repos/{owner}/{repo}/commits/{ref}/check-runs");
+    n += decodes::<CombinedStatus>("/repos/{owner}/{repo}/commits/{ref}/status");
     n += decodes::<Vec<DeployKey>>("/repos/{owner}/{repo}/keys");
     n += decodes::<Vec<Hook>>("/orgs/{org}/hooks");
     n += decodes::<Vec<Hook>>("/repos/{owner}/{repo}/hooks");
     n += decodes::<ActionsPermissions>("/orgs/{org}/actions/permissions");
     n += decodes::<SelectedActions>("/orgs/{org}/actions/permissions/selected-actions");
     n += decodes::<WorkflowPermissions>("/orgs/{org}/actions/permissions/workflow");
-    assert!(n >= 21, "only {n} examples");
+    assert!(n >= 22, "only {n} examples");
 }
 
 #[test]

@@ -313,3 +313,19 @@ pub(crate) struct WorkflowPermissions {
 pub(crate) struct CodeownersErrors {
     pub errors: Vec<Value>,
 }
+
+/// `GET /repos/{o}/{r}/commits/{ref}/status`: the combined legacy commit
+/// statuses (required checks may be statuses rather than check runs).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct CombinedStatus {
+    pub state: String,
+    #[serde(default)]
+    pub statuses: Vec<CommitStatus>,
+}
+
+/// One commit status.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct CommitStatus {
+    pub context: String,
+    pub state: String,
+}
