@@ -254,6 +254,10 @@ fn members_with_2fa_disabled_are_listed_across_pages_and_the_token_never_leaks()
     assert_eq!(carol["role"], "member");
     assert_eq!(rec["statement"]["predicate"]["status"], "ok");
 
+    // The record is evidence like any other: signed, chained, verifiable.
+    let verify = common::exhibit_on_store(&ws.store(), &["verify"]);
+    assert_eq!(code(&verify), 0, "{}", text(&verify));
+
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(!logs.contains(TOKEN), "the token is in the logs");
     assert!(
