@@ -15,10 +15,10 @@ use crate::store::Store;
 pub async fn streams(store: &dyn Store) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for key in store.list("records/").await? {
-        if let Some((stream, file)) = key["records/".len()..].rsplit_once('/') {
-            if file.ends_with(".json") {
-                out.entry(stream.to_string()).or_default().push(key);
-            }
+        if let Some((stream, file)) = key["records/".len()..].rsplit_once('/')
+            && file.ends_with(".json")
+        {
+            out.entry(stream.to_string()).or_default().push(key);
         }
     }
     Ok(out)

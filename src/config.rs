@@ -151,6 +151,7 @@ impl Source {
         }
     }
 
+    #[allow(clippy::wrong_self_convention)] // reads as "an error from toml's"
     fn from_toml(&self, e: toml::de::Error) -> ConfigError {
         self.error_at(e.span(), e.message().trim().to_string())
     }
@@ -610,11 +611,9 @@ fn interpolate_value(
 ) -> Result<(), ConfigError> {
     let span = v.span();
     match v.get_mut() {
-        DeValue::String(s) => {
-            if s.contains('$') {
-                let out = interpolate_str(s).map_err(|m| source.error_at(Some(span), m))?;
-                *s = DeString::Owned(out);
-            }
+        DeValue::String(s) if s.contains('$') => {
+            let out = interpolate_str(s).map_err(|m| source.error_at(Some(span), m))?;
+            *s = DeString::Owned(out);
         }
         DeValue::Array(a) => {
             for item in a.iter_mut() {

@@ -160,13 +160,14 @@ async fn instance_loop(
     stop: CancellationToken,
     catch_up: bool,
 ) {
-    if catch_up && !stop.is_cancelled() {
-        if let Ok(_permit) = permits.acquire().await {
-            let run = runner.writer.begin_run(Trigger::CatchUp);
-            runner.run_instance(&inst, &run, None).await;
-            if let Err(e) = runner.writer.checkpoint(run).await {
-                tracing::error!(collector = %inst.name, error = %e, "cannot write checkpoint");
-            }
+    if catch_up
+        && !stop.is_cancelled()
+        && let Ok(_permit) = permits.acquire().await
+    {
+        let run = runner.writer.begin_run(Trigger::CatchUp);
+        runner.run_instance(&inst, &run, None).await;
+        if let Err(e) = runner.writer.checkpoint(run).await {
+            tracing::error!(collector = %inst.name, error = %e, "cannot write checkpoint");
         }
     }
     let mut after = runner.writer.now();

@@ -162,6 +162,7 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
 
     // Records, by stream.
     let record_keys = store.list("records/").await?;
+    #[allow(clippy::type_complexity)]
     let fetched: Vec<(String, Result<Option<Vec<u8>>, StoreError>)> =
         futures::stream::iter(record_keys.into_iter().filter(|k| k.ends_with(".json")))
             .map(|k| {
@@ -197,16 +198,17 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
         |t: DateTime<Utc>| opts.from.is_none_or(|f| t >= f) && opts.to.is_none_or(|to| t <= to);
     let mut blobs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for loaded in streams.values().flatten() {
-        if in_period(loaded.record.predicate().finished_at) {
-            if let Some(sha) = loaded.record.payload_sha256() {
-                blobs
-                    .entry(sha.to_string())
-                    .or_default()
-                    .push(loaded.key.clone());
-            }
+        if in_period(loaded.record.predicate().finished_at)
+            && let Some(sha) = loaded.record.payload_sha256()
+        {
+            blobs
+                .entry(sha.to_string())
+                .or_default()
+                .push(loaded.key.clone());
         }
     }
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+    #[allow(clippy::type_complexity)]
     let hashed: Vec<(String, Result<Option<(String, u64)>, StoreError>)> =
         futures::stream::iter(blobs.keys().cloned())
             .map(|sha| {
@@ -577,14 +579,13 @@ async fn coverage(
     for l in records {
         let p = l.record.predicate();
         if p.status == Status::Missed {
-            if let Some(sha) = l.record.payload_sha256() {
-                if let Ok(Some(bytes)) = store.get(&blob_key(sha)).await {
-                    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-                        for s in doc["slots"].as_array().into_iter().flatten() {
-                            if let Some(t) = s.as_str().and_then(|t| t.parse().ok()) {
-                                recorded_missed.insert(t);
-                            }
-                        }
+            if let Some(sha) = l.record.payload_sha256()
+                && let Ok(Some(bytes)) = store.get(&blob_key(sha)).await
+                && let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            {
+                for s in doc["slots"].as_array().into_iter().flatten() {
+                    if let Some(t) = s.as_str().and_then(|t| t.parse().ok()) {
+                        recorded_missed.insert(t);
                     }
                 }
             }
@@ -680,22 +681,22 @@ impl Report {
         }
         if show_coverage {
             for s in &self.streams {
-                if let Some(c) = &s.coverage {
-                    if c.missed > 0 {
-                        let _ = writeln!(
-                            o,
-                            "  {}: {} missed slot(s) ({} recorded as missed), first: {}",
-                            s.stream,
-                            c.missed,
-                            c.missed_recorded,
-                            c.missed_slots
-                                .iter()
-                                .take(5)
-                                .map(|t| t.to_rfc3339())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        );
-                    }
+                if let Some(c) = &s.coverage
+                    && c.missed > 0
+                {
+                    let _ = writeln!(
+                        o,
+                        "  {}: {} missed slot(s) ({} recorded as missed), first: {}",
+                        s.stream,
+                        c.missed,
+                        c.missed_recorded,
+                        c.missed_slots
+                            .iter()
+                            .take(5)
+                            .map(|t| t.to_rfc3339())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
                 }
             }
         }
