@@ -443,9 +443,16 @@ fn primary_and_secondary_rate_limits_are_waited_out() {
     let rec = show(&ws, &format!("gh-org/{ORG}"));
     assert_eq!(rec["statement"]["predicate"]["status"], "ok");
     assert_eq!(rec["statement"]["predicate"]["attempts"], 1);
+    let settings = &rec["payload"]["settings"];
+    assert_eq!(settings["two_factor_requirement_enabled"], true);
+    assert_eq!(settings["members_can_delete_repositories"], false);
+    assert_eq!(settings["members_can_invite_outside_collaborators"], false);
+    // Both limits were logged as waits, not as failures.
+    let logs = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
-        rec["payload"]["settings"]["two_factor_requirement_enabled"],
-        true
+        logs.matches("GitHub rate limit; waiting").count(),
+        2,
+        "{logs}"
     );
     assert_all_consumed();
 }

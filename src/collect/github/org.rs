@@ -1,6 +1,7 @@
 //! `kind = "github-org"`: the organisation's security settings — whether
 //! 2FA is required, the base permission members get on every repository,
-//! who may create repositories, and the defaults for new repositories.
+//! who may create, delete or change the visibility of repositories and
+//! invite outside collaborators, and the defaults for new repositories.
 //! Settings GitHub shows only to owners are listed under `not_visible`
 //! rather than guessed.
 
@@ -45,6 +46,10 @@ fn payload(o: &Org) -> Value {
         "members_can_create_private_repositories": o.members_can_create_private_repositories,
         "members_can_create_internal_repositories": o.members_can_create_internal_repositories,
         "members_can_fork_private_repositories": o.members_can_fork_private_repositories,
+        "members_can_delete_repositories": o.members_can_delete_repositories,
+        "members_can_change_repo_visibility": o.members_can_change_repo_visibility,
+        "members_can_invite_outside_collaborators": o.members_can_invite_outside_collaborators,
+        "members_can_create_teams": o.members_can_create_teams,
         "members_can_create_pages": o.members_can_create_pages,
         "web_commit_signoff_required": o.web_commit_signoff_required,
         "advanced_security_enabled_for_new_repositories": o.advanced_security_enabled_for_new_repositories,
@@ -72,9 +77,8 @@ fn payload(o: &Org) -> Value {
         // GitHub returns these only to organisation owners; a null here is
         // "not visible to this token", not "off".
         "not_visible": not_visible,
-        // Deletion and transfer of repositories, and SAML SSO enforcement,
-        // are not exposed by the REST API; they need the web UI or the
-        // enterprise audit log.
-        "not_exposed_by_api": ["members_can_delete_repositories", "saml_sso_enforcement"],
+        // SAML SSO enforcement is not exposed by the REST API; it needs the
+        // web UI, the GraphQL API (enterprise owners) or the audit log.
+        "not_exposed_by_api": ["saml_sso_enforcement"],
     })
 }
