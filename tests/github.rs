@@ -460,15 +460,19 @@ fn primary_and_secondary_rate_limits_are_waited_out() {
 #[test]
 fn a_rate_limit_too_long_to_wait_ends_in_a_failed_record() {
     let url = scenario("exhibit-rate-limit-long");
-    let ws = Workspace::new(&config(&[collector("gh-org", "github-org", &url, "")]));
+    // Retries are allowed, but an hour-long wait is not worth one.
+    let ws = Workspace::new(&config(&[
+        collector("gh-org", "github-org", &url, "").replace("retries = 0", "retries = 2")
+    ]));
     let out = ws.run(&["collect"]);
     assert_eq!(code(&out), 1, "{}", text(&out));
     let rec = show(&ws, &format!("gh-org/{ORG}"));
     let pred = &rec["statement"]["predicate"];
     assert_eq!(pred["status"], "failed");
+    assert_eq!(pred["attempts"], 1);
     let err = pred["error"].to_string();
     assert!(
-        err.contains("rate limited") && err.contains("3600"),
+        err.contains("rate limited") && err.contains("3600") && err.contains("resets at"),
         "{err}"
     );
     assert_all_consumed();

@@ -9,8 +9,9 @@
 //! `retry_after`, or which a per-repository step records as a failure so
 //! that the record keeps what was collected and says what was not.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -19,6 +20,7 @@ use http::{HeaderMap, StatusCode, Uri};
 use octocrab::Octocrab;
 use octocrab::secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 
 use crate::collect::{CollectError, Context};
 
@@ -46,6 +48,10 @@ const SERVER_TRIES: u32 = 3;
 const RATE_LIMIT_TRIES: u32 = 3;
 /// GitHub's advice when a secondary limit names no time: wait a minute.
 const SECONDARY_DEFAULT_WAIT: Duration = Duration::from_secs(60);
+/// Longest `retry_after` handed to the runner; a later reset fails the
+/// attempt instead of holding `exhibit collect` (or a daemon slot) for up
+/// to an hour.
+const LONGEST_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Pages followed for one listing before giving up on a looping server.
 const MAX_PAGES: usize = 10_000;
 
@@ -99,6 +105,16 @@ impl ApiError {
 impl From<ApiError> for CollectError {
     fn from(e: ApiError) -> Self {
         match e {
+            // A reset further away than a retry should wait (an hour for a
+            // spent primary budget) ends the attempt now, saying when the
+            // budget returns; the next scheduled run collects again.
+            ApiError::RateLimited { retry_after, .. } if retry_after > LONGEST_RETRY_AFTER => {
+                CollectError::fatal(format!(
+                    "{e} (GitHub's rate limit resets at {}; not retried before the next run)",
+                    (Utc::now() + chrono::Duration::from_std(retry_after).unwrap_or_default())
+                        .format("%Y-%m-%dT%H:%M:%SZ")
+                ))
+            }
             ApiError::RateLimited { retry_after, .. } => CollectError::Retryable {
                 message: e.to_string(),
                 retry_after: Some(retry_after),
@@ -112,11 +128,12 @@ impl From<ApiError> for CollectError {
     }
 }
 
-/// What the last responses said about the primary rate limit, shared by
-/// the concurrent calls of an instance so that none of them spends budget
-/// that is known to be gone.
+/// What the last responses said about the primary rate limit. GitHub
+/// counts it per credential, so every instance using the same credentials
+/// against the same server shares one (see [`shared_budget`]), and none of
+/// their calls spends budget that is known to be gone.
 #[derive(Debug, Default, Clone, Copy)]
-struct Budget {
+pub(crate) struct Budget {
     remaining: Option<u64>,
     reset: Option<DateTime<Utc>>,
 }
@@ -128,8 +145,33 @@ pub(crate) struct Api {
     client: tokio::sync::OnceCell<Octocrab>,
     concurrency: usize,
     max_wait: Duration,
-    budget: Mutex<Budget>,
+    budget: Arc<Mutex<Budget>>,
     requests: AtomicU64,
+}
+
+/// The budget of one credential on one server, shared across instances.
+pub(crate) fn shared_budget(base: &Uri, auth: &Auth) -> Arc<Mutex<Budget>> {
+    type Budgets = Mutex<HashMap<String, Arc<Mutex<Budget>>>>;
+    static BUDGETS: OnceLock<Budgets> = OnceLock::new();
+    // The token itself is not kept as a key, only a digest of it.
+    let who = match auth {
+        Auth::Token(t) => format!(
+            "token:{}",
+            hex::encode(&Sha256::digest(t.expose_secret().as_bytes())[..16])
+        ),
+        Auth::App {
+            app_id,
+            installation_id,
+            ..
+        } => format!("app:{app_id}:{installation_id}"),
+    };
+    BUDGETS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("budgets lock")
+        .entry(format!("{base}|{who}"))
+        .or_default()
+        .clone()
 }
 
 impl Api {
@@ -137,12 +179,12 @@ impl Api {
     /// connected until the first call.
     pub(crate) fn new(base: Uri, auth: Auth, concurrency: usize, max_wait: Duration) -> Self {
         Api {
+            budget: shared_budget(&base, &auth),
             base,
             auth,
             client: tokio::sync::OnceCell::new(),
             concurrency,
             max_wait,
-            budget: Mutex::new(Budget::default()),
             requests: AtomicU64::new(0),
         }
     }

@@ -317,3 +317,24 @@ fn path_segments_are_encoded() {
     assert_eq!(seg("a b#c"), "a%20b%23c");
     assert_eq!(seg("main"), "main");
 }
+
+#[test]
+fn the_rate_limit_budget_is_shared_per_credential_and_server() {
+    use super::api::{Auth, shared_budget};
+    use std::sync::Arc;
+    let a: http::Uri = "https://api.github.com".parse().unwrap();
+    let b: http::Uri = "https://ghe.example.com/api/v3".parse().unwrap();
+    let t = |s: &str| Auth::Token(s.to_string().into());
+    assert!(Arc::ptr_eq(
+        &shared_budget(&a, &t("one")),
+        &shared_budget(&a, &t("one"))
+    ));
+    assert!(!Arc::ptr_eq(
+        &shared_budget(&a, &t("one")),
+        &shared_budget(&a, &t("two"))
+    ));
+    assert!(!Arc::ptr_eq(
+        &shared_budget(&a, &t("one")),
+        &shared_budget(&b, &t("one"))
+    ));
+}
