@@ -17,6 +17,9 @@ say() { printf '\n== %s\n' "$*"; }
 need_apt=()
 command -v git >/dev/null || need_apt+=(git)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# Node.js runs the npm peers (GitHub's fixtures server, prism).
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then
@@ -42,8 +45,9 @@ fi
 # --- npm peers (package-lock.json) -----------------------------------------
 if [ -f tests/peers/package-lock.json ]; then
   say "npm test peers (tests/peers/package-lock.json)"
-  if ! cmp -s tests/peers/package-lock.json tests/peers/node_modules/.package-lock.json 2>/dev/null; then
+  if ! cmp -s tests/peers/package-lock.json tests/peers/node_modules/.installed-lock 2>/dev/null; then
     (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)
+    cp tests/peers/package-lock.json tests/peers/node_modules/.installed-lock
   fi
   export PATH="$root/tests/peers/node_modules/.bin:$PATH"
 fi

@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod git;
+pub mod github;
 
 use std::time::Duration;
 
@@ -131,7 +132,21 @@ pub struct KindSpec {
 
 /// Every collector kind this build knows.
 pub fn kinds() -> &'static [KindSpec] {
-    &[command::SPEC, git::SPEC]
+    &[
+        command::SPEC,
+        git::SPEC,
+        github::ORG,
+        github::MEMBERS,
+        github::OUTSIDE_COLLABORATORS,
+        github::INVITATIONS,
+        github::TEAMS,
+        github::REPOSITORIES,
+        github::BRANCH_PROTECTION,
+        github::PULL_REQUESTS,
+        github::DEPLOY_KEYS,
+        github::WEBHOOKS,
+        github::ACTIONS,
+    ]
 }
 
 /// Looks a kind up by name.
