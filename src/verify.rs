@@ -155,7 +155,20 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
             )
         }
     };
-    if keys.is_empty() {
+    let empty = keys.is_empty()
+        && store.list("records/").await?.is_empty()
+        && store.list("checkpoints/").await?.is_empty();
+    if empty {
+        // Never "intact" over nothing: a mistyped path must not pass.
+        problem(
+            "",
+            "empty_store",
+            format!(
+                "no evidence here: {} holds no keys, records or checkpoints",
+                store.describe()
+            ),
+        );
+    } else if keys.is_empty() {
         problem(
             "keys/",
             "no_keys",
