@@ -99,6 +99,13 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Probe a running agent's /healthz (for container health checks,
+    /// where no curl exists): exit 0 when it answers 200.
+    Health {
+        /// The agent's admin address.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        addr: std::net::SocketAddr,
+    },
     /// The agent's signing key.
     Keys {
         #[command(subcommand)]
@@ -364,6 +371,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Health { addr } => Ok(probe_health(*addr)),
         Command::Keys {
             command: KeysCommand::Show,
         } => {
@@ -439,6 +447,33 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn probe_health(addr: std::net::SocketAddr) -> ExitCode {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(5);
+    let probe = || -> std::io::Result<String> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut head = String::new();
+        s.take(64 * 1024).read_to_string(&mut head)?;
+        Ok(head)
+    };
+    match probe() {
+        Ok(resp) if resp.starts_with("HTTP/1.1 200") => {
+            println!("healthy");
+            ExitCode::SUCCESS
+        }
+        Ok(resp) => {
+            eprintln!("unhealthy: {}", resp.lines().next().unwrap_or(""));
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {addr}: {e}");
+            ExitCode::from(1)
         }
     }
 }

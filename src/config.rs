@@ -469,6 +469,10 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
     }
 
     let mut agent = top.agent;
+    // Container deployments mount the key where the orchestrator puts it.
+    if let Some(k) = std::env::var_os("EXHIBIT_KEY") {
+        agent.key = PathBuf::from(k);
+    }
     if agent.key.is_relative() {
         agent.key = base.join(&agent.key);
     }
@@ -489,7 +493,16 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         key: Some("agent.shard_index".into()),
         message: m,
     };
-    // EXHIBIT_SHARD=INDEX/COUNT wins, so one config serves every replica.
+    // The environment wins, so that one config serves every replica:
+    // EXHIBIT_SHARD=INDEX/COUNT, or EXHIBIT_SHARD_COUNT=N with the index
+    // taken from the host name (a StatefulSet pod).
+    if let Ok(n) = std::env::var("EXHIBIT_SHARD_COUNT") {
+        agent.shards = n
+            .trim()
+            .parse()
+            .map_err(|_| shard_error(format!("EXHIBIT_SHARD_COUNT: `{n}` is not a number")))?;
+        agent.shard_index = None;
+    }
     let shard = match std::env::var("EXHIBIT_SHARD") {
         Ok(v) => crate::shard::Shard::parse(&v)
             .map_err(|m| shard_error(format!("EXHIBIT_SHARD: {m}")))?,

@@ -686,6 +686,9 @@ command = ["echo", "{\"tick\": 1}"]
         .unwrap();
     wait_for_port(port);
     assert_eq!(http_get(port, "/healthz").0, 200);
+    // The built-in probe that container health checks use.
+    let probe = ws.run(&["health", "--addr", &addr]);
+    assert_eq!(code(&probe), 0, "{}", text(&probe));
     let ready_deadline = Instant::now() + Duration::from_secs(10);
     while http_get(port, "/readyz").0 != 200 {
         assert!(Instant::now() < ready_deadline, "never ready");
@@ -717,6 +720,13 @@ command = ["echo", "{\"tick\": 1}"]
     );
     sigterm(&d);
     assert!(wait_exit(&mut d, Duration::from_secs(10)).success());
+    let probe = ws.run(&["health", "--addr", &addr]);
+    assert_eq!(
+        code(&probe),
+        1,
+        "nothing listens any more: {}",
+        text(&probe)
+    );
 
     // Each scheduled record names its slot, an even second, and ran on time.
     for seq in 1..=3 {

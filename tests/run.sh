@@ -17,6 +17,12 @@ say() { printf '\n== %s\n' "$*"; }
 need_apt=()
 command -v git >/dev/null || need_apt+=(git)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# The deployment tests: podman and runc build and run the image (no Docker
+# engine), musl-gcc links the static binary, systemd-analyze checks the unit.
+command -v podman >/dev/null || need_apt+=(podman)
+command -v runc >/dev/null || need_apt+=(runc)
+command -v musl-gcc >/dev/null || need_apt+=(musl-tools)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 # Node.js runs the npm peers (GitHub's fixtures server, prism).
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
@@ -50,6 +56,16 @@ if [ -f tests/peers/package-lock.json ]; then
     cp tests/peers/package-lock.json tests/peers/node_modules/.installed-lock
   fi
   export PATH="$root/tests/peers/node_modules/.bin:$PATH"
+fi
+
+# --- The static binary for the container test --------------------------------
+say "static (musl) build for the container image test"
+musl=x86_64-unknown-linux-musl
+if ! rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+  rustup target add "$musl" || echo "cannot add the $musl target on this machine: the container test will fail and say so"
+fi
+if rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
+  cargo build --target "$musl" --bin exhibit
 fi
 
 # --- The tests -------------------------------------------------------------
