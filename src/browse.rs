@@ -161,6 +161,47 @@ pub async fn show(store: &dyn Store, spec: &str) -> anyhow::Result<Shown> {
     })
 }
 
+/// The two records `diff` compares: the given sequence numbers, or by
+/// default the last two successful records of the stream.
+pub async fn pick_pair(
+    store: &dyn Store,
+    stream: &str,
+    a: Option<u64>,
+    b: Option<u64>,
+) -> anyhow::Result<(Shown, Shown)> {
+    let all = streams(store).await?;
+    let Some(keys) = all.get(stream) else {
+        bail!(
+            "no stream `{stream}` in {}; `exhibit list` shows the streams",
+            store.describe()
+        );
+    };
+    let (a, b) = match (a, b) {
+        (Some(a), Some(b)) => (a, b),
+        (Some(a), None) => (a, keys.len() as u64),
+        _ => {
+            let mut ok = Vec::new();
+            for key in keys.iter().rev() {
+                let bytes = store.get(key).await?.context("record vanished")?;
+                let s: Statement<RecordPredicate> = peek(&bytes).with_context(|| key.clone())?;
+                if s.predicate.status == crate::evidence::record::Status::Ok {
+                    ok.push(s.predicate.seq);
+                    if ok.len() == 2 {
+                        break;
+                    }
+                }
+            }
+            match ok[..] {
+                [newer, older] => (older, newer),
+                _ => bail!("`{stream}` has fewer than two successful records to compare"),
+            }
+        }
+    };
+    let older = show(store, &format!("{stream}@{a}")).await?;
+    let newer = show(store, &format!("{stream}@{b}")).await?;
+    Ok((older, newer))
+}
+
 /// Renders `show` for people.
 pub fn render_show(s: &Shown) -> String {
     let p = &s.statement.predicate;

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod daemon;
+pub mod diff;
 pub mod evidence;
 pub mod metrics;
 pub mod runner;
