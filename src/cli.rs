@@ -107,6 +107,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The nightly review for a security lead: changes, highlights,
+    /// failures and coverage, as HTML or Markdown.
+    Report {
+        /// The window: how far back (e.g. 24h, 7d).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        since: std::time::Duration,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "html")]
+        format: ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Post a summary to this Slack-compatible webhook.
+        #[arg(long, env = "EXHIBIT_REPORT_WEBHOOK")]
+        webhook: Option<String>,
+        /// The whole review as JSON (for other tools).
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -135,6 +154,16 @@ enum KeysCommand {
     /// successor and stays published; it is kept beside the new one as
     /// `<key>.retired-<id>`. Stop the daemon first.
     Rotate,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    Html,
+    Md,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,6 +414,54 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Health { addr } => Ok(probe_health(*addr)),
+        Command::Report {
+            since,
+            format,
+            out,
+            webhook,
+            json,
+        } => {
+            let config = load_config(&cli, false)?;
+            init_logging(
+                cli.log_format.unwrap_or_default(),
+                None,
+                cli.verbose,
+                "warn",
+            );
+            let store = open_store(&cli, config.as_ref())?;
+            let from =
+                Utc::now() - chrono::Duration::from_std(*since).map_err(anyhow::Error::from)?;
+            let report = crate::report::build(store, from).await?;
+            let body = if *json {
+                serde_json::to_string_pretty(&report).expect("serialises")
+            } else {
+                match format {
+                    ReportFormat::Html => crate::report::html(&report),
+                    ReportFormat::Md => crate::report::markdown(&report),
+                }
+            };
+            match out {
+                Some(path) => std::fs::write(path, &body)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{body}"),
+            }
+            if let Some(url) = webhook {
+                let text = crate::report::summary(&report, out.as_deref());
+                let resp = http_client()?
+                    .post(url)
+                    .json(&serde_json::json!({ "text": text }))
+                    .send()
+                    .await
+                    .with_context(|| "cannot reach the report webhook".to_string())?;
+                if !resp.status().is_success() {
+                    return Err(Failure::Runtime(anyhow::anyhow!(
+                        "the report webhook answered {}",
+                        resp.status()
+                    )));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Diff { stream, a, b, json } => {
             let config = load_config(&cli, false)?;
             init_logging(

@@ -13,6 +13,7 @@ const IDENTITY_KEYS: &[&str] = &[
     "arn",
     "Arn",
     "full_name",
+    "repository",
     "user_name",
     "UserName",
     "login",

@@ -109,3 +109,162 @@ fn diff_names_exactly_the_entities_that_changed() {
         text(&out)
     );
 }
+
+const STATE_1: &str = r#"{
+  "users": [
+    {"user_name": "alice", "mfa_enabled": true, "policies": ["ReadOnly"],
+     "access_keys": [{"id": "AKIAOLD", "status": "Active", "create_date": "2020-01-01T00:00:00Z"}]},
+    {"user_name": "bob", "mfa_enabled": true, "policies": []}
+  ],
+  "trails": [{"name": "org-trail", "is_logging": true}],
+  "branches": [{"repository": "acme/app", "protection": {"required_reviews": 1}}],
+  "pull_requests": []
+}"#;
+
+const STATE_2: &str = r#"{
+  "users": [
+    {"user_name": "alice", "mfa_enabled": false, "policies": ["ReadOnly"],
+     "access_keys": [{"id": "AKIAOLD", "status": "Active", "create_date": "2020-01-01T00:00:00Z"}]},
+    {"user_name": "bob", "mfa_enabled": true, "policies": []},
+    {"user_name": "eve", "mfa_enabled": false, "policies": ["AdministratorAccess"]}
+  ],
+  "trails": [{"name": "org-trail", "is_logging": false}],
+  "branches": [{"repository": "acme/app"}],
+  "pull_requests": [{"repository": "acme/app", "number": 42, "independent_approval": false}]
+}"#;
+
+fn seeded_review() -> Workspace {
+    let ws = Workspace::new(CONFIG);
+    collect(&ws, STATE_1);
+    collect(&ws, STATE_2);
+    std::fs::remove_file(ws.path().join("users.json")).unwrap();
+    assert_eq!(code(&ws.run(&["collect"])), 1);
+    ws
+}
+
+const EXPECTED_HIGHLIGHTS: &[&str] = &[
+    "MFA turned off: output.users[user_name=alice]",
+    "New administrator access: output.users[user_name=eve]",
+    "New, without MFA: output.users[user_name=eve]",
+    "Stopped: output.trails[name=org-trail].is_logging",
+    "Branch protection or ruleset removed: output.branches[repository=acme/app].protection",
+    "Merged without independent approval: acme/app#42",
+    "Active access keys older than 90 days",
+    "Collection #3 failed",
+];
+
+#[test]
+fn the_markdown_review_shows_the_seeded_highlights() {
+    let ws = seeded_review();
+    let out = ws.run(&["report", "--format", "md", "--since", "1h"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let md = String::from_utf8(out.stdout).unwrap();
+    for h in EXPECTED_HIGHLIGHTS {
+        assert!(md.contains(h), "`{h}` missing from:\n{md}");
+    }
+    assert!(md.contains("Integrity: **intact**"), "{md}");
+    assert!(!md.contains("bob]"), "bob did not change:\n{md}");
+}
+
+#[test]
+fn the_html_review_renders_in_headless_chromium() {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| std::process::Command::new("sh").arg("-c").arg(format!("command -v {c}")).status().is_ok_and(|s| s.success()))
+        .expect("headless Chromium is needed by this test: apt-get install chromium (tests/run.sh does)");
+    let ws = seeded_review();
+    let page = ws.path().join("report.html");
+    let out = ws.run(&["report", "--since", "1h", "--out", page.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the page loads nothing from elsewhere"
+    );
+
+    let profile = tempfile::tempdir().unwrap();
+    let shot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report.png");
+    let base = |extra: &[&str]| {
+        let mut c = std::process::Command::new(chromium);
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()));
+        c.output().expect("chromium runs")
+    };
+    let dom = base(&["--dump-dom"]);
+    assert!(dom.status.success(), "{}", text(&dom));
+    let rendered = String::from_utf8_lossy(&dom.stdout).into_owned();
+    for h in EXPECTED_HIGHLIGHTS {
+        let escaped = h.replace('&', "&amp;");
+        assert!(rendered.contains(&escaped), "`{h}` not rendered");
+    }
+    let console = String::from_utf8_lossy(&dom.stderr);
+    for line in console.lines() {
+        assert!(
+            !(line.contains("CONSOLE") || line.contains("Uncaught")),
+            "console error while rendering: {line}"
+        );
+    }
+    let shot_out = base(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=412,1800",
+    ]);
+    assert!(shot_out.status.success(), "{}", text(&shot_out));
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(png.len() > 10_000, "the screenshot is not blank");
+}
+
+#[test]
+fn the_summary_is_delivered_to_a_webhook() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let ws = seeded_review();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .unwrap();
+        body
+    });
+    let out = ws.run(&[
+        "report",
+        "--format",
+        "md",
+        "--out",
+        "/dev/null",
+        "--webhook",
+        &url,
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let body: Value = serde_json::from_slice(&server.join().unwrap()).unwrap();
+    let t = body["text"].as_str().unwrap();
+    assert!(t.contains("MFA turned off"), "{t}");
+    assert!(t.contains("integrity intact"), "{t}");
+}

@@ -23,6 +23,8 @@ command -v podman >/dev/null || need_apt+=(podman)
 command -v runc >/dev/null || need_apt+=(runc)
 command -v musl-gcc >/dev/null || need_apt+=(musl-tools)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# The HTML report is rendered in headless Chromium.
+command -v chromium >/dev/null || need_apt+=(chromium)
 # Node.js runs the npm peers (GitHub's fixtures server, prism).
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
