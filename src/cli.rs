@@ -76,6 +76,10 @@ enum Command {
         /// Print the coverage detail (missed slots) per stream.
         #[arg(long)]
         coverage: bool,
+        /// Verify a sample bundle (.tar.gz from `exhibit sample`) instead
+        /// of a store.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -106,6 +110,29 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// An auditor's reproducible random sample of records over a period,
+    /// exported as a bundle that verifies itself offline.
+    Sample {
+        /// Streams to sample (repeatable; default: every stream).
+        #[arg(long = "stream")]
+        streams: Vec<String>,
+        /// Start of the period (RFC 3339 or YYYY-MM-DD).
+        #[arg(long, value_parser = parse_time)]
+        from: DateTime<Utc>,
+        /// End of the period (RFC 3339 or YYYY-MM-DD).
+        #[arg(long, value_parser = parse_time)]
+        to: DateTime<Utc>,
+        /// Records per stream (default: by control frequency, see
+        /// docs/auditors.md).
+        #[arg(long)]
+        size: Option<usize>,
+        /// The seed; the same seed over the same store draws the same sample.
+        #[arg(long)]
+        seed: String,
+        /// The bundle to write (.tar.gz).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// The nightly review for a security lead: changes, highlights,
     /// failures and coverage, as HTML or Markdown.
@@ -332,6 +359,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             to,
             keys,
             coverage,
+            bundle,
             json,
         } => {
             let config = load_config(&cli, false)?;
@@ -351,14 +379,32 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
                 Some(ring)
             };
-            let opts = crate::verify::Options {
+            let mut opts = crate::verify::Options {
                 from: *from,
                 to: *to,
                 keys,
+                bundle: None,
             };
-            let report = crate::verify::verify(store, &opts)
+            let unpacked = tempfile::tempdir().map_err(anyhow::Error::from)?;
+            let mut manifest_problems = Vec::new();
+            let store: Arc<dyn Store> = match bundle {
+                Some(b) => {
+                    let root = crate::sample::unpack(b, unpacked.path()).map_err(Failure::Usage)?;
+                    let (scope, problems) = crate::sample::scope(&root)?;
+                    manifest_problems = problems;
+                    opts.bundle = Some(scope);
+                    Arc::new(crate::store::fs::FsStore::new(root))
+                }
+                None => store,
+            };
+            let mut report = crate::verify::verify(store, &opts)
                 .await
                 .map_err(anyhow::Error::from)?;
+            if bundle.is_some() {
+                report.store = bundle.as_ref().expect("set").display().to_string();
+                report.problems.extend(manifest_problems);
+                report.intact = report.problems.is_empty();
+            }
             if *json {
                 println!(
                     "{}",
@@ -414,6 +460,49 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Health { addr } => Ok(probe_health(*addr)),
+        Command::Sample {
+            streams,
+            from,
+            to,
+            size,
+            seed,
+            out,
+        } => {
+            let config = load_config(&cli, false)?;
+            init_logging(
+                cli.log_format.unwrap_or_default(),
+                None,
+                cli.verbose,
+                "warn",
+            );
+            let store = open_store(&cli, config.as_ref())?;
+            let req = crate::sample::Request {
+                streams: streams.clone(),
+                from: *from,
+                to: *to,
+                size: *size,
+                seed: seed.clone(),
+            };
+            let m = crate::sample::bundle(store, &req, out).await?;
+            for s in &m.streams {
+                println!(
+                    "{:<40} {:>4} of {:>5} record(s){}",
+                    s.stream,
+                    s.size,
+                    s.population,
+                    s.frequency
+                        .as_deref()
+                        .map(|f| format!(" ({f})"))
+                        .unwrap_or_default()
+                );
+            }
+            println!(
+                "bundle {} (seed `{}`): verify with `sh verify.sh` inside it, or `exhibit verify --bundle`",
+                out.display(),
+                m.seed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report {
             since,
             format,

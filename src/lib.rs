@@ -19,6 +19,7 @@ pub mod evidence;
 pub mod metrics;
 pub mod report;
 pub mod runner;
+pub mod sample;
 pub mod schedule;
 pub mod shard;
 pub mod store;

@@ -29,6 +29,18 @@ pub struct Options {
     pub to: Option<DateTime<Utc>>,
     /// Keys the auditor obtained out of band; `None` trusts `keys/`.
     pub keys: Option<KeyRing>,
+    /// Set when verifying a sample bundle, which holds the records of a
+    /// period but payloads only of the sampled records.
+    pub bundle: Option<BundleScope>,
+}
+
+/// What a sample bundle promises to contain.
+#[derive(Debug, Default, Clone)]
+pub struct BundleScope {
+    /// The streams whose records of the period are all present.
+    pub streams: HashSet<String>,
+    /// The records whose payloads are present.
+    pub sampled: HashSet<String>,
 }
 
 /// One thing wrong, and where.
@@ -213,9 +225,11 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
         |t: DateTime<Utc>| opts.from.is_none_or(|f| t >= f) && opts.to.is_none_or(|to| t <= to);
     let mut blobs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for loaded in streams.values().flatten() {
-        if in_period(loaded.record.predicate().finished_at)
-            && let Some(sha) = loaded.record.payload_sha256()
-        {
+        let wanted = match &opts.bundle {
+            Some(b) => b.sampled.contains(&loaded.key),
+            None => in_period(loaded.record.predicate().finished_at),
+        };
+        if wanted && let Some(sha) = loaded.record.payload_sha256() {
             blobs
                 .entry(sha.to_string())
                 .or_default()
@@ -294,6 +308,8 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
                 problem(key, "time_inverted", "finished before it started".into());
             }
             match prev {
+                // A bundle starts where its period starts.
+                None if opts.bundle.is_some() => {}
                 None => {
                     if p.seq != 1 || loaded.seq_from_key != Some(1) {
                         problem(
@@ -387,6 +403,7 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
     let checkpoint_count = checkpoints.len();
     let by_key: HashMap<&str, &Checkpoint> =
         checkpoints.iter().map(|c| (c.key.as_str(), c)).collect();
+    let first_checkpoint_at = checkpoints.iter().map(|c| c.predicate().finished_at).min();
     let mut referenced: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut roots: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for c in &checkpoints {
@@ -401,6 +418,10 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
                     .or_default()
                     .push(&c.key);
                 match by_key.get(prev.key.as_str()) {
+                    // In a bundle, only the period's first checkpoint may
+                    // point before it.
+                    None if opts.bundle.is_some()
+                        && Some(c.predicate().finished_at) == first_checkpoint_at => {}
                     None => problem(
                         &c.key,
                         "checkpoint_chain_broken",
@@ -515,6 +536,10 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
         for s in c.records() {
             checkpointed.insert(s.name.as_str());
             match record_index.get(s.name.as_str()) {
+                None if opts
+                    .bundle
+                    .as_ref()
+                    .is_some_and(|b| outside_bundle(b, &streams, &s.name)) => {}
                 None => problem(
                     &c.key,
                     "record_missing",
@@ -677,6 +702,19 @@ async fn coverage(
         }
     }
     Some(c)
+}
+
+/// Whether a record a checkpoint lists lies outside what a bundle holds: a
+/// stream not sampled, or a record before the period.
+fn outside_bundle(b: &BundleScope, streams: &BTreeMap<String, Vec<Loaded>>, key: &str) -> bool {
+    let (stream, seq) = split_record_key(key);
+    if !b.streams.contains(&stream) {
+        return true;
+    }
+    let first = streams
+        .get(&stream)
+        .and_then(|r| r.iter().filter_map(|l| l.seq_from_key).min());
+    matches!((seq, first), (Some(n), Some(f)) if n < f)
 }
 
 /// `records/<stream>/<seq>.json` → (stream, seq).

@@ -139,6 +139,7 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
             from: Some(since),
             to: Some(now),
             keys: None,
+            bundle: None,
         },
     )
     .await?;
