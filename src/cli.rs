@@ -134,6 +134,21 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Export the evidence of a period for other tools.
+    Export {
+        /// The format.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// Start of the period (RFC 3339 or YYYY-MM-DD).
+        #[arg(long, value_parser = parse_time)]
+        from: DateTime<Utc>,
+        /// End of the period (RFC 3339 or YYYY-MM-DD).
+        #[arg(long, value_parser = parse_time)]
+        to: DateTime<Utc>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The nightly review for a security lead: changes, highlights,
     /// failures and coverage, as HTML or Markdown.
     Report {
@@ -181,6 +196,12 @@ enum KeysCommand {
     /// successor and stays published; it is kept beside the new one as
     /// `<key>.retired-<id>`. Stop the daemon first.
     Rotate,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// An OSCAL 1.1.2 assessment-results document (JSON).
+    Oscal,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -460,6 +481,29 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Health { addr } => Ok(probe_health(*addr)),
+        Command::Export {
+            format: ExportFormat::Oscal,
+            from,
+            to,
+            out,
+        } => {
+            let config = load_config(&cli, false)?;
+            init_logging(
+                cli.log_format.unwrap_or_default(),
+                None,
+                cli.verbose,
+                "warn",
+            );
+            let store = open_store(&cli, config.as_ref())?;
+            let doc = crate::oscal::assessment_results(store, *from, *to).await?;
+            let text = serde_json::to_string_pretty(&doc).expect("serialises");
+            match out {
+                Some(p) => std::fs::write(p, text)
+                    .with_context(|| format!("cannot write {}", p.display()))?,
+                None => println!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sample {
             streams,
             from,

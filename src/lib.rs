@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod diff;
 pub mod evidence;
 pub mod metrics;
+pub mod oscal;
 pub mod report;
 pub mod runner;
 pub mod sample;
