@@ -269,6 +269,26 @@ struct TopLevel {
     admin: AdminConfig,
     #[serde(default)]
     log: LogConfig,
+    report: Option<ReportConfig>,
+}
+
+/// `[report]`: the nightly review, made by the daemon on a schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// When to make it (UTC cron), e.g. `"0 7 * * *"`.
+    pub schedule: String,
+    /// The window it covers.
+    #[serde(default = "default_report_window", with = "duration")]
+    pub since: Duration,
+    /// Where to write the HTML page (relative to the config file).
+    pub out: Option<PathBuf>,
+    /// A Slack-compatible webhook for the summary.
+    pub webhook: Option<String>,
+}
+
+fn default_report_window() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 /// The keys every collector instance has, whatever its kind.
@@ -359,6 +379,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[report]`, with its schedule parsed and `out` resolved.
+    pub report: Option<(Schedule, ReportConfig)>,
     /// Every collector instance, in file order.
     pub collectors: Vec<CollectorInstance>,
     /// This agent's share of the streams.
@@ -468,6 +490,20 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         }
     }
 
+    let report = match top.report {
+        Some(mut r) => {
+            let schedule = Schedule::parse(&r.schedule).map_err(|m| ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                key: Some("report.schedule".into()),
+                message: m,
+            })?;
+            r.out = r.out.map(|o| base.join(o));
+            Some((schedule, r))
+        }
+        None => None,
+    };
     let mut agent = top.agent;
     // Container deployments mount the key where the orchestrator puts it.
     if let Some(k) = std::env::var_os("EXHIBIT_KEY") {
@@ -531,6 +567,7 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
             .unwrap_or_else(|| "evidence".to_string()),
         admin: top.admin,
         log: top.log,
+        report,
         collectors,
         shard,
     })

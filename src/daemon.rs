@@ -60,6 +60,9 @@ pub async fn run(
     );
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some((schedule, report)) = config.report.clone() {
+        tasks.spawn(report_loop(schedule, report, runner.clone(), stop.clone()));
+    }
     for inst in instances {
         let catch_up = config.agent.catch_up && behind.contains(&inst.name);
         tasks.spawn(instance_loop(
@@ -146,6 +149,48 @@ async fn record_downtime(
         runner.writer.checkpoint(run).await?;
     }
     Ok(behind)
+}
+
+/// Makes the nightly review on its schedule: writes the page and posts the
+/// summary. A failure is logged and retried at the next slot; it never
+/// touches collection.
+async fn report_loop(
+    schedule: crate::schedule::Schedule,
+    cfg: crate::config::ReportConfig,
+    runner: Runner,
+    stop: CancellationToken,
+) {
+    let mut after = Utc::now();
+    while let Some(slot) = schedule.next_after(after) {
+        tokio::select! {
+            _ = sleep_until(slot) => {}
+            _ = stop.cancelled() => return,
+        }
+        after = slot;
+        let since = Utc::now() - chrono::Duration::from_std(cfg.since).unwrap_or_default();
+        let result = async {
+            let report = crate::report::build(runner.writer.store().clone(), since).await?;
+            if let Some(out) = &cfg.out {
+                tokio::fs::write(out, crate::report::html(&report)).await?;
+            }
+            if let Some(url) = &cfg.webhook {
+                let text = crate::report::summary(&report, cfg.out.as_deref());
+                runner
+                    .http
+                    .post(url)
+                    .json(&serde_json::json!({ "text": text }))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+            }
+            Ok::<_, anyhow::Error>(report.all_highlights().count())
+        }
+        .await;
+        match result {
+            Ok(n) => tracing::info!(highlights = n, "nightly review made"),
+            Err(e) => tracing::error!(error = %e, "cannot make the nightly review"),
+        }
+    }
 }
 
 async fn sleep_until(t: DateTime<Utc>) {

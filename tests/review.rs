@@ -268,3 +268,71 @@ fn the_summary_is_delivered_to_a_webhook() {
     assert!(t.contains("MFA turned off"), "{t}");
     assert!(t.contains("integrity intact"), "{t}");
 }
+
+#[test]
+fn the_daemon_makes_the_review_on_its_schedule_and_posts_it() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .unwrap();
+        body
+    });
+    let ws = Workspace::new(&format!(
+        "[agent]\ncatch_up = false\n\n[report]\nschedule = \"*/2 * * * * *\"\nout = \"review.html\"\nwebhook = \"{hook}\"\n{CONFIG}"
+    ));
+    collect(&ws, STATE_1);
+    collect(&ws, STATE_2);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut d = ws
+        .cmd(&["run", "--admin-listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let body = server.join().unwrap();
+    let page = ws.path().join("review.html");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !page.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &d.id().to_string()])
+        .status()
+        .unwrap();
+    d.wait().unwrap();
+    let msg: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        msg["text"].as_str().unwrap().contains("MFA turned off"),
+        "{msg}"
+    );
+    assert!(
+        msg["text"].as_str().unwrap().contains("review.html"),
+        "{msg}"
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("New administrator access"),
+        "the page has the highlights"
+    );
+}
