@@ -173,12 +173,9 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
     if empty {
         // Never "intact" over nothing: a mistyped path must not pass.
         problem(
-            "",
+            &store.describe(),
             "empty_store",
-            format!(
-                "no evidence here: {} holds no keys, records or checkpoints",
-                store.describe()
-            ),
+            "no evidence here: no keys, records or checkpoints".into(),
         );
     } else if keys.is_empty() {
         problem(

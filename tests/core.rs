@@ -959,3 +959,11 @@ retries = 0
         "{r}"
     );
 }
+
+#[test]
+fn verify_never_passes_an_empty_or_mistyped_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = exhibit_on_store(&dir.path().join("no-such-store"), &["verify"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("empty_store"), "{}", text(&out));
+}
