@@ -169,7 +169,7 @@ impl Runner {
                 (Status::Failed, Some(e.to_string()), doc, None)
             }
         };
-        let entry = Entry {
+        let meta = Entry {
             stream: stream.clone(),
             collector: CollectorInfo {
                 name: inst.name.clone(),
@@ -182,14 +182,39 @@ impl Runner {
             status,
             error: error.clone(),
             attempts,
-            payload,
+            payload: Value::Null,
             criteria: inst.criteria.clone(),
             schedule: Some(inst.schedule.expression().to_string()),
             scheduled_for,
             cursor,
         };
+        let entry = Entry {
+            payload,
+            ..meta.clone()
+        };
         let seconds = (finished_at - started_at).num_milliseconds() as f64 / 1000.0;
-        match self.writer.append(run, entry).await {
+        let (status, error, appended) = match self.writer.append(run, entry).await {
+            // The payload could not be stored (a full disk, say): a small
+            // failed record may still fit, and keeps the gap visible.
+            Err(e) if status != Status::Failed => {
+                let msg = format!("collected, but the payload could not be stored: {e}");
+                tracing::error!(collector = %inst.name, stream = %stream, error = %e, "cannot store the payload");
+                let fallback = Entry {
+                    status: Status::Failed,
+                    error: Some(msg.clone()),
+                    payload: json!({"error": msg, "error_kind": "store", "stream": stream}),
+                    cursor: None,
+                    ..meta
+                };
+                (
+                    Status::Failed,
+                    Some(msg),
+                    self.writer.append(run, fallback).await,
+                )
+            }
+            r => (status, error, r),
+        };
+        match appended {
             Ok(w) => {
                 self.metrics.observe(
                     &inst.name,
