@@ -158,7 +158,7 @@ impl Source {
     /// Deserialises a spanned sub-tree; errors point into this source.
     pub fn deserialize<T: DeserializeOwned>(
         &self,
-        table: Spanned<DeTable<'static>>,
+        table: Spanned<DeTable<'_>>,
     ) -> Result<T, ConfigError> {
         T::deserialize(toml::de::Deserializer::from(table)).map_err(|e| self.toml_error(e))
     }
@@ -403,16 +403,16 @@ fn base_dir(path: &Path) -> PathBuf {
 
 /// What a collector kind's builder gets: its own keys, as a spanned tree,
 /// and the means to report errors at them.
-pub struct Settings {
+pub struct Settings<'a> {
     source: Source,
-    table: Spanned<DeTable<'static>>,
+    table: Spanned<DeTable<'a>>,
     /// The directory relative paths resolve against.
     pub base_dir: PathBuf,
     /// The instance name.
     pub name: String,
 }
 
-impl Settings {
+impl Settings<'_> {
     /// Deserialises the kind's settings struct (which should deny unknown
     /// fields).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
@@ -446,12 +446,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses config text as if read from `path`.
 pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
-    // The spanned tree borrows from the text, and collector settings keep a
-    // sub-tree for the life of the process; a config is loaded once per
-    // process, so the text is simply given that lifetime.
-    let text: &'static str = Box::leak(text.into_boxed_str());
-    let source = Source::new(path.to_path_buf(), text.to_string());
-    let mut root = DeTable::parse(text).map_err(|e| source.toml_error(e))?;
+    let source = Source::new(path.to_path_buf(), text.clone());
+    let mut root = DeTable::parse(&text).map_err(|e| source.toml_error(e))?;
     interpolate_table(root.get_mut(), &source)?;
 
     let collectors_value = root.get_mut().remove("collectors");
@@ -575,7 +571,7 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
 
 fn build_collector(
     source: &Source,
-    item: Spanned<DeValue<'static>>,
+    item: Spanned<DeValue<'_>>,
     base: &Path,
 ) -> Result<CollectorInstance, ConfigError> {
     let span = item.span();
@@ -645,12 +641,12 @@ fn build_collector(
 /// For each secret setting `x` of a kind, `x_file = "path"` stands for
 /// `x = <the file's contents>` (trailing newline removed), as container
 /// secrets are mounted as files.
-fn resolve_secret_files(
+fn resolve_secret_files<'a>(
     source: &Source,
-    mut table: DeTable<'static>,
+    mut table: DeTable<'a>,
     secrets: &[&str],
     base: &Path,
-) -> Result<DeTable<'static>, ConfigError> {
+) -> Result<DeTable<'a>, ConfigError> {
     for name in secrets {
         let file_key = format!("{name}_file");
         let Some((k, v)) = table.remove_entry(file_key.as_str()) else {
@@ -684,17 +680,14 @@ fn resolve_secret_files(
 /// Replaces `${NAME}` in every string value with the environment variable
 /// NAME; `$${` stands for a literal `${`. A missing variable is an error at
 /// the value.
-fn interpolate_table(table: &mut DeTable<'static>, source: &Source) -> Result<(), ConfigError> {
+fn interpolate_table(table: &mut DeTable<'_>, source: &Source) -> Result<(), ConfigError> {
     for (_, v) in table.iter_mut() {
         interpolate_value(v, source)?;
     }
     Ok(())
 }
 
-fn interpolate_value(
-    v: &mut Spanned<DeValue<'static>>,
-    source: &Source,
-) -> Result<(), ConfigError> {
+fn interpolate_value(v: &mut Spanned<DeValue<'_>>, source: &Source) -> Result<(), ConfigError> {
     let span = v.span();
     match v.get_mut() {
         DeValue::String(s) if s.contains('$') => {

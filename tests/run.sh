@@ -85,6 +85,23 @@ cargo test --lib --bins --tests --no-fail-fast 2>&1 | tee -a "$log" || status=$?
 say "benchmarks, smoke run"
 cargo test --bench '*' --no-fail-fast 2>&1 | tee -a "$log" || status=$?
 
+say "fuzzing, a short run of each target (tests/fuzz/README.md)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+for target in config record bundle canonical; do
+  # The toolchain is stable; RUSTC_BOOTSTRAP lets cargo fuzz pass its
+  # sanitizer flags.
+  if RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz -O "$target" -- \
+      -max_total_time="${EXHIBIT_FUZZ_SECONDS:-15}" -rss_limit_mb=2048 > "$env_dir/fuzz-$target.log" 2>&1; then
+    echo "test fuzz::$target ... ok ($(grep -o 'Done [0-9]* runs' "$env_dir/fuzz-$target.log"))"
+    echo "test result: ok. 1 passed; 0 failed" >> "$log"
+  else
+    tail -n 30 "$env_dir/fuzz-$target.log"
+    echo "test fuzz::$target ... FAILED (input saved in tests/fuzz/artifacts/$target/)"
+    echo "test result: FAILED. 0 passed; 1 failed" >> "$log"
+    status=1
+  fi
+done
+
 # One closing line over every test binary.
 passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed; \([0-9][0-9]*\) failed.*/\2/p' "$log" | awk '{s+=$1} END {print s+0}')

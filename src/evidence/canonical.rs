@@ -239,6 +239,19 @@ mod tests {
         })
     }
 
+    /// Found by the fuzzer: a double of 2^53 or more prints as an integer
+    /// (ECMAScript does), which read back is an integer beyond double
+    /// precision and so becomes a string. The double's canonical form is the
+    /// RFC's; the integer's protection is ours. Both are stable.
+    #[test]
+    fn large_doubles_print_as_integers_and_large_integers_as_strings() {
+        let double: Value = serde_json::from_str("2.2222222222222223e18").unwrap();
+        assert_eq!(to_vec(&double).unwrap(), b"2222222222222222300");
+        let integer: Value = serde_json::from_str("2222222222222222300").unwrap();
+        assert_eq!(to_vec(&integer).unwrap(), b"\"2222222222222222300\"");
+        assert_eq!(to_vec(&integer).unwrap(), to_vec(&integer).unwrap());
+    }
+
     #[test]
     fn hashing_writer_matches_one_shot_hash() {
         let mut w = HashingWriter::new(Vec::new());
