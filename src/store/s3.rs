@@ -22,10 +22,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, ChecksumMode, ObjectLockEnabled, ObjectLockMode, ServerSideEncryption,
+    BucketVersioningStatus, ChecksumAlgorithm, ChecksumMode, ObjectLockEnabled, ObjectLockMode,
+    ServerSideEncryption,
 };
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -199,14 +200,33 @@ impl S3Store {
 
     async fn check_bucket_now(&self) -> Result<(), StoreError> {
         let mut missing = Vec::new();
-        let versioning = self
+        let versioning = match self
             .client
             .get_bucket_versioning()
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(|e| self.remote_error("checking bucket versioning", &e))?;
-        if versioning.status() != Some(&BucketVersioningStatus::Enabled) {
+        {
+            Ok(out) => out.status() == Some(&BucketVersioningStatus::Enabled),
+            // Some S3-compatible servers (moto among them) name the root
+            // element of this answer differently, which the SDK refuses to
+            // parse; the status itself is unambiguous in the raw body.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().is_success()) => e
+                .raw_response()
+                .expect("checked")
+                .body()
+                .bytes()
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .is_some_and(|t| t.contains("<Status>Enabled</Status>")),
+            Err(e) if e.code() == Some("NoSuchBucket") => {
+                return Err(StoreError::Config(format!(
+                    "bucket `{}` does not exist (create it with Object Lock enabled: docs/store-s3.md)",
+                    self.bucket
+                )));
+            }
+            Err(e) => return Err(self.remote_error("checking bucket versioning", &e)),
+        };
+        if !versioning {
             missing.push("versioning is not enabled");
         }
         match self
@@ -262,7 +282,7 @@ impl S3Store {
         };
         StoreError::Remote {
             what: format!("s3://{}/{}: {what}", self.bucket, self.prefix),
-            message: format!("{}{hint}", DisplayErrorContext(e)),
+            message: format!("{}{hint}", brief(e)),
         }
     }
 
@@ -285,6 +305,7 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(object_key)
             .body(ByteStream::from(bytes.to_vec()))
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(sha))
             .object_lock_mode(ObjectLockMode::Compliance)
             .object_lock_retain_until_date(self.retain_until(retain));
@@ -348,6 +369,35 @@ impl S3Store {
             Ok(out) => Ok(out.checksum_sha256().map(str::to_string)),
             Err(e) if status(&e) == Some(404) => Ok(None),
             Err(e) => Err(self.remote_error(&format!("reading {object_key}"), &e)),
+        }
+    }
+}
+
+/// One line for an SDK error: the service's code and message, or the
+/// transport failure's innermost cause (the SDK's own rendering is a page of
+/// debug output).
+fn brief<E>(e: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            format!(
+                "{} (HTTP {status}): {}",
+                e.code().unwrap_or("error"),
+                e.message().unwrap_or("no message")
+            )
+        }
+        SdkError::TimeoutError(_) => "the request timed out".to_string(),
+        other => {
+            let mut cause: &dyn std::error::Error = other;
+            let mut text = other.to_string();
+            while let Some(next) = cause.source() {
+                text = next.to_string();
+                cause = next;
+            }
+            format!("cannot reach the store: {text}")
         }
     }
 }
