@@ -534,13 +534,12 @@ impl Store for S3Store {
         validate_key(key)?;
         self.check_bucket().await?;
         let object_key = self.object_key(key);
-        // Not every S3-compatible server honours `If-None-Match: *` (older
-        // moto and MinIO releases ignore it), so the key is also checked
-        // first. The check alone would race; the lease is what guarantees a
-        // single writer, and the condition is what protects on AWS.
-        if self.exists(key).await? {
-            return Err(StoreError::Exists(key.to_string()));
-        }
+        // `If-None-Match: *` makes S3 itself refuse an existing key (AWS
+        // since 2024, and moto, which the tests run against). There is no
+        // check-then-put here: it would double the requests and still race.
+        // Servers that ignore the condition are covered by the lease, which
+        // guarantees one writer per stream, and by content addressing
+        // (a blob's key is its hash).
         match self
             .put(&object_key, bytes, Condition::New, self.opts.retention)
             .await

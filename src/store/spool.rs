@@ -73,6 +73,10 @@ struct Inner {
     remote_leases: StdMutex<Vec<Box<dyn Lease>>>,
     /// Whether this spool has ever talked to its remote.
     synced: AtomicBool,
+    /// Set when the remote failed and until the shipper reaches it again:
+    /// reads and leases then skip the remote rather than each waiting for
+    /// its own timeouts and retries.
+    offline: AtomicBool,
 }
 
 impl Spool {
@@ -98,6 +102,7 @@ impl Spool {
             pending_leases: StdMutex::new(Vec::new()),
             remote_leases: StdMutex::new(Vec::new()),
             synced: AtomicBool::new(dir.join("synced").exists()),
+            offline: AtomicBool::new(false),
         });
         inner.refresh_oldest();
         if !queue.is_empty() {
@@ -152,7 +157,9 @@ impl Inner {
     /// when it is known to hold this agent's heads.
     fn tolerate(&self, e: StoreError) -> Result<(), StoreError> {
         if matches!(e, StoreError::Remote { .. }) && self.synced.load(Ordering::Relaxed) {
-            tracing::warn!(error = %e, "store unreachable; reading from the spool");
+            if !self.offline.swap(true, Ordering::Relaxed) {
+                tracing::warn!(error = %e, "store unreachable; reading from the spool");
+            }
             Ok(())
         } else {
             Err(e)
@@ -181,7 +188,7 @@ impl Inner {
         let key = key.trim();
         let Some(bytes) = self.objects.get(key).await? else {
             // Unfinished or already shipped (see the module docs).
-            remove_durably(entry);
+            remove_spooled(entry);
             self.depth.fetch_sub(1, Ordering::Relaxed);
             return Ok(());
         };
@@ -192,7 +199,7 @@ impl Inner {
                     let parked = self.dir.join("conflicts").join(format!("{seq:020}"));
                     tracing::error!(key, parked = %parked.display(), "the store holds different bytes under this key; the spooled object is kept in the spool and not shipped");
                     let _ = std::fs::rename(self.dir.join("objects").join(key), &parked);
-                    remove_durably(entry);
+                    remove_spooled(entry);
                     self.depth.fetch_sub(1, Ordering::Relaxed);
                     return Ok(());
                 }
@@ -200,14 +207,15 @@ impl Inner {
             Err(e) => return Err(e),
         }
         self.mark_synced();
+        self.offline.store(false, Ordering::Relaxed);
         if !key.starts_with("blobs/") {
             match self.shipped.put_new(key, &bytes).await {
                 Ok(()) | Err(StoreError::Exists(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        remove_durably(&self.dir.join("objects").join(key));
-        remove_durably(entry);
+        remove_spooled(&self.dir.join("objects").join(key));
+        remove_spooled(entry);
         self.depth.fetch_sub(1, Ordering::Relaxed);
         Ok(())
     }
@@ -284,7 +292,7 @@ impl Store for Spool {
             .map_err(|e| StoreError::io(dir.display().to_string(), e))?;
         let entry = inner.dir.join("queue").join(format!("{seq:020}"));
         if let Err(e) = inner.objects.put_new(key, bytes).await {
-            remove_durably(&entry);
+            remove_spooled(&entry);
             return Err(e);
         }
         *next = seq + 1;
@@ -314,6 +322,11 @@ impl Store for Spool {
         // remote listing, never missed by both.
         let mut keys = self.inner.objects.list(prefix).await?;
         keys.extend(self.inner.shipped.list(prefix).await?);
+        if self.inner.offline.load(Ordering::Relaxed) && self.inner.synced.load(Ordering::Relaxed) {
+            keys.sort();
+            keys.dedup();
+            return Ok(keys);
+        }
         match self.inner.remote.list(prefix).await {
             Ok(remote) => {
                 self.inner.mark_synced();
@@ -336,7 +349,15 @@ impl Store for Spool {
     async fn lease(&self, name: &str) -> Result<Box<dyn Lease>, StoreError> {
         // Locally first: one process per spool.
         let local = self.inner.objects.lease(name).await?;
-        match self.inner.remote.lease(name).await {
+        let remote = if self.inner.offline.load(Ordering::Relaxed) {
+            Err(StoreError::Remote {
+                what: self.inner.remote.describe(),
+                message: "unreachable a moment ago".into(),
+            })
+        } else {
+            self.inner.remote.lease(name).await
+        };
+        match remote {
             Ok(remote) => {
                 self.inner.mark_synced();
                 self.inner.remote_leases.lock().expect("lock").push(remote);
@@ -345,6 +366,7 @@ impl Store for Spool {
             Err(e @ StoreError::Remote { .. }) => {
                 // Collection goes on; nothing is shipped before the lease is
                 // held in the store.
+                self.inner.offline.store(true, Ordering::Relaxed);
                 tracing::warn!(lease = name, error = %e, "cannot claim the lease in the store now; evidence is spooled and the lease claimed before shipping");
                 self.inner
                     .pending_leases
@@ -411,13 +433,11 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn remove_durably(path: &Path) {
-    if std::fs::remove_file(path).is_ok()
-        && let Some(dir) = path.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
+/// Removes a shipped (or abandoned) spool file. Not fsynced: a removal
+/// lost in a crash only means the object is shipped again, which the remote
+/// answers with "exists, same bytes".
+fn remove_spooled(path: &Path) {
+    let _ = std::fs::remove_file(path);
 }
 
 #[cfg(test)]
