@@ -777,6 +777,32 @@ command = ["uptime"]
     }
 
     #[test]
+    fn s3_store_settings_parse_and_misspelt_keys_are_located() {
+        let text = format!(
+            "{OK}\n[store]\nlocation = \"s3://b/p\"\nregion = \"eu-west-1\"\nretention = \"400d\"\nspool = \"/var/spool/exhibit\"\n"
+        );
+        let c = parse_str(&text).unwrap();
+        assert_eq!(c.store, "s3://b/p");
+        assert_eq!(
+            c.store_settings.retention,
+            Duration::from_secs(400 * 86_400)
+        );
+        assert_eq!(c.store_settings.region.as_deref(), Some("eu-west-1"));
+        assert!(!c.store_settings.allow_without_object_lock);
+        let o = c.store_settings.open_options(true);
+        assert!(o.write);
+        assert_eq!(o.s3.retention, Duration::from_secs(400 * 86_400));
+
+        let bad = text.replace("retention =", "retension =");
+        let e = parse_str(&bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("store.retension"), "{e}");
+        assert!(e.message.contains("unknown field"), "{e}");
+        let bad = text.replace("\"400d\"", "\"a while\"");
+        let e = parse_str(&bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("store.retention"), "{e}");
+    }
+
+    #[test]
     fn unknown_kind_key_is_located() {
         let text = format!(
             "{OK}\n[[collectors]]\nname = \"b\"\nkind = \"command\"\nschedule = \"@daily\"\ncommand = [\"true\"]\ntimeout_secs = 4\n"

@@ -459,7 +459,31 @@ fn a_second_agent_claiming_a_stream_is_refused() {
         // Other streams are free; lease objects are not evidence.
         let _other = b.lease("stream/u/other").await.unwrap();
         assert!(a.list("").await.unwrap().is_empty());
+        // The same owner (the same agent, restarted) takes its lease back.
+        let mut again = s3_opts(&ep);
+        again.owner = Some("agent-a".into());
+        let a2 = S3Store::connect("s3://shared/org", again).await.unwrap();
+        let _back = a2.lease("stream/u/local").await.unwrap();
         drop(held);
+
+        // An expired lease of another agent is taken over.
+        let stale = serde_json::json!({
+            "owner": "gone",
+            "holder": "pid 2 on a dead host",
+            "expires_at": (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339(),
+        });
+        client(&ep)
+            .put_object()
+            .bucket("shared")
+            .key("org/.leases/stream/u/stale.json")
+            .body(ByteStream::from(stale.to_string().into_bytes()))
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .unwrap();
+        let _taken = b.lease("stream/u/stale").await.unwrap();
+        let err = a.lease("stream/u/stale").await.unwrap_err();
+        assert!(err.to_string().contains("agent-b"), "{err}");
     });
 
     // The binary: another agent holds the stream's lease, unexpired.
