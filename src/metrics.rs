@@ -162,3 +162,27 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spool_backlog_is_exported() {
+        let m = Metrics::new();
+        m.spool(&crate::store::Backlog {
+            spool: "spool".into(),
+            depth: 42,
+            oldest: Some(std::time::SystemTime::now() - std::time::Duration::from_secs(90)),
+        });
+        let text = m.render();
+        assert!(text.contains("exhibit_spool_depth 42"), "{text}");
+        let age = text
+            .lines()
+            .find_map(|l| l.strip_prefix("exhibit_spool_oldest_age_seconds "))
+            .expect("age gauge")
+            .parse::<i64>()
+            .unwrap();
+        assert!((90..100).contains(&age), "{age}");
+    }
+}
