@@ -214,7 +214,10 @@ async fn open_store(
     if let (Some(c), Some(spool)) = (config, opts.spool.as_mut())
         && spool.is_relative()
     {
-        *spool = c.base_dir().join(&*spool);
+        // Absolute, so that it means the same whatever `base` the store
+        // location resolves against.
+        let joined = c.base_dir().join(&*spool);
+        *spool = std::path::absolute(&joined).unwrap_or(joined);
     }
     store::open(&location, &base, &opts)
         .await
