@@ -19,7 +19,7 @@ use crate::evidence::keys::{KeyRing, PublicKey, Signer};
 use crate::evidence::record::{Status, Trigger};
 use crate::metrics::Metrics;
 use crate::runner::{Outcome, Runner};
-use crate::store::{self, Store};
+use crate::store::{self, Store, StoreError};
 use crate::writer::Writer;
 
 /// Continuous, signed, hash-chained evidence collection for SOC 2 audits.
@@ -313,13 +313,54 @@ fn load_config(cli: &Cli, required: bool) -> Result<Option<Config>, Failure> {
     Ok(Some(config::load(&cli.config)?))
 }
 
-fn open_store(cli: &Cli, config: Option<&Config>) -> Result<Arc<dyn Store>, Failure> {
+/// Opens the store; `write` for the commands that collect (an S3 store is
+/// then checked and written through the spool).
+async fn open_store(
+    cli: &Cli,
+    config: Option<&Config>,
+    write: bool,
+) -> Result<Arc<dyn Store>, Failure> {
     let (location, base) = match (&cli.store, config) {
         (Some(s), _) => (s.clone(), PathBuf::from(".")),
         (None, Some(c)) => (c.store.clone(), c.base_dir()),
         (None, None) => ("evidence".to_string(), PathBuf::from(".")),
     };
-    store::open(&location, &base).map_err(|e| Failure::Usage(e.into()))
+    // `--store` replaces the location only; the S3 and spool settings still
+    // come from the config when there is one.
+    let mut opts = config
+        .map(|c| c.store_settings.open_options(write))
+        .unwrap_or_else(|| store::config_free_options(write));
+    if let (Some(c), Some(spool)) = (config, opts.spool.as_mut())
+        && spool.is_relative()
+    {
+        // Absolute, so that it means the same whatever `base` the store
+        // location resolves against.
+        let joined = c.base_dir().join(&*spool);
+        *spool = std::path::absolute(&joined).unwrap_or(joined);
+    }
+    store::open(&location, &base, &opts)
+        .await
+        .map_err(|e| match e {
+            StoreError::Config(_) => Failure::Usage(e.into()),
+            e => Failure::Runtime(
+                anyhow::Error::from(e).context(format!("cannot open the store {location}")),
+            ),
+        })
+}
+
+/// Waits (a bounded time) for a spool to ship what this command wrote, and
+/// says what is left.
+async fn drain(store: &dyn Store, config: &Config) {
+    let left = store.flush(config.store_settings.flush_timeout).await;
+    if left > 0
+        && let Some(b) = store.backlog()
+    {
+        eprintln!(
+            "warning: {left} object(s) not yet shipped to {}; they are kept in the spool {} and shipped by the next run",
+            store.describe(),
+            b.spool.display()
+        );
+    }
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -332,9 +373,22 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 cli.verbose,
                 "info",
             );
-            let store = open_store(&cli, Some(&config))?;
-            let writer = open_writer(&config, store).await?;
+            let store = open_store(&cli, Some(&config), true).await?;
+            let writer = open_writer(&config, store.clone()).await?;
             let metrics = Arc::new(Metrics::new());
+            // The spool's backlog, published every few seconds: often enough
+            // for an alert, cheap enough to ignore.
+            let gauges = {
+                let (store, metrics) = (store.clone(), metrics.clone());
+                tokio::spawn(async move {
+                    loop {
+                        if let Some(b) = store.backlog() {
+                            metrics.spool(&b);
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    }
+                })
+            };
             let ready = Arc::new(AtomicBool::new(false));
             let stop = CancellationToken::new();
             let admin_stop = CancellationToken::new();
@@ -360,7 +414,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             if config.shard.count > 1 {
                 tracing::info!(index = config.shard.index, count = config.shard.count, agent = %config.agent.id, "sharded: this replica collects its share of the streams");
             }
+            let flush = config.store_settings.flush_timeout;
             crate::daemon::run(config, runner, ready, stop).await?;
+            let left = store.flush(flush).await;
+            if left > 0 {
+                tracing::warn!(
+                    left,
+                    "stopping with evidence still in the spool; it is shipped at the next start"
+                );
+            }
+            gauges.abort();
             admin_stop.cancel();
             let _ = admin.await;
             Ok(ExitCode::SUCCESS)
@@ -390,7 +453,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 cli.verbose,
                 "warn",
             );
-            let store = open_store(&cli, config.as_ref())?;
+            let store = open_store(&cli, config.as_ref(), false).await?;
             let keys = if keys.is_empty() {
                 None
             } else {
@@ -448,7 +511,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 cli.verbose,
                 "warn",
             );
-            let store = open_store(&cli, config.as_ref())?;
+            let store = open_store(&cli, config.as_ref(), false).await?;
             let lines = crate::browse::list(store.as_ref()).await?;
             if *json {
                 println!(
@@ -468,7 +531,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 cli.verbose,
                 "warn",
             );
-            let store = open_store(&cli, config.as_ref())?;
+            let store = open_store(&cli, config.as_ref(), false).await?;
             let shown = crate::browse::show(store.as_ref(), record).await?;
             if *json {
                 println!(
@@ -494,7 +557,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 cli.verbose,
                 "warn",
             );
-            let store = open_store(&cli, config.as_ref())?;
+            let store = open_store(&cli, config.as_ref(), false).await?;
             let doc = crate::oscal::assessment_results(store, *from, *to).await?;
             let text = serde_json::to_string_pretty(&doc).expect("serialises");
             match out {
@@ -519,7 +582,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 cli.verbose,
                 "warn",
             );
-            let store = open_store(&cli, config.as_ref())?;
+            let store = open_store(&cli, config.as_ref(), false).await?;
             let req = crate::sample::Request {
                 streams: streams.clone(),
                 from: *from,
@@ -561,7 +624,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 cli.verbose,
                 "warn",
             );
-            let store = open_store(&cli, config.as_ref())?;
+            let store = open_store(&cli, config.as_ref(), false).await?;
             let from =
                 Utc::now() - chrono::Duration::from_std(*since).map_err(anyhow::Error::from)?;
             let report = crate::report::build(store, from).await?;
@@ -603,7 +666,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 cli.verbose,
                 "warn",
             );
-            let store = open_store(&cli, config.as_ref())?;
+            let store = open_store(&cli, config.as_ref(), false).await?;
             let (older, newer) = crate::browse::pick_pair(store.as_ref(), stream, *a, *b).await?;
             let changes = crate::diff::diff(
                 older.payload.as_ref().unwrap_or(&serde_json::Value::Null),
@@ -676,7 +739,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     path.display()
                 )));
             }
-            let store = open_store(&cli, Some(&config))?;
+            let store = open_store(&cli, Some(&config), true).await?;
             let writer = open_writer(&config, store).await?;
             let old_id = {
                 let (old, _) =
@@ -785,7 +848,7 @@ async fn collect(cli: &Cli, config: Config, names: &[String]) -> Result<ExitCode
             )));
         }
     }
-    let store = open_store(cli, Some(&config))?;
+    let store = open_store(cli, Some(&config), true).await?;
     let writer = open_writer(&config, store.clone()).await?;
     let runner = Runner {
         writer: writer.clone(),
@@ -846,6 +909,7 @@ async fn collect(cli: &Cli, config: Config, names: &[String]) -> Result<ExitCode
         .collect()
         .await;
     let checkpoint = writer.checkpoint(run).await.map_err(anyhow::Error::from)?;
+    drain(store.as_ref(), &config).await;
     let mut failed = 0;
     for (_, outs) in &outcomes {
         for o in outs {

@@ -218,8 +218,76 @@ impl Default for AgentConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// A directory (relative to the config file) or a store URL.
+    /// A directory (relative to the config file) or `s3://bucket/prefix`.
     pub location: String,
+    /// S3: the region (else the SDK's: `AWS_REGION`, the profile).
+    pub region: Option<String>,
+    /// S3: a custom endpoint (MinIO, Ceph, R2); path-style addressing.
+    pub endpoint: Option<String>,
+    /// S3: encrypt with this KMS key (SSE-KMS).
+    pub sse_kms_key_id: Option<String>,
+    /// S3: how long each object is locked in COMPLIANCE mode.
+    #[serde(default = "default_retention", with = "duration")]
+    pub retention: Duration,
+    /// S3: run against a bucket without versioning or Object Lock.
+    #[serde(default)]
+    pub allow_without_object_lock: bool,
+    /// S3: how long a stream lease lasts without renewal.
+    #[serde(default = "default_lease_ttl", with = "duration")]
+    pub lease_ttl: Duration,
+    /// S3: the local spool directory (relative to the config file).
+    #[serde(default = "default_spool")]
+    pub spool: PathBuf,
+    /// S3: how long `exhibit collect` waits for the spool to drain.
+    #[serde(default = "default_flush_timeout", with = "duration")]
+    pub flush_timeout: Duration,
+}
+
+fn default_retention() -> Duration {
+    crate::store::s3::S3Options::default().retention
+}
+fn default_lease_ttl() -> Duration {
+    crate::store::s3::S3Options::default().lease_ttl
+}
+fn default_spool() -> PathBuf {
+    PathBuf::from("spool")
+}
+fn default_flush_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl StoreConfig {
+    /// The store at `location` with every other setting at its default.
+    pub fn at(location: &str) -> Self {
+        StoreConfig {
+            location: location.to_string(),
+            region: None,
+            endpoint: None,
+            sse_kms_key_id: None,
+            retention: default_retention(),
+            allow_without_object_lock: false,
+            lease_ttl: default_lease_ttl(),
+            spool: default_spool(),
+            flush_timeout: default_flush_timeout(),
+        }
+    }
+
+    /// How to open this store; `write` for the commands that collect.
+    pub fn open_options(&self, write: bool) -> crate::store::OpenOptions {
+        crate::store::OpenOptions {
+            write,
+            spool: Some(self.spool.clone()),
+            s3: crate::store::s3::S3Options {
+                region: self.region.clone(),
+                endpoint: self.endpoint.clone(),
+                sse_kms_key_id: self.sse_kms_key_id.clone(),
+                retention: self.retention,
+                allow_without_object_lock: self.allow_without_object_lock,
+                lease_ttl: self.lease_ttl,
+                owner: None,
+            },
+        }
+    }
 }
 
 /// `[admin]`: the health and metrics endpoint of `exhibit run`.
@@ -375,6 +443,8 @@ pub struct Config {
     /// The store location (a directory or URL), defaulting to `evidence`
     /// beside the config file.
     pub store: String,
+    /// `[store]` in full: the location above and the S3 and spool settings.
+    pub store_settings: StoreConfig,
     /// `[admin]`.
     pub admin: AdminConfig,
     /// `[log]`.
@@ -554,13 +624,21 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         // Each replica has its own checkpoint chain.
         agent.id = format!("{}-{}", agent.id, shard.index);
     }
+    let store_settings = top.store.unwrap_or_else(|| StoreConfig::at("evidence"));
+    if store_settings.lease_ttl < Duration::from_secs(3) {
+        return Err(ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            key: Some("store.lease_ttl".into()),
+            message: "must be at least 3s".into(),
+        });
+    }
     Ok(Config {
         path: path.to_path_buf(),
         agent,
-        store: top
-            .store
-            .map(|s| s.location)
-            .unwrap_or_else(|| "evidence".to_string()),
+        store: store_settings.location.clone(),
+        store_settings,
         admin: top.admin,
         log: top.log,
         report,
@@ -776,6 +854,32 @@ command = ["uptime"]
         assert_eq!(e.line, Some(9), "{e}");
         assert_eq!(e.key.as_deref(), Some("collectors[0].schedul"), "{e}");
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn s3_store_settings_parse_and_misspelt_keys_are_located() {
+        let text = format!(
+            "{OK}\n[store]\nlocation = \"s3://b/p\"\nregion = \"eu-west-1\"\nretention = \"400d\"\nspool = \"/var/spool/exhibit\"\n"
+        );
+        let c = parse_str(&text).unwrap();
+        assert_eq!(c.store, "s3://b/p");
+        assert_eq!(
+            c.store_settings.retention,
+            Duration::from_secs(400 * 86_400)
+        );
+        assert_eq!(c.store_settings.region.as_deref(), Some("eu-west-1"));
+        assert!(!c.store_settings.allow_without_object_lock);
+        let o = c.store_settings.open_options(true);
+        assert!(o.write);
+        assert_eq!(o.s3.retention, Duration::from_secs(400 * 86_400));
+
+        let bad = text.replace("retention =", "retension =");
+        let e = parse_str(&bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("store.retension"), "{e}");
+        assert!(e.message.contains("unknown field"), "{e}");
+        let bad = text.replace("\"400d\"", "\"a while\"");
+        let e = parse_str(&bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("store.retention"), "{e}");
     }
 
     #[test]

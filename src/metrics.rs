@@ -21,6 +21,8 @@ pub struct Metrics {
     missed: Family<Labels, Counter>,
     records: Counter,
     in_flight: Gauge,
+    spool_depth: Gauge,
+    spool_age: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -84,7 +86,21 @@ impl Metrics {
             "Collections running now",
             in_flight.clone(),
         );
+        let spool_depth = Gauge::default();
+        let spool_age = Gauge::default();
+        registry.register(
+            "spool_depth",
+            "Objects written to the local spool and not yet shipped to the store",
+            spool_depth.clone(),
+        );
+        registry.register(
+            "spool_oldest_age_seconds",
+            "Age of the oldest unshipped object in the spool (0 when empty)",
+            spool_age.clone(),
+        );
         Metrics {
+            spool_depth,
+            spool_age,
             registry: Mutex::new(registry),
             runs,
             duration,
@@ -128,11 +144,45 @@ impl Metrics {
         self.in_flight.inc_by(delta);
     }
 
+    /// Publishes a spool's backlog.
+    pub fn spool(&self, backlog: &crate::store::Backlog) {
+        self.spool_depth.set(backlog.depth as i64);
+        let age = backlog
+            .oldest
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        self.spool_age.set(age);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let registry = self.registry.lock().expect("metrics lock");
         encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spool_backlog_is_exported() {
+        let m = Metrics::new();
+        m.spool(&crate::store::Backlog {
+            spool: "spool".into(),
+            depth: 42,
+            oldest: Some(std::time::SystemTime::now() - std::time::Duration::from_secs(90)),
+        });
+        let text = m.render();
+        assert!(text.contains("exhibit_spool_depth 42"), "{text}");
+        let age = text
+            .lines()
+            .find_map(|l| l.strip_prefix("exhibit_spool_oldest_age_seconds "))
+            .expect("age gauge")
+            .parse::<i64>()
+            .unwrap();
+        assert!((90..100).contains(&age), "{age}");
     }
 }

@@ -86,7 +86,7 @@ pub fn html(r: &Report) -> String {
     let mut o = String::new();
     let _ = write!(
         o,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Evidence review {}</title><style>{CSS}</style></head><body><main>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\"><title>Evidence review {}</title><style>{CSS}</style></head><body><main>",
         esc(&t(&r.generated_at))
     );
     let _ = write!(

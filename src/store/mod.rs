@@ -4,9 +4,12 @@
 
 pub mod fs;
 pub mod mem;
+pub mod s3;
+pub mod spool;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
@@ -31,6 +34,14 @@ pub enum StoreError {
         key: String,
         /// The cause.
         source: std::io::Error,
+    },
+    /// A remote store failed or could not be reached.
+    #[error("{what}: {message}")]
+    Remote {
+        /// What was being done, and where.
+        what: String,
+        /// The cause, with the service's error code where there is one.
+        message: String,
     },
     /// The store URL is not usable.
     #[error("{0}")]
@@ -86,14 +97,98 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             .map_err(|e| StoreError::io(key, e))?;
         self.put_new(key, &bytes).await
     }
+
+    /// Writes accepted but not yet in the store proper (a spool's backlog);
+    /// `None` for stores that write straight through.
+    fn backlog(&self) -> Option<Backlog> {
+        None
+    }
+    /// Waits up to `wait` for the backlog to drain; returns what is left.
+    async fn flush(&self, _wait: Duration) -> u64 {
+        0
+    }
+}
+
+/// A spool's backlog.
+#[derive(Debug, Clone)]
+pub struct Backlog {
+    /// The spool directory.
+    pub spool: PathBuf,
+    /// Unshipped writes.
+    pub depth: u64,
+    /// When the oldest unshipped write was made.
+    pub oldest: Option<SystemTime>,
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Open for writing: remote stores are checked at start-up and written
+    /// through a local spool.
+    pub write: bool,
+    /// The spool directory for remote stores (required for writing).
+    pub spool: Option<PathBuf>,
+    /// S3 settings.
+    pub s3: s3::S3Options,
+}
+
+/// Options for a store named without a config (`--store` alone): S3
+/// settings from the environment, the spool in `./spool`.
+pub fn config_free_options(write: bool) -> OpenOptions {
+    OpenOptions {
+        write,
+        spool: Some(PathBuf::from("spool")),
+        s3: s3::S3Options::default(),
+    }
 }
 
 /// Opens a store from a location: a directory path (relative paths resolve
-/// against `base`), or a URL whose scheme names a backend.
-pub fn open(location: &str, base: &Path) -> Result<Arc<dyn Store>, StoreError> {
+/// against `base`), or `s3://bucket/prefix`. Writers of an S3 store get it
+/// behind a spool, after a check of the bucket's protections; readers read
+/// S3 directly.
+pub async fn open(
+    location: &str,
+    base: &Path,
+    opts: &OpenOptions,
+) -> Result<Arc<dyn Store>, StoreError> {
+    if location.starts_with("s3://") {
+        let mut s3opts = opts.s3.clone();
+        let spool_dir = opts.spool.as_ref().map(|p| {
+            if p.is_absolute() {
+                p.clone()
+            } else {
+                base.join(p)
+            }
+        });
+        if opts.write {
+            let dir = spool_dir.as_ref().ok_or_else(|| {
+                StoreError::Config(format!(
+                    "store `{location}`: writing needs a spool directory"
+                ))
+            })?;
+            s3opts.owner = Some(spool::Spool::owner(dir)?);
+        }
+        let remote = s3::S3Store::connect(location, s3opts).await?;
+        if !opts.write {
+            return Ok(Arc::new(remote));
+        }
+        match remote.check_bucket().await {
+            Ok(()) => {}
+            // The bucket answered and lacks protection: refuse to start.
+            Err(e @ StoreError::Config(_)) => return Err(e),
+            // The store cannot be reached (or refuses the credentials):
+            // collection goes on into the spool, loudly.
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check the S3 store; evidence is kept in the spool until it can be shipped");
+                eprintln!("warning: {e}; evidence is kept in the spool");
+            }
+        }
+        let dir = spool_dir.expect("checked above");
+        return Ok(Arc::new(spool::Spool::open(&dir, Arc::new(remote)).await?));
+    }
     if let Some((scheme, _)) = location.split_once("://") {
         return Err(StoreError::Config(format!(
-            "store `{location}`: the `{scheme}://` backend is not available in this build; use a directory path"
+            "store `{location}`: the `{scheme}://` backend is not available; use a directory path or s3://bucket/prefix"
         )));
     }
     let path = PathBuf::from(location);

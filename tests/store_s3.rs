@@ -1,0 +1,630 @@
+//! The S3 store against a real S3 peer: moto's server over HTTP, driven
+//! through the real `exhibit` binary and the real aws-sdk-s3 client.
+//!
+//! moto_server must be installed (`bash tests/run.sh` installs the pinned
+//! one); these tests fail, never skip, without it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumMode, ObjectLockMode};
+use base64::Engine;
+use common::{Workspace, code, text};
+use exhibit::store::s3::{S3Options, S3Store};
+use exhibit::store::{Store, StoreError};
+use sha2::Digest;
+
+/// A running moto_server, killed with the test process.
+struct Moto {
+    port: u16,
+    child: Mutex<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Moto {
+    /// Starts a server on a free port. It is spawned from a thread that
+    /// lives as long as the process, because the parent-death signal fires
+    /// when the spawning *thread* exits.
+    fn start() -> Moto {
+        Moto::start_with(&[])
+    }
+
+    /// Starts a server with extra environment.
+    fn start_with(env: &[(&str, &str)]) -> Moto {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let port = free_port();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new("moto_server");
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .envs(env);
+            // SAFETY: prctl is async-signal-safe; nothing else runs between
+            // fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => panic!(
+                    "cannot start moto_server ({e}): these tests need the S3 peer; run `bash tests/run.sh`, or `pip install 'moto[server]==5.2.5'` and put moto_server on PATH"
+                ),
+            };
+            tx.send(child).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        let child = rx
+            .recv()
+            .expect("moto_server could not be started (see the panic above)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on port {port} within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            port,
+            child: Mutex::new(child),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let mut c = self.child.lock().unwrap();
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// The server shared by the tests of this binary (each test has its own
+/// bucket).
+fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(Moto::start)
+}
+
+/// A TCP relay in front of a server that can be cut and restored: the S3
+/// outage. (moto keeps its objects in memory, so stopping the server itself
+/// would lose what was already delivered; cutting the network is what an
+/// outage looks like to the agent anyway: connections refused.)
+struct Relay {
+    port: u16,
+    target: u16,
+    up: Arc<AtomicBool>,
+    /// Added before every chunk the agent sends, to slow shipping down.
+    delay_ms: Arc<AtomicU64>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    listener: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Relay {
+    fn new(target: u16) -> Relay {
+        let r = Relay {
+            port: free_port(),
+            target,
+            up: Arc::new(AtomicBool::new(false)),
+            delay_ms: Arc::new(AtomicU64::new(0)),
+            conns: Arc::default(),
+            listener: Mutex::new(None),
+        };
+        r.start();
+        r
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        self.up.store(true, Ordering::SeqCst);
+        let (up, delay, conns, target) = (
+            self.up.clone(),
+            self.delay_ms.clone(),
+            self.conns.clone(),
+            self.target,
+        );
+        let h = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if !up.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                conns.lock().unwrap().push(client.try_clone().unwrap());
+                conns.lock().unwrap().push(server.try_clone().unwrap());
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let d = delay.clone();
+                std::thread::spawn(move || pipe(client, server, Some(d)));
+                std::thread::spawn(move || pipe(s2, c2, None));
+            }
+        });
+        *self.listener.lock().unwrap() = Some(h);
+    }
+
+    /// Refuses new connections and cuts the open ones.
+    fn stop(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(h) = self.listener.lock().unwrap().take() {
+            h.join().unwrap();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Option<Arc<AtomicU64>>) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(d) = &delay {
+            std::thread::sleep(Duration::from_millis(d.load(Ordering::Relaxed)));
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The AWS environment of every command: test credentials, the endpoint,
+/// and nothing from the developer's own ~/.aws.
+fn aws_env(cmd: &mut Command, endpoint: &str) {
+    cmd.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN");
+}
+
+fn client(endpoint: &str) -> Client {
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .build();
+    Client::from_conf(conf)
+}
+
+fn make_bucket(endpoint: &str, bucket: &str, object_lock: bool) {
+    rt().block_on(async {
+        client(endpoint)
+            .create_bucket()
+            .bucket(bucket)
+            .object_lock_enabled_for_bucket(object_lock)
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+fn config(bucket: &str, extra: &str) -> String {
+    format!(
+        r#"
+[store]
+location = "s3://{bucket}/org"
+flush_timeout = "3s"
+{extra}
+
+[[collectors]]
+name = "u"
+kind = "command"
+schedule = "@daily"
+command = ["echo", "{{\"n\":1}}"]
+"#
+    )
+}
+
+fn collect(ws: &Workspace, endpoint: &str) -> Output {
+    let mut c = ws.cmd(&["collect"]);
+    aws_env(&mut c, endpoint);
+    c.output().unwrap()
+}
+
+fn verify(endpoint: &str, bucket: &str) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_exhibit"));
+    c.args(["--store", &format!("s3://{bucket}/org"), "verify", "--json"])
+        .env_remove("EXHIBIT_CONFIG")
+        .current_dir(std::env::temp_dir());
+    aws_env(&mut c, endpoint);
+    c.output().unwrap()
+}
+
+fn keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
+    rt().block_on(async {
+        let out = client(endpoint)
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .unwrap();
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    })
+}
+
+fn spooled(ws: &Workspace) -> usize {
+    std::fs::read_dir(ws.path().join("spool/queue"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn assert_intact(endpoint: &str, bucket: &str, records: usize) {
+    let out = verify(endpoint, bucket);
+    assert_eq!(code(&out), 0, "verify over S3 failed:\n{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["intact"], true, "{report:#}");
+    let n = keys(endpoint, bucket, "org/records/u/local/").len();
+    assert_eq!(n, records, "records in the bucket");
+}
+
+#[test]
+fn objects_are_locked_in_compliance_mode_with_sha256_checksums() {
+    let m = moto();
+    let ep = m.endpoint();
+    make_bucket(&ep, "locked", true);
+    let ws = Workspace::new(&config("locked", ""));
+    let out = collect(&ws, &ep);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(spooled(&ws), 0, "the spool drained:\n{}", text(&out));
+    assert_intact(&ep, "locked", 1);
+
+    let key = "org/records/u/local/000000000001.json";
+    rt().block_on(async {
+        let c = client(&ep);
+        let bytes = c
+            .get_object()
+            .bucket("locked")
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        let head = c
+            .head_object()
+            .bucket("locked")
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.object_lock_mode(), Some(&ObjectLockMode::Compliance));
+        let until = head.object_lock_retain_until_date().expect("retention");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        // The default: two years.
+        assert!(
+            until.secs() > now + 729 * 86_400,
+            "retained until {until}, not two years"
+        );
+        let want = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes));
+        assert_eq!(head.checksum_sha256(), Some(want.as_str()));
+
+        // The locked version cannot be deleted, not even by its writer.
+        let version = head.version_id().expect("versioned").to_string();
+        let del = c
+            .delete_object()
+            .bucket("locked")
+            .key(key)
+            .version_id(&version)
+            .send()
+            .await;
+        assert!(del.is_err(), "deleting a locked version succeeded");
+        assert!(
+            c.head_object()
+                .bucket("locked")
+                .key(key)
+                .version_id(&version)
+                .send()
+                .await
+                .is_ok()
+        );
+
+        // A second write of an existing key is refused, and the first stays.
+        let store = S3Store::connect("s3://locked/org", s3_opts(&ep))
+            .await
+            .unwrap();
+        let err = store
+            .put_new("records/u/local/000000000001.json", b"forged")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Exists(_)), "{err}");
+        let again = store
+            .get("records/u/local/000000000001.json")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again, bytes.to_vec());
+    });
+}
+
+fn s3_opts(endpoint: &str) -> S3Options {
+    // SAFETY: set before any thread of this test reads the environment;
+    // every test sets the same values.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    }
+    S3Options {
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.to_string()),
+        lease_ttl: Duration::from_secs(60),
+        ..S3Options::default()
+    }
+}
+
+#[test]
+fn a_bucket_without_object_lock_is_refused_at_start_up() {
+    let m = moto();
+    let ep = m.endpoint();
+    make_bucket(&ep, "unlocked", false);
+    let ws = Workspace::new(&config("unlocked", ""));
+    let out = collect(&ws, &ep);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("bucket `unlocked`"), "{t}");
+    assert!(t.contains("versioning is not enabled"), "{t}");
+    assert!(t.contains("Object Lock is not enabled"), "{t}");
+    assert!(t.contains("allow_without_object_lock"), "{t}");
+    assert!(keys(&ep, "unlocked", "org/records/").is_empty());
+
+    // The switch runs anyway, saying so.
+    let ws = Workspace::new(&config("unlocked", "allow_without_object_lock = true"));
+    let out = collect(&ws, &ep);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("without protection"), "{}", text(&out));
+}
+
+#[test]
+fn a_second_agent_claiming_a_stream_is_refused() {
+    let m = moto();
+    let ep = m.endpoint();
+    make_bucket(&ep, "shared", true);
+    rt().block_on(async {
+        let mut a = s3_opts(&ep);
+        a.owner = Some("agent-a".into());
+        let mut b = s3_opts(&ep);
+        b.owner = Some("agent-b".into());
+        let a = S3Store::connect("s3://shared/org", a).await.unwrap();
+        let b = S3Store::connect("s3://shared/org", b.clone())
+            .await
+            .unwrap();
+        let held = a.lease("stream/u/local").await.unwrap();
+        let err = b.lease("stream/u/local").await.unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("agent-a"), "{err}");
+        // Other streams are free; lease objects are not evidence.
+        let _other = b.lease("stream/u/other").await.unwrap();
+        assert!(a.list("").await.unwrap().is_empty());
+        // The same owner (the same agent, restarted) takes its lease back.
+        let mut again = s3_opts(&ep);
+        again.owner = Some("agent-a".into());
+        let a2 = S3Store::connect("s3://shared/org", again).await.unwrap();
+        let _back = a2.lease("stream/u/local").await.unwrap();
+        drop(held);
+
+        // An expired lease of another agent is taken over.
+        let stale = serde_json::json!({
+            "owner": "gone",
+            "holder": "pid 2 on a dead host",
+            "expires_at": (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339(),
+        });
+        client(&ep)
+            .put_object()
+            .bucket("shared")
+            .key("org/.leases/stream/u/stale.json")
+            .body(ByteStream::from(stale.to_string().into_bytes()))
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .unwrap();
+        let _taken = b.lease("stream/u/stale").await.unwrap();
+        let err = a.lease("stream/u/stale").await.unwrap_err();
+        assert!(err.to_string().contains("agent-b"), "{err}");
+    });
+
+    // The binary: another agent holds the stream's lease, unexpired.
+    let other = serde_json::json!({
+        "owner": "someone-else",
+        "holder": "pid 1 on elsewhere",
+        "expires_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+    });
+    rt().block_on(async {
+        client(&ep)
+            .put_object()
+            .bucket("shared")
+            .key("org/.leases/stream/u/local2.json")
+            .body(ByteStream::from(other.to_string().into_bytes()))
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .unwrap();
+    });
+    let ws = Workspace::new(
+        &config("shared", "").replace("command = [", "stream_key = \"local2\"\ncommand = ["),
+    );
+    let out = collect(&ws, &ep);
+    let t = text(&out);
+    assert_eq!(code(&out), 1, "{t}");
+    assert!(t.contains("locked by another agent"), "{t}");
+    assert!(t.contains("pid 1 on elsewhere"), "{t}");
+    assert!(keys(&ep, "shared", "org/records/u/local2/").is_empty());
+}
+
+#[test]
+fn an_outage_spools_and_everything_arrives_in_order_afterwards() {
+    // A separate server, reached through a relay that the test cuts.
+    let m = Moto::start();
+    let relay = Relay::new(m.port);
+    let ep = relay.endpoint();
+    make_bucket(&ep, "outage", true);
+    let ws = Workspace::new(&config("outage", ""));
+    for _ in 0..2 {
+        let out = collect(&ws, &ep);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+    }
+    assert_eq!(spooled(&ws), 0);
+
+    relay.stop();
+    for _ in 0..3 {
+        let out = collect(&ws, &ep);
+        let t = text(&out);
+        assert_eq!(code(&out), 0, "collection goes on during an outage: {t}");
+        assert!(t.contains("not yet shipped"), "{t}");
+    }
+    // Three runs: a blob-less record and a checkpoint each at least.
+    assert!(spooled(&ws) >= 6, "spooled: {}", spooled(&ws));
+    assert_eq!(
+        keys(&m.endpoint(), "outage", "org/records/u/local/").len(),
+        2
+    );
+
+    relay.start();
+    let out = collect(&ws, &ep);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(spooled(&ws), 0, "{}", text(&out));
+    assert_intact(&ep, "outage", 6);
+}
+
+#[test]
+fn a_kill_9_while_shipping_loses_and_breaks_nothing() {
+    let m = Moto::start();
+    let relay = Relay::new(m.port);
+    let ep = relay.endpoint();
+    make_bucket(&ep, "killed", true);
+    let ws = Workspace::new(&config("killed", ""));
+    let out = collect(&ws, &ep);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    relay.stop();
+    for _ in 0..4 {
+        let out = collect(&ws, &ep);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+    }
+    let backlog = spooled(&ws);
+    assert!(backlog >= 8, "spooled: {backlog}");
+
+    // Slow shipping down, start an agent, and kill it mid-way.
+    relay.delay_ms.store(150, Ordering::Relaxed);
+    relay.start();
+    let mut c = ws.cmd(&["collect"]);
+    aws_env(&mut c, &ep);
+    let mut agent = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while spooled(&ws) >= backlog {
+        assert!(Instant::now() < deadline, "shipping never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert!(spooled(&ws) > 0, "the agent finished before it was killed");
+
+    relay.delay_ms.store(0, Ordering::Relaxed);
+    let out = collect(&ws, &ep);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(spooled(&ws), 0, "{}", text(&out));
+    // 1 + 4 + the killed run's record (written before the kill or not) + 1.
+    let n = keys(&ep, "killed", "org/records/u/local/").len();
+    assert!((6..=7).contains(&n), "records: {n}");
+    assert_intact(&ep, "killed", n);
+}
+
+#[test]
+fn wrong_credentials_are_named_and_the_spool_keeps_the_evidence() {
+    let m = moto();
+    let ep = m.endpoint();
+    make_bucket(&ep, "creds", true);
+    let ws = Workspace::new(&config("creds", ""));
+    let out = collect(&ws, &ep);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    // A server that checks credentials (moto accepts any unless told to
+    // authenticate) and knows none of ours: the agent's key is rejected.
+    let strict = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    for _ in 0..2 {
+        let out = collect(&ws, &strict.endpoint());
+        let t = text(&out);
+        assert_eq!(code(&out), 0, "collection goes on: {t}");
+        assert!(t.contains("InvalidAccessKeyId"), "{t}");
+        assert!(t.contains("credentials were rejected"), "{t}");
+        assert!(
+            !t.contains("testing"),
+            "a credential leaked into the output: {t}"
+        );
+    }
+    assert!(spooled(&ws) >= 4, "spooled: {}", spooled(&ws));
+    assert_eq!(keys(&ep, "creds", "org/records/u/local/").len(), 1);
+
+    // Right credentials again: everything arrives, chained.
+    let out = collect(&ws, &ep);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(spooled(&ws), 0, "{}", text(&out));
+    assert_intact(&ep, "creds", 4);
+}
