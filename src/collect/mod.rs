@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod git;
+pub mod http;
 
 use std::time::Duration;
 
@@ -115,6 +116,13 @@ pub trait Collector: Send + Sync {
         target: &Target,
         previous: Option<&Previous>,
     ) -> Result<Snapshot, CollectError>;
+
+    /// SOC 2 criteria of this instance's evidence when they depend on more
+    /// than the kind (a declarative definition names its own); `None` uses
+    /// the kind's defaults. A `criteria` setting in the config wins over both.
+    fn criteria(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// A collector kind: its name, defaults and builder.
@@ -131,7 +139,7 @@ pub struct KindSpec {
 
 /// Every collector kind this build knows.
 pub fn kinds() -> &'static [KindSpec] {
-    &[command::SPEC, git::SPEC]
+    &[command::SPEC, git::SPEC, http::SPEC]
 }
 
 /// Looks a kind up by name.
