@@ -73,6 +73,10 @@ pub struct Definition {
     pub vars: BTreeMap<String, String>,
     /// How requests authenticate.
     pub auth: Auth,
+    /// Headers sent with every request, e.g. a vendor's versioned
+    /// `Accept`. Not for secrets: those go in `auth`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// The source identity recorded with every record (templates).
     #[serde(default)]
     pub source: BTreeMap<String, String>,

@@ -331,7 +331,7 @@ impl HttpCollector {
             let mut req = ctx
                 .http
                 .request(method.parse().unwrap_or(reqwest::Method::GET), url)
-                .header(reqwest::header::ACCEPT, "application/json");
+                .headers(self.fixed_headers());
             req = self.authenticate(ctx, req).await?;
             if let Some(b) = body {
                 req = req.json(b);
@@ -404,6 +404,26 @@ impl HttpCollector {
             };
             return Ok((headers, value));
         }
+    }
+
+    /// `Accept: application/json` unless the definition says otherwise,
+    /// and the definition's own headers (set, not appended).
+    fn fixed_headers(&self) -> reqwest::header::HeaderMap {
+        use reqwest::header::{HeaderName, HeaderValue};
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        for (name, value) in &self.definition.headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&render(value, &self.vars, None)),
+            ) {
+                h.insert(n, v);
+            }
+        }
+        h
     }
 
     async fn sleep_until(&self, ctx: &Context, until: tokio::time::Instant) -> Result<(), Failure> {
@@ -791,10 +811,12 @@ fn shape(raw: &Value, r: &Request, redact: &[String]) -> Value {
             let nodes = JsonPath::parse(path.get_ref())
                 .map(|p| p.query(raw).all().into_iter().cloned().collect::<Vec<_>>())
                 .unwrap_or_default();
-            let value = match nodes.len() {
-                0 => Value::Null,
-                1 => nodes.into_iter().next().unwrap_or(Value::Null),
-                _ => Value::Array(nodes),
+            // A path that can select several nodes always gives a list, so
+            // that one team and two teams have the same shape in diffs.
+            let value = if is_singular(path.get_ref()) {
+                nodes.into_iter().next().unwrap_or(Value::Null)
+            } else {
+                Value::Array(nodes)
             };
             m.insert(field.clone(), value);
         }
@@ -802,6 +824,12 @@ fn shape(raw: &Value, r: &Request, redact: &[String]) -> Value {
     };
     redact_fields(&mut v, redact);
     v
+}
+
+/// Whether a JSONPath selects at most one node (RFC 9535 "singular
+/// query": names and indexes only).
+fn is_singular(path: &str) -> bool {
+    !(path.contains('*') || path.contains("..") || path.contains('?') || path.contains(':'))
 }
 
 fn redact_fields(v: &mut Value, redact: &[String]) {
