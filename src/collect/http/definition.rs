@@ -265,6 +265,9 @@ pub enum Pagination {
         /// The first page's number (0 or 1).
         #[serde(default)]
         start: u64,
+        /// The query parameter holding the page size: a page shorter than
+        /// it is the last one (saves a request for an empty page).
+        size_param: Option<String>,
     },
     /// The next page's URL in the body (Datadog v2 `links.next`, Jira
     /// `nextPage`).

@@ -594,6 +594,10 @@ impl HttpCollector {
                 q.append_pair(k, &render(v, &self.vars, item));
             }
         }
+        if let Pagination::Page { param, start, .. } = &r.pagination {
+            // Name the first page too: some APIs default to another one.
+            set_query(&mut url, param, &start.to_string());
+        }
         if url.query() == Some("") {
             url.set_query(None);
         }
@@ -713,12 +717,21 @@ impl HttpCollector {
                         u
                     })
                 }
-                Pagination::Page { param, .. } => (n > 0).then(|| {
-                    page_no += 1;
-                    let mut u = url.clone();
-                    set_query(&mut u, param, &page_no.to_string());
-                    u
-                }),
+                Pagination::Page {
+                    param, size_param, ..
+                } => {
+                    let size = size_param.as_ref().and_then(|sp| {
+                        url.query_pairs()
+                            .find(|(k, _)| k == sp.as_str())
+                            .and_then(|(_, v)| v.parse::<u64>().ok())
+                    });
+                    (n > 0 && size.is_none_or(|size| n >= size)).then(|| {
+                        page_no += 1;
+                        let mut u = url.clone();
+                        set_query(&mut u, param, &page_no.to_string());
+                        u
+                    })
+                }
             };
             match next {
                 Some(n) => url = n,
