@@ -49,6 +49,16 @@ fn die_with_parent(cmd: &mut Command) {
 /// Replays `tests/fixtures/saas/<scenario>` (cassettes from the sdists
 /// plus our own additions), requiring the given headers.
 pub fn replay(scenario: &str, required_headers: &[(&str, &str)]) -> Peer {
+    replay_with_journal(scenario, required_headers, None)
+}
+
+/// [`replay`], also writing every request received to `journal` (JSON
+/// lines), for assertions on what the collector sent.
+pub fn replay_with_journal(
+    scenario: &str,
+    required_headers: &[(&str, &str)],
+    journal: Option<&std::path::Path>,
+) -> Peer {
     let python = which("python3").unwrap_or_else(|| {
         panic!("python3 is needed to replay recorded API responses: run `bash tests/run.sh`")
     });
@@ -69,6 +79,9 @@ pub fn replay(scenario: &str, required_headers: &[(&str, &str)]) -> Peer {
         .arg(&scenario_path)
         .arg("--base")
         .arg(sdists());
+    if let Some(j) = journal {
+        cmd.arg("--journal").arg(j);
+    }
     for (k, v) in required_headers {
         cmd.arg("--require-header").arg(format!("{k}={v}"));
     }

@@ -40,6 +40,7 @@ def main():
     ap.add_argument("scenario")
     ap.add_argument("--base", required=True, help="directory the cassette paths are relative to")
     ap.add_argument("--require-header", action="append", default=[])
+    ap.add_argument("--journal", help="append each request (method, path, headers, body) as a JSON line")
     args = ap.parse_args()
 
     with open(args.scenario) as f:
@@ -65,6 +66,8 @@ def main():
             sys.exit(f"alias {src}: nothing recorded for {target}")
         aliases[key(method, origin + path)] = responses[index]
     required = [h.split("=", 1) for h in args.require_header]
+    # Paths reached before a credential exists (a token endpoint).
+    open_paths = set(scenario.get("open_paths") or [])
     served = {}
     lock = threading.Lock()
 
@@ -85,9 +88,12 @@ def main():
 
         def handle_any(self):
             length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
-            for name, value in required:
+            body_in = self.rfile.read(length).decode(errors="replace") if length else ""
+            if args.journal:
+                with lock, open(args.journal, "a") as j:
+                    j.write(json.dumps({"method": self.command, "path": self.path,
+                                        "headers": dict(self.headers), "body": body_in}) + "\n")
+            for name, value in ([] if self.path.split("?")[0] in open_paths else required):
                 if self.headers.get(name) != value:
                     return self.reply(401, [("Content-Type", "application/json")],
                                       json.dumps({"errorCode": "E0000011", "errorSummary": "Invalid token provided"}))

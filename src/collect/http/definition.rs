@@ -108,6 +108,10 @@ pub enum Auth {
     Basic(NoFields),
     /// OAuth 2.0 client credentials grant (`client_id`, `client_secret`).
     Oauth2ClientCredentials(OAuth2Auth),
+    /// A Google service account with domain-wide delegation: a JWT signed
+    /// with the account's key (`private_key`, the JSON key file) acting as
+    /// `subject`, exchanged for an access token.
+    GoogleServiceAccount(OAuth2Scopes),
     /// No authentication (public endpoints, tests).
     None(NoFields),
 }
@@ -123,6 +127,14 @@ pub struct NoFields {}
 pub struct HeadersAuth {
     /// Header name → value template.
     pub headers: BTreeMap<String, String>,
+}
+
+/// Scopes of a Google service account.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Scopes {
+    /// Read-only scopes requested.
+    pub scopes: Vec<String>,
 }
 
 /// OAuth 2.0 client credentials.

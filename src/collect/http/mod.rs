@@ -76,6 +76,10 @@ struct HttpSettings {
     password: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// A Google service account's JSON key (usually `private_key_file`).
+    private_key: Option<String>,
+    /// The Workspace admin a Google service account acts as.
+    subject: Option<String>,
     /// Values of the definition's `{variables}`.
     #[serde(default)]
     vars: BTreeMap<String, String>,
@@ -107,6 +111,7 @@ struct HttpCollector {
     secrets: Secrets,
     username: Option<String>,
     client_id: Option<String>,
+    google: Option<GoogleKey>,
     /// Bounds requests in flight, shared by every target and follow-up.
     permits: Arc<Semaphore>,
     /// When the vendor's window is exhausted, no request starts before this.
@@ -231,9 +236,32 @@ fn build(settings: &Settings) -> Result<Box<dyn Collector>, ConfigError> {
                 return Err(settings.error("client_id", "OAuth2 needs `client_id`"));
             }
         }
+        Auth::GoogleServiceAccount(_) => {}
         Auth::None(_) => {}
     }
+    let google = match &d.auth {
+        Auth::GoogleServiceAccount(_) => {
+            let key = s.private_key.as_deref().ok_or_else(|| {
+                settings.error(
+                    "private_key",
+                    "a Google service account needs its JSON key: set `private_key_file`",
+                )
+            })?;
+            let subject = s.subject.clone().ok_or_else(|| {
+                settings.error(
+                    "subject",
+                    "set `subject` to the admin the service account acts as (domain-wide delegation)",
+                )
+            })?;
+            let key =
+                GoogleKey::parse(key, subject).map_err(|m| settings.error("private_key", m))?;
+            secrets.values.insert("private_key", key.pem.clone());
+            Some(key)
+        }
+        _ => None,
+    };
     Ok(Box::new(HttpCollector {
+        google,
         name: settings.name.clone(),
         permits: Arc::new(Semaphore::new(d.rate_limit.concurrency)),
         definition: d,
@@ -253,6 +281,40 @@ fn template_vars(t: &str) -> impl Iterator<Item = &str> {
     t.split('{')
         .skip(1)
         .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+}
+
+/// A Google service account's JSON key, checked at load.
+struct GoogleKey {
+    client_email: String,
+    token_uri: String,
+    subject: String,
+    pem: String,
+    encoding: jsonwebtoken::EncodingKey,
+}
+
+impl GoogleKey {
+    fn parse(json_key: &str, subject: String) -> Result<Self, String> {
+        #[derive(Deserialize)]
+        struct KeyFile {
+            client_email: String,
+            private_key: String,
+            token_uri: Option<String>,
+        }
+        let k: KeyFile = serde_json::from_str(json_key).map_err(|e| {
+            format!("not a service-account JSON key (client_email, private_key): {e}")
+        })?;
+        let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(k.private_key.as_bytes())
+            .map_err(|e| format!("the key's private_key is not an RSA PEM key: {e}"))?;
+        Ok(GoogleKey {
+            client_email: k.client_email,
+            token_uri: k
+                .token_uri
+                .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
+            subject,
+            pem: k.private_key,
+            encoding,
+        })
+    }
 }
 
 /// Fills `{name}` from `vars`, and `{item.a.b}` from the item's fields.
@@ -515,8 +577,76 @@ impl HttpCollector {
                 }
                 req.bearer_auth(cached.clone().unwrap_or_default())
             }
+            Auth::GoogleServiceAccount(g) => {
+                let mut cached = self.oauth_token.lock().await;
+                if cached.is_none() {
+                    *cached = Some(self.google_token(ctx, &g.scopes).await?);
+                }
+                req.bearer_auth(cached.clone().unwrap_or_default())
+            }
             Auth::None(_) => req,
         })
+    }
+
+    /// Google's two-legged OAuth for service accounts (RFC 7523 JWT bearer
+    /// grant), with `sub` for domain-wide delegation.
+    async fn google_token(&self, ctx: &Context, scopes: &[String]) -> Result<String, Failure> {
+        let Some(key) = &self.google else {
+            return Err(Failure {
+                message: "no service account key".into(),
+                retryable: false,
+            });
+        };
+        let now = chrono::Utc::now().timestamp();
+        let claims = json!({
+            "iss": key.client_email,
+            "sub": key.subject,
+            "scope": scopes.join(" "),
+            "aud": key.token_uri,
+            "iat": now,
+            "exp": now + 3600,
+        });
+        let assertion = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key.encoding,
+        )
+        .map_err(|e| Failure {
+            message: format!("signing the service-account JWT: {e}"),
+            retryable: false,
+        })?;
+        let body = format!(
+            "grant_type={}&assertion={assertion}",
+            urlencode("urn:ietf:params:oauth:grant-type:jwt-bearer")
+        );
+        let resp = ctx
+            .http
+            .post(&key.token_uri)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Failure {
+                message: format!("Google token request: {}", without_url(&e)),
+                retryable: true,
+            })?;
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        match v.get("access_token").and_then(Value::as_str) {
+            Some(t) if status.is_success() => Ok(t.to_string()),
+            _ => Err(Failure {
+                message: format!(
+                    "Google token request: HTTP {status} ({}); check domain-wide delegation of the scopes to the service account's client id",
+                    v.get("error")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no access_token")
+                ),
+                retryable: status.is_server_error(),
+            }),
+        }
     }
 
     async fn oauth2_token(
