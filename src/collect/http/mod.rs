@@ -42,6 +42,9 @@ pub const SPEC: KindSpec = KindSpec {
     build,
 };
 
+/// Minutes of overlap between consecutive windows.
+const WINDOW_OVERLAP_MINUTES: i64 = 5;
+
 /// Field names never kept in evidence, whatever a definition says: they
 /// name credentials in the APIs we read.
 const ALWAYS_REDACTED: &[&str] = &[
@@ -112,6 +115,8 @@ struct HttpCollector {
     username: Option<String>,
     client_id: Option<String>,
     google: Option<GoogleKey>,
+    /// Whether requests use `{window_minutes}` (recorded in the payload).
+    uses_window: bool,
     /// Bounds requests in flight, shared by every target and follow-up.
     permits: Arc<Semaphore>,
     /// When the vendor's window is exhausted, no request starts before this.
@@ -159,6 +164,8 @@ fn build(settings: &Settings) -> Result<Box<dyn Collector>, ConfigError> {
         vars.insert(k.clone(), v.clone());
     }
     vars.insert("base_url".into(), base_url.clone());
+    // Filled per collection; declared here so that templates may use it.
+    vars.insert("window_minutes".into(), String::new());
     vars.insert(
         "host".into(),
         reqwest::Url::parse(&base_url)
@@ -179,6 +186,7 @@ fn build(settings: &Settings) -> Result<Box<dyn Collector>, ConfigError> {
     for r in &d.requests {
         request_templates(r, &mut templates);
     }
+    let uses_window = templates.iter().any(|t| t.contains("{window_minutes}"));
     for t in templates {
         for var in template_vars(t) {
             if !var.starts_with("item.") && !vars.contains_key(var) {
@@ -262,6 +270,7 @@ fn build(settings: &Settings) -> Result<Box<dyn Collector>, ConfigError> {
     };
     Ok(Box::new(HttpCollector {
         google,
+        uses_window,
         name: settings.name.clone(),
         permits: Arc::new(Semaphore::new(d.rate_limit.concurrency)),
         definition: d,
@@ -700,28 +709,32 @@ impl HttpCollector {
     }
 
     /// Runs one request through all its pages.
-    async fn fetch(&self, ctx: &Context, r: &Request, item: Option<&Value>) -> Fetched {
-        let mut url = match reqwest::Url::parse(&format!(
-            "{}{}",
-            self.base_url,
-            render(&r.path, &self.vars, item)
-        )) {
-            Ok(u) => u,
-            Err(e) => {
-                return Fetched {
-                    items: vec![],
-                    pages: 0,
-                    error: Some(Failure {
-                        message: format!("request `{}`: bad URL: {e}", r.name),
-                        retryable: false,
-                    }),
-                };
-            }
-        };
+    async fn fetch(
+        &self,
+        ctx: &Context,
+        vars: &BTreeMap<String, String>,
+        r: &Request,
+        item: Option<&Value>,
+    ) -> Fetched {
+        let mut url =
+            match reqwest::Url::parse(&format!("{}{}", self.base_url, render(&r.path, vars, item)))
+            {
+                Ok(u) => u,
+                Err(e) => {
+                    return Fetched {
+                        items: vec![],
+                        pages: 0,
+                        error: Some(Failure {
+                            message: format!("request `{}`: bad URL: {e}", r.name),
+                            retryable: false,
+                        }),
+                    };
+                }
+            };
         {
             let mut q = url.query_pairs_mut();
             for (k, v) in &r.query {
-                q.append_pair(k, &render(v, &self.vars, item));
+                q.append_pair(k, &render(v, vars, item));
             }
         }
         if let Pagination::Page { param, start, .. } = &r.pagination {
@@ -734,7 +747,7 @@ impl HttpCollector {
         let body = r
             .body
             .as_ref()
-            .map(|b| render_json(&toml_to_json(b), &self.vars, item));
+            .map(|b| render_json(&toml_to_json(b), vars, item));
         let items_path = r
             .items
             .as_ref()
@@ -875,11 +888,12 @@ impl HttpCollector {
     fn section<'a>(
         &'a self,
         ctx: &'a Context,
+        vars: &'a BTreeMap<String, String>,
         r: &'a Request,
         parent: Option<&'a Value>,
     ) -> futures::future::BoxFuture<'a, (Value, Vec<String>, bool)> {
         Box::pin(async move {
-            let fetched = self.fetch(ctx, r, parent).await;
+            let fetched = self.fetch(ctx, vars, r, parent).await;
             let mut failures = Vec::new();
             let mut retryable = false;
             if let Some(f) = &fetched.error {
@@ -891,7 +905,7 @@ impl HttpCollector {
                 let mut kept = shape(raw, r, redact);
                 let mut fails = Vec::new();
                 for e in &r.each {
-                    let (sub, f, _) = self.section(ctx, e, Some(raw)).await;
+                    let (sub, f, _) = self.section(ctx, vars, e, Some(raw)).await;
                     let who = raw
                         .get("id")
                         .map(|v| {
@@ -1137,14 +1151,30 @@ impl Collector for HttpCollector {
         &self,
         ctx: &Context,
         _target: &Target,
-        _previous: Option<&Previous>,
+        previous: Option<&Previous>,
     ) -> Result<Snapshot, CollectError> {
         *self.oauth_token.lock().await = None;
+        // `{window_minutes}`: the time since the previous record of the
+        // stream (plus an overlap, so that nothing falls between two runs),
+        // or the definition's `initial_window_minutes` on the first run.
+        // Relative minutes sidestep the vendor's idea of time zones.
+        let mut vars = self.vars.clone();
+        let window = match previous {
+            Some(p) => ((chrono::Utc::now() - p.finished_at).num_minutes().max(0)
+                + WINDOW_OVERLAP_MINUTES)
+                .to_string(),
+            None => self
+                .vars
+                .get("initial_window_minutes")
+                .cloned()
+                .unwrap_or_else(|| "1440".into()),
+        };
+        vars.insert("window_minutes".into(), window.clone());
         let sections = futures::future::join_all(
             self.definition
                 .requests
                 .iter()
-                .map(|r| self.section(ctx, r, None)),
+                .map(|r| self.section(ctx, &vars, r, None)),
         )
         .await;
         if ctx.cancel.is_cancelled() {
@@ -1153,6 +1183,9 @@ impl Collector for HttpCollector {
         let mut payload = Map::new();
         payload.insert("definition".into(), json!(self.definition_name));
         payload.insert("base_url".into(), json!(self.base_url));
+        if self.uses_window {
+            payload.insert("window_minutes".into(), json!(window));
+        }
         let mut failures = Vec::new();
         let mut all_failed = true;
         let mut first_error = None;
