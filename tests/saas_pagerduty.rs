@@ -104,3 +104,57 @@ fn services_policies_schedules_oncalls_and_users_from_pagerdutys_description() {
     assert_eq!(code(&out), 1, "{}", text(&out));
     assert!(text(&out).contains("401"), "{}", text(&out));
 }
+
+#[test]
+fn a_service_with_no_escalation_policy_on_the_second_page() {
+    let pd = peers::replay(
+        "pagerduty.yaml",
+        &[("Authorization", &format!("Token token={TOKEN}"))],
+    );
+    let ws = Workspace::new(&config(&pd.url, "vars = { page_size = \"1\" }"));
+    let out = ws
+        .cmd(&["collect"])
+        .env("PAGERDUTY_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = ws
+        .cmd(&["show", "pagerduty/127.0.0.1", "--json"])
+        .env("PAGERDUTY_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = &shown["payload"]["services"];
+    assert_eq!(services["pages"], 2, "{services:#}");
+    let unpaged: Vec<_> = items(&shown["payload"], "services")
+        .iter()
+        .filter(|s| s["escalation_policy_id"].is_null())
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(unpaged, ["Legacy batch jobs"]);
+}
+
+#[test]
+fn an_outage_makes_a_failed_record_after_retries_not_an_empty_list() {
+    // Every request gets 503 (the scenario has no 200 for it).
+    let pd = peers::replay("outage.yaml", &[]);
+    let ws = Workspace::new(&config(&pd.url, ""));
+    let out = ws
+        .cmd(&["collect"])
+        .env("PAGERDUTY_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let out = ws
+        .cmd(&["show", "pagerduty/127.0.0.1", "--json"])
+        .env("PAGERDUTY_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["statement"]["predicate"]["status"], "failed");
+    let error = shown["payload"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("503") && error.contains("after 4 tries"),
+        "{error}"
+    );
+}
