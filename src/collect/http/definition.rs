@@ -246,14 +246,13 @@ pub struct Request {
 }
 
 /// Pagination styles seen across SaaS APIs.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Pagination {
     /// One response holds everything.
-    #[default]
-    None,
+    None {},
     /// RFC 8288 `Link: <…>; rel="next"` (Okta, GitHub).
-    LinkHeader,
+    LinkHeader {},
     /// A cursor in the body sent back as a query parameter (Google's
     /// `nextPageToken` → `pageToken`, Slack's `next_cursor`).
     Cursor {
@@ -287,6 +286,12 @@ pub enum Pagination {
         /// JSONPath of the URL.
         next: String,
     },
+}
+
+impl Default for Pagination {
+    fn default() -> Self {
+        Pagination::None {}
+    }
 }
 
 /// Where a definition came from, for error messages.

@@ -833,8 +833,8 @@ impl HttpCollector {
             let n = page_items.len() as u64;
             out.items.extend(page_items);
             let next: Option<reqwest::Url> = match &r.pagination {
-                Pagination::None => None,
-                Pagination::LinkHeader => next_link(&headers).and_then(|l| url.join(&l).ok()),
+                Pagination::None {} => None,
+                Pagination::LinkHeader {} => next_link(&headers).and_then(|l| url.join(&l).ok()),
                 Pagination::Cursor { cursor, param } => {
                     first_string(&body_value, cursor).map(|c| {
                         let mut u = url.clone();
@@ -1262,6 +1262,41 @@ mod tests {
             &["password".into(), "client_secret".into()],
         );
         assert_eq!(v, json!({"a": 1, "credentials": {}}));
+    }
+
+    #[test]
+    fn misspelt_keys_are_rejected_even_inside_tagged_tables() {
+        let base = "description = \"x\"\ncriteria = []\nauth = { type = \"bearer\" }\n[[requests]]\nname = \"a\"\npath = \"/\"\n";
+        for extra in [
+            "pagination = { type = \"cursor\", cursor = \"$.n\", parm = \"p\" }",
+            "pagination = { type = \"link_header\", next = \"x\" }",
+            "itmes = \"$[*]\"",
+        ] {
+            let text = format!("{base}{extra}\n");
+            let e = definition::parse(std::path::Path::new("d.toml"), text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {extra}"));
+            assert!(e.to_string().contains("unknown field"), "{e}");
+        }
+        let bad_auth = "description = \"x\"\ncriteria = []\nauth = { type = \"bearer\", token = \"t\" }\n[[requests]]\nname = \"a\"\npath = \"/\"\n";
+        assert!(definition::parse(std::path::Path::new("d.toml"), bad_auth.into()).is_err());
+    }
+
+    #[test]
+    fn pagination_paths_and_methods_are_checked() {
+        let base = "description = \"x\"\ncriteria = []\nauth = { type = \"bearer\" }\n[[requests]]\nname = \"a\"\npath = \"/\"\n";
+        let e = definition::parse(
+            std::path::Path::new("d.toml"),
+            format!("{base}pagination = {{ type = \"next_url\", next = \"links.next\" }}\n"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("JSONPath"), "{e}");
+        let e = definition::parse(
+            std::path::Path::new("d.toml"),
+            format!("{base}method = \"DELETE\"\n"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("only read"), "{e}");
     }
 
     #[test]
