@@ -159,3 +159,38 @@ vars = {{ page_size = "2" }}
     assert!(!store.contains(ACCESS_TOKEN) && !logs.contains(ACCESS_TOKEN));
     assert!(!store.contains("BEGIN PRIVATE KEY") && !logs.contains("PRIVATE KEY"));
 }
+
+#[test]
+fn the_example_saas_config_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("key.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        pem.to_str().unwrap(),
+    ]);
+    let key = dir.path().join("sa.json");
+    std::fs::write(
+        &key,
+        json!({"client_email": "x@y.iam.gserviceaccount.com", "private_key": std::fs::read_to_string(&pem).unwrap()}).to_string(),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_exhibit"))
+        .arg("--config")
+        .arg(peers::root().join("config/saas.toml"))
+        .args(["config", "check"])
+        .env("OKTA_API_TOKEN", "t")
+        .env("PAGERDUTY_API_KEY", "t")
+        .env("DD_API_KEY", "t")
+        .env("DD_APP_KEY", "t")
+        .env("JIRA_EMAIL", "a@b.c")
+        .env("JIRA_API_TOKEN", "t")
+        .env("GOOGLE_SA_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+}
