@@ -227,3 +227,47 @@ fn definition_errors_name_the_file_line_and_key() {
         "{msg}"
     );
 }
+
+#[test]
+fn password_and_sign_on_policies_with_their_rules() {
+    let okta = peers::replay(
+        "okta-policies.yaml",
+        &[("Authorization", &format!("SSWS {TOKEN}"))],
+    );
+    let ws = workspace(&okta.url, "");
+    let config = std::fs::read_to_string(ws.config())
+        .unwrap()
+        .replace(
+            "definition = \"okta-users\"",
+            "definition = \"okta-policies\"",
+        )
+        .replace("vars = { page_size = \"1\" }", "");
+    std::fs::write(ws.config(), config).unwrap();
+    let out = ws.run(&["collect"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let shown = show(&ws);
+    assert_eq!(shown["statement"]["predicate"]["status"], "ok");
+    let p = &shown["payload"];
+    let named = |section: &str, name: &str| -> Value {
+        p[section]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} missing from {section}"))
+    };
+    let password = named("password_policies", "python_sdk Test-Password");
+    assert_eq!(
+        password["settings"]["password"]["complexity"]["minLength"],
+        8
+    );
+    let sign_on = named("sign_on_policies", "python_sdk Test-Sign-On");
+    assert_eq!(sign_on["type"], "OKTA_SIGN_ON");
+    // A sign-on rule that lets people in without a second factor.
+    let rule = &sign_on["rules"][0];
+    assert_eq!(rule["actions"]["signon"]["access"], "ALLOW");
+    assert_eq!(rule["actions"]["signon"]["requireFactor"], false);
+    assert_eq!(p["mfa_enroll_policies"]["count"], 0);
+    assert_eq!(p["mfa_enroll_policies"]["complete"], true);
+}

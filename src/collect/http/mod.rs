@@ -945,15 +945,10 @@ impl HttpCollector {
     }
 
     fn redactions(&self) -> Vec<String> {
-        ALWAYS_REDACTED
+        self.definition
+            .redact_fields
             .iter()
             .map(|s| s.to_ascii_lowercase())
-            .chain(
-                self.definition
-                    .redact_fields
-                    .iter()
-                    .map(|s| s.to_ascii_lowercase()),
-            )
             .collect()
     }
 }
@@ -992,7 +987,17 @@ fn is_singular(path: &str) -> bool {
 fn redact_fields(v: &mut Value, redact: &[String]) {
     match v {
         Value::Object(m) => {
-            m.retain(|k, _| !redact.contains(&k.to_ascii_lowercase()));
+            m.retain(|k, v| {
+                let k = k.to_ascii_lowercase();
+                if ALWAYS_REDACTED.iter().any(|r| r.eq_ignore_ascii_case(&k)) {
+                    // Secrets are strings; `password` as an object is a
+                    // policy's settings (Okta), which is evidence. Its own
+                    // secret-named strings are still dropped below.
+                    !v.is_string() && !v.is_number()
+                } else {
+                    !redact.contains(&k)
+                }
+            });
             for x in m.values_mut() {
                 redact_fields(x, redact);
             }
@@ -1257,11 +1262,17 @@ mod tests {
     fn secret_fields_are_dropped_at_any_depth() {
         let r: Request = toml::from_str("name='x'\npath='/'").unwrap();
         let v = shape(
-            &json!({"a": 1, "credentials": {"password": {"value": "p"}, "client_secret": "s"}}),
+            &json!({"a": 1, "pin": "1234", "token": "t", "credentials": {
+                "password": {"minLength": 8, "secret": "s"}, "client_secret": "s", "apiKey": "k"}}),
             &r,
-            &["password".into(), "client_secret".into()],
+            &["pin".into()],
         );
-        assert_eq!(v, json!({"a": 1, "credentials": {}}));
+        // `password` the object stays (a policy's settings are evidence);
+        // secret-named strings and the definition's own fields go.
+        assert_eq!(
+            v,
+            json!({"a": 1, "credentials": {"password": {"minLength": 8}}})
+        );
     }
 
     #[test]
