@@ -196,6 +196,22 @@ fn a_follow_up_that_fails_makes_a_partial_record_naming_what_is_missing() {
             .unwrap()
             .contains("404")
     );
+
+    // Where a vendor answers 404 for "none", the definition says so.
+    let mine = std::fs::read_to_string(ws.path().join("mine/okta-users.toml")).unwrap();
+    std::fs::write(
+        ws.path().join("mine/okta-users.toml"),
+        format!("{mine}empty_on = [404]\n"),
+    )
+    .unwrap();
+    let out = ws.run(&["collect"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let shown = show(&ws);
+    assert_eq!(shown["statement"]["predicate"]["status"], "ok");
+    assert_eq!(
+        shown["payload"]["users"]["items"][0]["grants"],
+        serde_json::json!([])
+    );
 }
 
 #[test]

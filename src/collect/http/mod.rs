@@ -358,6 +358,8 @@ fn render(t: &str, vars: &BTreeMap<String, String>, item: Option<&Value>) -> Str
 struct Failure {
     message: String,
     retryable: bool,
+    /// The HTTP status, when the server answered with a refusal.
+    status: Option<u16>,
 }
 
 impl Failure {
@@ -398,6 +400,7 @@ impl HttpCollector {
             let _permit = self.permits.acquire().await.map_err(|_| Failure {
                 message: "cancelled".into(),
                 retryable: false,
+                status: None,
             })?;
             let mut req = ctx
                 .http
@@ -409,7 +412,7 @@ impl HttpCollector {
             }
             let sent = tokio::select! {
                 r = req.send() => r,
-                _ = ctx.cancel.cancelled() => return Err(Failure { message: "cancelled".into(), retryable: false }),
+                _ = ctx.cancel.cancelled() => return Err(Failure { message: "cancelled".into(), retryable: false, status: None }),
             };
             let path = redact_url(url);
             let resp = match sent {
@@ -423,6 +426,7 @@ impl HttpCollector {
                     return Err(Failure {
                         message: format!("{method} {path}: {}", without_url(&e)),
                         retryable: true,
+                        status: None,
                     });
                 }
             };
@@ -446,11 +450,13 @@ impl HttpCollector {
                 return Err(Failure {
                     message: format!("{method} {path}: HTTP {status} after {} tries", attempt + 1),
                     retryable: true,
+                    status: None,
                 });
             }
             let bytes = resp.bytes().await.map_err(|e| Failure {
                 message: format!("{method} {path}: reading the body: {}", without_url(&e)),
                 retryable: true,
+                status: None,
             })?;
             if !status.is_success() {
                 return Err(Failure {
@@ -463,6 +469,7 @@ impl HttpCollector {
                         }
                     ),
                     retryable: false,
+                    status: Some(status.as_u16()),
                 });
             }
             let value: Value = if bytes.is_empty() {
@@ -471,6 +478,7 @@ impl HttpCollector {
                 serde_json::from_slice(&bytes).map_err(|e| Failure {
                     message: format!("{method} {path}: the response is not JSON: {e}"),
                     retryable: true,
+                    status: None,
                 })?
             };
             return Ok((headers, value));
@@ -500,7 +508,7 @@ impl HttpCollector {
     async fn sleep_until(&self, ctx: &Context, until: tokio::time::Instant) -> Result<(), Failure> {
         tokio::select! {
             _ = tokio::time::sleep_until(until) => Ok(()),
-            _ = ctx.cancel.cancelled() => Err(Failure { message: "cancelled".into(), retryable: false }),
+            _ = ctx.cancel.cancelled() => Err(Failure { message: "cancelled".into(), retryable: false, status: None }),
         }
     }
 
@@ -604,6 +612,7 @@ impl HttpCollector {
             return Err(Failure {
                 message: "no service account key".into(),
                 retryable: false,
+                status: None,
             });
         };
         let now = chrono::Utc::now().timestamp();
@@ -623,6 +632,7 @@ impl HttpCollector {
         .map_err(|e| Failure {
             message: format!("signing the service-account JWT: {e}"),
             retryable: false,
+            status: None,
         })?;
         let body = format!(
             "grant_type={}&assertion={assertion}",
@@ -641,6 +651,7 @@ impl HttpCollector {
             .map_err(|e| Failure {
                 message: format!("Google token request: {}", without_url(&e)),
                 retryable: true,
+                status: None,
             })?;
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
@@ -654,6 +665,7 @@ impl HttpCollector {
                         .unwrap_or("no access_token")
                 ),
                 retryable: status.is_server_error(),
+                status: None,
             }),
         }
     }
@@ -696,6 +708,7 @@ impl HttpCollector {
             .map_err(|e| Failure {
                 message: format!("OAuth2 token request: {}", without_url(&e)),
                 retryable: true,
+                status: None,
             })?;
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
@@ -704,6 +717,7 @@ impl HttpCollector {
             _ => Err(Failure {
                 message: format!("OAuth2 token request: HTTP {status}, no access_token"),
                 retryable: status.is_server_error(),
+                status: None,
             }),
         }
     }
@@ -727,6 +741,7 @@ impl HttpCollector {
                         error: Some(Failure {
                             message: format!("request `{}`: bad URL: {e}", r.name),
                             retryable: false,
+                            status: None,
                         }),
                     };
                 }
@@ -771,6 +786,7 @@ impl HttpCollector {
                         r.name, r.max_pages
                     ),
                     retryable: false,
+                    status: None,
                 });
                 return out;
             }
@@ -782,34 +798,31 @@ impl HttpCollector {
                         redact_url(url.as_str())
                     ),
                     retryable: false,
+                    status: None,
                 });
                 return out;
             }
-            let (headers, body_value) =
-                match self.send(ctx, &r.method, url.as_str(), body.as_ref()).await {
-                    Ok(x) => x,
-                    Err(f)
-                        if out.pages == 0
-                            && f.message.contains("HTTP")
-                            && r.empty_on
-                                .iter()
-                                .any(|s| f.message.contains(&format!("HTTP {s} "))) =>
-                    {
-                        return out;
+            let (headers, body_value) = match self
+                .send(ctx, &r.method, url.as_str(), body.as_ref())
+                .await
+            {
+                Ok(x) => x,
+                Err(f) if out.pages == 0 && f.status.is_some_and(|s| r.empty_on.contains(&s)) => {
+                    return out;
+                }
+                Err(mut f) => {
+                    if out.pages > 0 {
+                        f.message = format!(
+                            "request `{}`: page {} failed, later pages are missing: {}",
+                            r.name,
+                            out.pages + 1,
+                            f.message
+                        );
                     }
-                    Err(mut f) => {
-                        if out.pages > 0 {
-                            f.message = format!(
-                                "request `{}`: page {} failed, later pages are missing: {}",
-                                r.name,
-                                out.pages + 1,
-                                f.message
-                            );
-                        }
-                        out.error = Some(f);
-                        return out;
-                    }
-                };
+                    out.error = Some(f);
+                    return out;
+                }
+            };
             out.pages += 1;
             let page_items: Vec<Value> = match &items_path {
                 Some(p) => p
@@ -1203,6 +1216,7 @@ impl Collector for HttpCollector {
                 first_error = Some(Failure {
                     message: f.first().cloned().unwrap_or_default(),
                     retryable,
+                    status: None,
                 });
             }
             failures.extend(f);
