@@ -287,3 +287,38 @@ fn password_and_sign_on_policies_with_their_rules() {
     assert_eq!(p["mfa_enroll_policies"]["count"], 0);
     assert_eq!(p["mfa_enroll_policies"]["complete"], true);
 }
+
+#[test]
+fn apps_with_assignments_and_a_next_link_to_another_host_is_not_followed() {
+    let okta = peers::replay(
+        "okta-apps.yaml",
+        &[("Authorization", &format!("SSWS {TOKEN}"))],
+    );
+    let ws = workspace(&okta.url, "");
+    let config = std::fs::read_to_string(ws.config())
+        .unwrap()
+        .replace("definition = \"okta-users\"", "definition = \"okta-apps\"")
+        .replace("page_size = \"1\"", "page_size = \"2\"");
+    std::fs::write(ws.config(), config).unwrap();
+    let out = ws.run(&["collect"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let shown = show(&ws);
+    assert_eq!(shown["statement"]["predicate"]["status"], "partial");
+    let p = &shown["payload"];
+    assert_eq!(p["apps"]["complete"], false);
+    assert!(
+        p["apps"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("another host (https://dev-20982288.okta.com)"),
+        "{p:#}"
+    );
+    let console = &p["apps"]["items"][0];
+    assert_eq!(console["label"], "Okta Admin Console");
+    assert_eq!(console["sign_on_mode"], "OPENID_CONNECT");
+    assert_eq!(console["users"][0]["user_name"], "John.Doe-Get@example.com");
+    assert_eq!(console["users"][0]["scope"], "USER");
+    assert_eq!(console["groups"][0]["id"], "00gsfd0d1jP3JpPr74x6");
+    let dashboard = &p["apps"]["items"][1];
+    assert_eq!(dashboard["users"], serde_json::json!([]));
+}

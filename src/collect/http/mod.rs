@@ -890,6 +890,21 @@ impl HttpCollector {
                 }
             };
             match next {
+                // Credentials go to the configured host only: a next link
+                // elsewhere (a misrecorded or hostile response) is not
+                // followed, and the list is marked incomplete.
+                Some(n) if n.origin() != url.origin() => {
+                    out.error = Some(Failure {
+                        message: format!(
+                            "request `{}`: the next page is on another host ({}); not followed, later pages are missing",
+                            r.name,
+                            n.origin().ascii_serialization()
+                        ),
+                        retryable: false,
+                        status: None,
+                    });
+                    return out;
+                }
                 Some(n) => url = n,
                 None => return out,
             }
