@@ -1244,7 +1244,12 @@ impl Collector for HttpCollector {
             payload.insert("missing".into(), json!(failures));
         }
         let mut payload = Value::Object(payload);
-        let scrubbed = scrub(&mut payload, &self.secrets);
+        // The short-lived access token of this collection is a secret too.
+        let mut secrets = self.secrets.clone();
+        if let Some(t) = self.oauth_token.lock().await.clone() {
+            secrets.values.insert("access_token", t);
+        }
+        let scrubbed = scrub(&mut payload, &secrets);
         if scrubbed > 0 {
             tracing::warn!(collector = %self.name, count = scrubbed, "secret values found in responses were replaced");
         }
