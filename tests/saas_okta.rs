@@ -77,6 +77,14 @@ fn users_factors_and_admin_roles_from_recorded_okta_responses() {
     let predicate = &shown["statement"]["predicate"];
     assert_eq!(predicate["status"], "ok");
     assert_eq!(predicate["source"]["vendor"], "okta");
+    // Which definition produced the evidence, byte for byte.
+    assert_eq!(predicate["source"]["definition_origin"], "built-in");
+    let shipped = std::fs::read(peers::root().join("collectors/okta-users.toml")).unwrap();
+    let sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&shipped))
+    };
+    assert_eq!(predicate["source"]["definition_sha256"], sha);
     assert_eq!(
         predicate["criteria"],
         serde_json::json!(["CC6.1", "CC6.2", "CC6.3"])
@@ -179,6 +187,10 @@ fn a_follow_up_that_fails_makes_a_partial_record_naming_what_is_missing() {
     );
     let shown = show(&ws);
     assert_eq!(shown["statement"]["predicate"]["status"], "partial");
+    assert_eq!(
+        shown["statement"]["predicate"]["source"]["definition_origin"],
+        "collectors_dir"
+    );
     let p = &shown["payload"];
     // Every user is still there, with what could be collected.
     assert_eq!(p["users"]["count"], 4);

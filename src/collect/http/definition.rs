@@ -301,11 +301,16 @@ pub struct Loaded {
     pub definition: std::sync::Arc<Definition>,
     /// Its source text, for located errors found after parsing.
     pub source: Source,
+    /// SHA-256 of the definition file, recorded with the evidence so that
+    /// an auditor can tell which version of a (possibly user-modified)
+    /// definition produced it.
+    pub sha256: String,
 }
 
 /// Finds a definition by name: the user's directory first, then the
 /// built-in ones.
-pub fn find(name: &str, user_dir: Option<&Path>) -> Result<(PathBuf, String), String> {
+/// Returns the file, its text, and whether it is a built-in one.
+pub fn find(name: &str, user_dir: Option<&Path>) -> Result<(PathBuf, String, bool), String> {
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
         return Err(format!(
             "`{name}` is not a definition name (like `okta-users`)"
@@ -314,7 +319,7 @@ pub fn find(name: &str, user_dir: Option<&Path>) -> Result<(PathBuf, String), St
     if let Some(dir) = user_dir {
         let path = dir.join(format!("{name}.toml"));
         match std::fs::read_to_string(&path) {
-            Ok(text) => return Ok((path, text)),
+            Ok(text) => return Ok((path, text, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         }
@@ -323,6 +328,7 @@ pub fn find(name: &str, user_dir: Option<&Path>) -> Result<(PathBuf, String), St
         return Ok((
             PathBuf::from(format!("collectors/{n}.toml")),
             text.to_string(),
+            true,
         ));
     }
     let known: Vec<_> = BUILTIN.iter().map(|(n, _)| *n).collect();
@@ -338,6 +344,10 @@ pub fn find(name: &str, user_dir: Option<&Path>) -> Result<(PathBuf, String), St
 /// Parses and validates a definition. `known_vars` are the variable names
 /// available to templates (besides `item.…` in follow-ups).
 pub fn parse(path: &Path, text: String) -> Result<Loaded, ConfigError> {
+    let sha256 = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    };
     let text: &'static str = Box::leak(text.into_boxed_str());
     let source = Source::new(path.to_path_buf(), text.to_string());
     let table = DeTable::parse(text).map_err(|e| source.error_at(e.span(), e.message()))?;
@@ -346,6 +356,7 @@ pub fn parse(path: &Path, text: String) -> Result<Loaded, ConfigError> {
     Ok(Loaded {
         definition: std::sync::Arc::new(definition),
         source,
+        sha256,
     })
 }
 

@@ -109,6 +109,10 @@ struct HttpCollector {
     name: String,
     definition: Arc<Definition>,
     definition_name: String,
+    /// Whether the definition is the built-in one or the user's, and its
+    /// SHA-256, for the record's source identity.
+    definition_builtin: bool,
+    definition_sha256: String,
     base_url: String,
     vars: BTreeMap<String, String>,
     secrets: Secrets,
@@ -128,7 +132,7 @@ struct HttpCollector {
 fn build(settings: &Settings) -> Result<Box<dyn Collector>, ConfigError> {
     let s: HttpSettings = settings.parse()?;
     let user_dir = s.collectors_dir.as_ref().map(|d| settings.base_dir.join(d));
-    let (path, text) = definition::find(&s.definition, user_dir.as_deref())
+    let (path, text, builtin) = definition::find(&s.definition, user_dir.as_deref())
         .map_err(|m| settings.error("definition", m))?;
     let loaded = definition::parse(&path, text)?;
     let d = loaded.definition.clone();
@@ -275,6 +279,8 @@ fn build(settings: &Settings) -> Result<Box<dyn Collector>, ConfigError> {
         permits: Arc::new(Semaphore::new(d.rate_limit.concurrency)),
         definition: d,
         definition_name: s.definition,
+        definition_builtin: builtin,
+        definition_sha256: loaded.sha256.clone(),
         base_url,
         vars,
         secrets,
@@ -1167,6 +1173,15 @@ impl Collector for HttpCollector {
         let mut source = Map::new();
         source.insert("definition".into(), json!(self.definition_name));
         source.insert("base_url".into(), json!(self.base_url));
+        source.insert("definition_sha256".into(), json!(self.definition_sha256));
+        source.insert(
+            "definition_origin".into(),
+            json!(if self.definition_builtin {
+                "built-in"
+            } else {
+                "collectors_dir"
+            }),
+        );
         for (k, t) in &self.definition.source {
             source.insert(k.clone(), json!(render(t, &self.vars, None)));
         }
