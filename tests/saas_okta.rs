@@ -334,3 +334,23 @@ fn apps_with_assignments_and_a_next_link_to_another_host_is_not_followed() {
     let dashboard = &p["apps"]["items"][1];
     assert_eq!(dashboard["users"], serde_json::json!([]));
 }
+
+#[test]
+fn a_server_that_repeats_its_next_page_cannot_loop_the_collector() {
+    let okta = peers::replay("okta-loop.yaml", &[]);
+    let ws = workspace(&okta.url, "");
+    let out = ws.run(&["collect"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let shown = show(&ws);
+    assert_eq!(shown["statement"]["predicate"]["status"], "partial");
+    let users = &shown["payload"]["users"];
+    assert_eq!(users["complete"], false);
+    assert_eq!(users["count"], 1);
+    assert!(
+        users["error"]
+            .as_str()
+            .unwrap()
+            .contains("same next page twice"),
+        "{users:#}"
+    );
+}

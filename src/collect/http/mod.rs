@@ -1140,27 +1140,17 @@ fn redact_url(url: &str) -> String {
     url.split('?').next().unwrap_or(url).to_string()
 }
 
-/// A reqwest error's text without the URL it embeds.
+/// A reqwest error's text with the URL it embeds cut at the query, which
+/// may carry keys (`?api_key=`, `?access_token=`).
 fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.without_url_ref().to_string();
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), &redact_url(u.as_str()));
+    }
     if e.is_timeout() {
         s.push_str(" (timeout)");
     }
     s
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let mut s = self.to_string();
-        if let Some(u) = self.url() {
-            s = s.replace(u.as_str(), &redact_url(u.as_str()));
-        }
-        s
-    }
 }
 
 #[async_trait]
