@@ -403,7 +403,7 @@ impl HttpCollector {
             if let Some(until) = paused {
                 self.sleep_until(ctx, until).await?;
             }
-            let _permit = self.permits.acquire().await.map_err(|_| Failure {
+            let permit = self.permits.acquire().await.map_err(|_| Failure {
                 message: "cancelled".into(),
                 retryable: false,
                 status: None,
@@ -426,6 +426,8 @@ impl HttpCollector {
                 Err(e) => {
                     if attempt < rl.retries {
                         attempt += 1;
+                        // Waiting is not work: let other requests go.
+                        drop(permit);
                         self.backoff(ctx, attempt).await?;
                         continue;
                     }
@@ -443,6 +445,7 @@ impl HttpCollector {
                 let wait = self.retry_after(&headers);
                 if attempt < rl.retries && wait.is_none_or(|w| w <= max_wait) {
                     attempt += 1;
+                    drop(permit);
                     match wait {
                         Some(w) => {
                             tracing::info!(collector = %self.name, url = %path, wait_ms = w.as_millis() as u64, "rate limited; waiting");
