@@ -938,8 +938,9 @@ impl HttpCollector {
                 retryable = f.retryable;
             }
             let redact = &self.redactions();
+            let keep = &Keep::new(r);
             let shaped = futures::future::join_all(fetched.items.iter().map(|raw| async move {
-                let mut kept = shape(raw, r, redact);
+                let mut kept = shape(raw, keep, redact);
                 let mut fails = Vec::new();
                 for e in &r.each {
                     let (sub, f, _) = self.section(ctx, vars, e, Some(raw)).await;
@@ -990,22 +991,39 @@ impl HttpCollector {
     }
 }
 
+/// A request's `keep` selection, compiled once per request rather than
+/// once per item.
+struct Keep(Vec<(String, JsonPath, bool)>);
+
+impl Keep {
+    fn new(r: &Request) -> Self {
+        Keep(
+            r.keep
+                .iter()
+                .filter_map(|(field, path)| {
+                    // Validated at load, so parsing cannot fail here.
+                    let p = JsonPath::parse(path.get_ref()).ok()?;
+                    Some((field.clone(), p, is_singular(path.get_ref())))
+                })
+                .collect(),
+        )
+    }
+}
+
 /// Keeps the selected fields of an item, minus redacted ones.
-fn shape(raw: &Value, r: &Request, redact: &[String]) -> Value {
-    let mut v = if r.keep.is_empty() {
+fn shape(raw: &Value, keep: &Keep, redact: &[String]) -> Value {
+    let mut v = if keep.0.is_empty() {
         raw.clone()
     } else {
         let mut m = Map::new();
-        for (field, path) in &r.keep {
-            let nodes = JsonPath::parse(path.get_ref())
-                .map(|p| p.query(raw).all().into_iter().cloned().collect::<Vec<_>>())
-                .unwrap_or_default();
+        for (field, path, singular) in &keep.0 {
+            let nodes = path.query(raw).all();
             // A path that can select several nodes always gives a list, so
             // that one team and two teams have the same shape in diffs.
-            let value = if is_singular(path.get_ref()) {
-                nodes.into_iter().next().unwrap_or(Value::Null)
+            let value = if *singular {
+                nodes.first().map(|v| (*v).clone()).unwrap_or(Value::Null)
             } else {
-                Value::Array(nodes)
+                Value::Array(nodes.into_iter().cloned().collect())
             };
             m.insert(field.clone(), value);
         }
@@ -1306,7 +1324,7 @@ mod tests {
         let v = shape(
             &json!({"a": 1, "pin": "1234", "token": "t", "credentials": {
                 "password": {"minLength": 8, "secret": "s"}, "client_secret": "s", "apiKey": "k"}}),
-            &r,
+            &Keep::new(&r),
             &["pin".into()],
         );
         // `password` the object stays (a policy's settings are evidence);
