@@ -711,6 +711,7 @@ fn build_collector(
         retry_backoff: common.retry_backoff,
         criteria: common
             .criteria
+            .or_else(|| collector.criteria())
             .unwrap_or_else(|| spec.criteria.iter().map(|s| s.to_string()).collect()),
         collector,
     })

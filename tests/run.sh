@@ -50,6 +50,21 @@ if [ -s tests/requirements.txt ]; then
   export PATH="$env_dir/venv/bin:$PATH"
 fi
 
+# --- Vendors' recorded API responses (pinned PyPI sdists) -------------------
+# The SDKs' own VCR cassettes: real responses the SaaS collectors must parse.
+sdists="$env_dir/sdists"
+fetch_sdist() { # NAME VERSION [DIRECTORY NAME, when the sdist normalises it]
+  local dir="${3:-$1}-$2"
+  if [ ! -d "$sdists/$dir" ]; then
+    say "sdist $1==$2 (recorded API responses)"
+    mkdir -p "$sdists"
+    python3 -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: "$1==$2" -d "$sdists"
+    tar -xzf "$sdists/$dir.tar.gz" -C "$sdists"
+  fi
+}
+fetch_sdist okta 3.4.6
+fetch_sdist datadog-api-client 2.62.0 datadog_api_client
+
 # --- npm peers (package-lock.json) -----------------------------------------
 if [ -f tests/peers/package-lock.json ]; then
   say "npm test peers (tests/peers/package-lock.json)"

@@ -5,6 +5,7 @@
 pub mod command;
 pub mod git;
 pub mod github;
+pub mod http;
 
 use std::time::Duration;
 
@@ -116,6 +117,13 @@ pub trait Collector: Send + Sync {
         target: &Target,
         previous: Option<&Previous>,
     ) -> Result<Snapshot, CollectError>;
+
+    /// SOC 2 criteria of this instance's evidence when they depend on more
+    /// than the kind (a declarative definition names its own); `None` uses
+    /// the kind's defaults. A `criteria` setting in the config wins over both.
+    fn criteria(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// A collector kind: its name, defaults and builder.
@@ -146,6 +154,7 @@ pub fn kinds() -> &'static [KindSpec] {
         github::DEPLOY_KEYS,
         github::WEBHOOKS,
         github::ACTIONS,
+        http::SPEC,
     ]
 }
 
