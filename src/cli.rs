@@ -446,14 +446,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             bundle,
             json,
         } => {
-            let config = load_config(&cli, false)?;
-            init_logging(
-                cli.log_format.unwrap_or_default(),
-                None,
-                cli.verbose,
-                "warn",
-            );
-            let store = open_store(&cli, config.as_ref(), false).await?;
+            let store = read_store(&cli).await?;
             let keys = if keys.is_empty() {
                 None
             } else {
@@ -504,14 +497,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             })
         }
         Command::List { json } => {
-            let config = load_config(&cli, false)?;
-            init_logging(
-                cli.log_format.unwrap_or_default(),
-                None,
-                cli.verbose,
-                "warn",
-            );
-            let store = open_store(&cli, config.as_ref(), false).await?;
+            let store = read_store(&cli).await?;
             let lines = crate::browse::list(store.as_ref()).await?;
             if *json {
                 println!(
@@ -524,14 +510,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Show { record, json } => {
-            let config = load_config(&cli, false)?;
-            init_logging(
-                cli.log_format.unwrap_or_default(),
-                None,
-                cli.verbose,
-                "warn",
-            );
-            let store = open_store(&cli, config.as_ref(), false).await?;
+            let store = read_store(&cli).await?;
             let shown = crate::browse::show(store.as_ref(), record).await?;
             if *json {
                 println!(
@@ -550,14 +529,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             to,
             out,
         } => {
-            let config = load_config(&cli, false)?;
-            init_logging(
-                cli.log_format.unwrap_or_default(),
-                None,
-                cli.verbose,
-                "warn",
-            );
-            let store = open_store(&cli, config.as_ref(), false).await?;
+            let store = read_store(&cli).await?;
             let doc = crate::oscal::assessment_results(store, *from, *to).await?;
             let text = serde_json::to_string_pretty(&doc).expect("serialises");
             match out {
@@ -575,14 +547,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             seed,
             out,
         } => {
-            let config = load_config(&cli, false)?;
-            init_logging(
-                cli.log_format.unwrap_or_default(),
-                None,
-                cli.verbose,
-                "warn",
-            );
-            let store = open_store(&cli, config.as_ref(), false).await?;
+            let store = read_store(&cli).await?;
             let req = crate::sample::Request {
                 streams: streams.clone(),
                 from: *from,
@@ -617,14 +582,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             webhook,
             json,
         } => {
-            let config = load_config(&cli, false)?;
-            init_logging(
-                cli.log_format.unwrap_or_default(),
-                None,
-                cli.verbose,
-                "warn",
-            );
-            let store = open_store(&cli, config.as_ref(), false).await?;
+            let store = read_store(&cli).await?;
             let from =
                 Utc::now() - chrono::Duration::from_std(*since).map_err(anyhow::Error::from)?;
             let report = crate::report::build(store, from).await?;
@@ -659,14 +617,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Diff { stream, a, b, json } => {
-            let config = load_config(&cli, false)?;
-            init_logging(
-                cli.log_format.unwrap_or_default(),
-                None,
-                cli.verbose,
-                "warn",
-            );
-            let store = open_store(&cli, config.as_ref(), false).await?;
+            let store = read_store(&cli).await?;
             let (older, newer) = crate::browse::pick_pair(store.as_ref(), stream, *a, *b).await?;
             let changes = crate::diff::diff(
                 older.payload.as_ref().unwrap_or(&serde_json::Value::Null),
@@ -783,6 +734,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The store for the read-only commands (verify, list, show, diff, sample,
+/// report, export): from `--store`, or the config when there is one.
+async fn read_store(cli: &Cli) -> Result<Arc<dyn Store>, Failure> {
+    let config = load_config(cli, false)?;
+    init_logging(
+        cli.log_format.unwrap_or_default(),
+        None,
+        cli.verbose,
+        "warn",
+    );
+    open_store(cli, config.as_ref(), false).await
 }
 
 fn probe_health(addr: std::net::SocketAddr) -> ExitCode {

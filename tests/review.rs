@@ -227,53 +227,12 @@ fn the_html_review_renders_in_headless_chromium() {
     assert!(png.len() > 10_000, "the screenshot is not blank");
 }
 
-#[test]
-fn the_summary_is_delivered_to_a_webhook() {
+/// A one-request HTTP listener standing in for a chat webhook: its URL, and
+/// a handle that yields the body of the POST it received.
+fn capture_one_post() -> (String, std::thread::JoinHandle<Vec<u8>>) {
     use std::io::{BufRead, BufReader, Read, Write};
-    let ws = seeded_review();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut r = BufReader::new(s.try_clone().unwrap());
-        let mut len = 0;
-        loop {
-            let mut line = String::new();
-            r.read_line(&mut line).unwrap();
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                len = v.trim().parse().unwrap();
-            }
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut body = vec![0; len];
-        r.read_exact(&mut body).unwrap();
-        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-            .unwrap();
-        body
-    });
-    let out = ws.run(&[
-        "report",
-        "--format",
-        "md",
-        "--out",
-        "/dev/null",
-        "--webhook",
-        &url,
-    ]);
-    assert_eq!(code(&out), 0, "{}", text(&out));
-    let body: Value = serde_json::from_slice(&server.join().unwrap()).unwrap();
-    let t = body["text"].as_str().unwrap();
-    assert!(t.contains("MFA turned off"), "{t}");
-    assert!(t.contains("integrity intact"), "{t}");
-}
-
-#[test]
-fn the_daemon_makes_the_review_on_its_schedule_and_posts_it() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         let mut r = BufReader::new(s.try_clone().unwrap());
@@ -294,6 +253,32 @@ fn the_daemon_makes_the_review_on_its_schedule_and_posts_it() {
             .unwrap();
         body
     });
+    (url, server)
+}
+
+#[test]
+fn the_summary_is_delivered_to_a_webhook() {
+    let ws = seeded_review();
+    let (url, server) = capture_one_post();
+    let out = ws.run(&[
+        "report",
+        "--format",
+        "md",
+        "--out",
+        "/dev/null",
+        "--webhook",
+        &url,
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let body: Value = serde_json::from_slice(&server.join().unwrap()).unwrap();
+    let t = body["text"].as_str().unwrap();
+    assert!(t.contains("MFA turned off"), "{t}");
+    assert!(t.contains("integrity intact"), "{t}");
+}
+
+#[test]
+fn the_daemon_makes_the_review_on_its_schedule_and_posts_it() {
+    let (hook, server) = capture_one_post();
     let ws = Workspace::new(&format!(
         "[agent]\ncatch_up = false\n\n[report]\nschedule = \"*/2 * * * * *\"\nout = \"review.html\"\nwebhook = \"{hook}\"\n{CONFIG}"
     ));
