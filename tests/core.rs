@@ -537,20 +537,11 @@ schedule = "@daily"
 command = ["sleep", "30"]
 "#,
     );
-    let mut child = ws
-        .cmd(&["collect"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn_quiet(&["collect"]);
     // Wait until the fast collector's record is on disk, then kill -9 while
     // the slow one is still running: the run has no checkpoint.
     let first = ws.store().join("records/fast/local/000000000001.json");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !first.exists() {
-        assert!(Instant::now() < deadline, "the fast record never appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for(&first, 20, "the fast record");
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -579,18 +570,8 @@ schedule = "@daily"
 command = ["sleep", "3"]
 "#,
     );
-    let mut first = ws
-        .cmd(&["collect"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lock_dir = ws.store().join(".locks");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !lock_dir.exists() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut first = ws.spawn_quiet(&["collect"]);
+    common::wait_for(&ws.store().join(".locks"), 10, "the first agent's lock");
     std::thread::sleep(Duration::from_millis(200));
     let out = ws.run(&["collect"]);
     assert_eq!(code(&out), 1, "{}", text(&out));

@@ -40,9 +40,30 @@ impl Workspace {
         c
     }
 
+    /// Starts the binary in the background, its output discarded.
+    pub fn spawn_quiet(&self, args: &[&str]) -> std::process::Child {
+        self.cmd(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the exhibit binary starts")
+    }
+
     /// Runs the binary to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("the exhibit binary runs")
+    }
+}
+
+/// Waits up to `secs` seconds for `path` to exist; panics naming `what`.
+pub fn wait_for(path: &Path, secs: u64, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
