@@ -267,3 +267,45 @@ fn verify_sh_and_exhibit_agree_on_genuine_and_tampered_bundles() {
         assert_eq!(c, 1, "{name}: exhibit verify --bundle passed:\n{rust_out}");
     }
 }
+
+#[test]
+fn a_period_that_starts_mid_chain_verifies_and_still_catches_a_gap() {
+    let ws = store_with_history();
+    let show = ws.run(&["show", "iam/local@4", "--json"]);
+    let rec: Value = serde_json::from_slice(&show.stdout).unwrap();
+    let from = rec["statement"]["predicate"]["finished_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out_path = ws.path().join("mid.tar.gz");
+    let out = ws.run(&[
+        "sample",
+        "--from",
+        &from,
+        "--to",
+        "2100-01-01",
+        "--seed",
+        "mid",
+        "--size",
+        "2",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    let (_d, root) = unpack(&out_path);
+    let iam = records_of(&root, "iam/local");
+    assert_eq!(iam.len(), 5, "records 4 to 8");
+    assert!(iam[0].ends_with("000000000004.json"));
+    let (ok, said) = verify_sh(&root, None);
+    assert!(ok, "{said}");
+    let out = ws.run(&["verify", "--bundle", out_path.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    // Removing a record inside the period is still caught.
+    std::fs::remove_file(&iam[2]).unwrap();
+    let (ok, said) = verify_sh(&root, None);
+    assert!(!ok, "{said}");
+    let (c, said) = verify_rust(&ws, &root, "mid-gap");
+    assert_eq!(c, 1, "{said}");
+}
