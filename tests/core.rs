@@ -618,6 +618,15 @@ fn wait_for_port(port: u16) {
     }
 }
 
+/// Starts `exhibit run` quietly on a free admin port and waits until it
+/// listens.
+fn start_daemon(ws: &Workspace) -> std::process::Child {
+    let port = free_port();
+    let d = ws.spawn_quiet(&["run", "--admin-listen", &format!("127.0.0.1:{port}")]);
+    wait_for_port(port);
+    d
+}
+
 fn sigterm(child: &std::process::Child) {
     let ok = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -784,14 +793,7 @@ schedule = "* * * * * *"
 command = ["sh", "-c", "sleep 2; echo '{\"done\": true}'"]
 "#,
     );
-    let port = free_port();
-    let mut d = ws
-        .cmd(&["run", "--admin-listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port);
+    let mut d = start_daemon(&ws);
     std::thread::sleep(Duration::from_millis(1800));
     let t = Instant::now();
     sigterm(&d);
@@ -826,14 +828,7 @@ schedule = "* * * * * *"
 command = ["sleep", "60"]
 "#,
     );
-    let port = free_port();
-    let mut d = ws
-        .cmd(&["run", "--admin-listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port);
+    let mut d = start_daemon(&ws);
     std::thread::sleep(Duration::from_millis(2500));
     sigterm(&d);
     assert!(wait_exit(&mut d, Duration::from_secs(8)).success());

@@ -647,23 +647,7 @@ impl HttpCollector {
             "grant_type={}&assertion={assertion}",
             urlencode("urn:ietf:params:oauth:grant-type:jwt-bearer")
         );
-        let resp = ctx
-            .http
-            .post(&key.token_uri)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Failure {
-                message: format!("Google token request: {}", without_url(&e)),
-                retryable: true,
-                status: None,
-            })?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        let (status, v) = token_request(ctx, &key.token_uri, None, body, "Google").await?;
         match v.get("access_token").and_then(Value::as_str) {
             Some(t) if status.is_success() => Ok(t.to_string()),
             _ => Err(Failure {
@@ -703,24 +687,8 @@ impl HttpCollector {
                 .cloned()
                 .unwrap_or_default()
         ));
-        let resp = ctx
-            .http
-            .post(&url)
-            .header(reqwest::header::AUTHORIZATION, format!("Basic {basic}"))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Failure {
-                message: format!("OAuth2 token request: {}", without_url(&e)),
-                retryable: true,
-                status: None,
-            })?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        let (status, v) =
+            token_request(ctx, &url, Some(format!("Basic {basic}")), body, "OAuth2").await?;
         match v.get("access_token").and_then(Value::as_str) {
             Some(t) if status.is_success() => Ok(t.to_string()),
             _ => Err(Failure {
@@ -1285,6 +1253,33 @@ impl Collector for HttpCollector {
             failures,
         })
     }
+}
+
+/// POSTs a form to a token endpoint; returns the status and the JSON body
+/// (null when the body is not JSON). Only a failure to reach the endpoint is
+/// an error here: callers judge the answer.
+async fn token_request(
+    ctx: &Context,
+    url: &str,
+    authorization: Option<String>,
+    body: String,
+    what: &str,
+) -> Result<(reqwest::StatusCode, Value), Failure> {
+    let mut req = ctx.http.post(url).header(
+        reqwest::header::CONTENT_TYPE,
+        "application/x-www-form-urlencoded",
+    );
+    if let Some(a) = authorization {
+        req = req.header(reqwest::header::AUTHORIZATION, a);
+    }
+    let resp = req.body(body).send().await.map_err(|e| Failure {
+        message: format!("{what} token request: {}", without_url(&e)),
+        retryable: true,
+        status: None,
+    })?;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    Ok((status, v))
 }
 
 #[cfg(test)]
