@@ -244,10 +244,10 @@ pub struct StoreConfig {
 }
 
 fn default_retention() -> Duration {
-    crate::store::s3::S3Options::default().retention
+    crate::store::S3Options::default().retention
 }
 fn default_lease_ttl() -> Duration {
-    crate::store::s3::S3Options::default().lease_ttl
+    crate::store::S3Options::default().lease_ttl
 }
 fn default_spool() -> PathBuf {
     PathBuf::from("spool")
@@ -277,7 +277,7 @@ impl StoreConfig {
         crate::store::OpenOptions {
             write,
             spool: Some(self.spool.clone()),
-            s3: crate::store::s3::S3Options {
+            s3: crate::store::S3Options {
                 region: self.region.clone(),
                 endpoint: self.endpoint.clone(),
                 sse_kms_key_id: self.sse_kms_key_id.clone(),

@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod git;
+#[cfg(feature = "github")]
 pub mod github;
 pub mod http;
 
@@ -143,16 +144,27 @@ pub fn kinds() -> &'static [KindSpec] {
     &[
         command::SPEC,
         git::SPEC,
+        #[cfg(feature = "github")]
         github::ORG,
+        #[cfg(feature = "github")]
         github::MEMBERS,
+        #[cfg(feature = "github")]
         github::OUTSIDE_COLLABORATORS,
+        #[cfg(feature = "github")]
         github::INVITATIONS,
+        #[cfg(feature = "github")]
         github::TEAMS,
+        #[cfg(feature = "github")]
         github::REPOSITORIES,
+        #[cfg(feature = "github")]
         github::BRANCH_PROTECTION,
+        #[cfg(feature = "github")]
         github::PULL_REQUESTS,
+        #[cfg(feature = "github")]
         github::DEPLOY_KEYS,
+        #[cfg(feature = "github")]
         github::WEBHOOKS,
+        #[cfg(feature = "github")]
         github::ACTIONS,
         http::SPEC,
     ]

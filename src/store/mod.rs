@@ -4,6 +4,7 @@
 
 pub mod fs;
 pub mod mem;
+#[cfg(feature = "aws")]
 pub mod s3;
 pub mod spool;
 
@@ -129,7 +130,7 @@ pub struct OpenOptions {
     /// The spool directory for remote stores (required for writing).
     pub spool: Option<PathBuf>,
     /// S3 settings.
-    pub s3: s3::S3Options,
+    pub s3: S3Options,
 }
 
 /// Options for a store named without a config (`--store` alone): S3
@@ -138,7 +139,7 @@ pub fn config_free_options(write: bool) -> OpenOptions {
     OpenOptions {
         write,
         spool: Some(PathBuf::from("spool")),
-        s3: s3::S3Options::default(),
+        s3: S3Options::default(),
     }
 }
 
@@ -151,6 +152,7 @@ pub async fn open(
     base: &Path,
     opts: &OpenOptions,
 ) -> Result<Arc<dyn Store>, StoreError> {
+    #[cfg(feature = "aws")]
     if location.starts_with("s3://") {
         let mut s3opts = opts.s3.clone();
         let spool_dir = opts.spool.as_ref().map(|p| {
@@ -186,6 +188,13 @@ pub async fn open(
         let dir = spool_dir.expect("checked above");
         return Ok(Arc::new(spool::Spool::open(&dir, Arc::new(remote)).await?));
     }
+    #[cfg(not(feature = "aws"))]
+    if location.starts_with("s3://") {
+        let _ = opts;
+        return Err(StoreError::Config(format!(
+            "store `{location}`: this build of exhibit has no S3 support (built without the `aws` feature)"
+        )));
+    }
     if let Some((scheme, _)) = location.split_once("://") {
         return Err(StoreError::Config(format!(
             "store `{location}`: the `{scheme}://` backend is not available; use a directory path or s3://bucket/prefix"
@@ -198,4 +207,42 @@ pub async fn open(
         base.join(path)
     };
     Ok(Arc::new(fs::FsStore::new(path)))
+}
+
+/// Settings of an S3 store.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    /// AWS region; the SDK's own resolution (env, profile) when `None`.
+    pub region: Option<String>,
+    /// A custom endpoint (MinIO, Ceph, R2, a test server); addressing is
+    /// then path-style. `AWS_ENDPOINT_URL` works too.
+    pub endpoint: Option<String>,
+    /// Encrypt objects with this KMS key (SSE-KMS) instead of the bucket's
+    /// default encryption.
+    pub sse_kms_key_id: Option<String>,
+    /// How long each object is locked (COMPLIANCE mode) after it is written.
+    pub retention: Duration,
+    /// Run against a bucket without versioning or Object Lock (loudly).
+    pub allow_without_object_lock: bool,
+    /// How long a lease lasts without renewal.
+    pub lease_ttl: Duration,
+    /// Who this agent is, for leases: the same owner may take back its own
+    /// lease after a restart. A random id per process when `None`.
+    pub owner: Option<String>,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        S3Options {
+            region: None,
+            endpoint: None,
+            sse_kms_key_id: None,
+            // An observation period is at most a year; the evidence must
+            // outlive the audit that follows it by as much again.
+            retention: Duration::from_secs(730 * 86_400),
+            allow_without_object_lock: false,
+            lease_ttl: Duration::from_secs(300),
+            owner: None,
+        }
+    }
 }

@@ -33,49 +33,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+pub use super::S3Options;
 use super::{Lease, Store, StoreError};
 
 /// Where lease objects live, relative to the store prefix. The leading dot
 /// keeps them out of every evidence listing.
 const LEASE_DIR: &str = ".leases/";
-
-/// Settings of an S3 store.
-#[derive(Debug, Clone)]
-pub struct S3Options {
-    /// AWS region; the SDK's own resolution (env, profile) when `None`.
-    pub region: Option<String>,
-    /// A custom endpoint (MinIO, Ceph, R2, a test server); addressing is
-    /// then path-style. `AWS_ENDPOINT_URL` works too.
-    pub endpoint: Option<String>,
-    /// Encrypt objects with this KMS key (SSE-KMS) instead of the bucket's
-    /// default encryption.
-    pub sse_kms_key_id: Option<String>,
-    /// How long each object is locked (COMPLIANCE mode) after it is written.
-    pub retention: Duration,
-    /// Run against a bucket without versioning or Object Lock (loudly).
-    pub allow_without_object_lock: bool,
-    /// How long a lease lasts without renewal.
-    pub lease_ttl: Duration,
-    /// Who this agent is, for leases: the same owner may take back its own
-    /// lease after a restart. A random id per process when `None`.
-    pub owner: Option<String>,
-}
-
-impl Default for S3Options {
-    fn default() -> Self {
-        S3Options {
-            region: None,
-            endpoint: None,
-            sse_kms_key_id: None,
-            // An observation period is at most a year; the evidence must
-            // outlive the audit that follows it by as much again.
-            retention: Duration::from_secs(730 * 86_400),
-            allow_without_object_lock: false,
-            lease_ttl: Duration::from_secs(300),
-            owner: None,
-        }
-    }
-}
 
 /// A store in an S3 bucket.
 #[derive(Clone)]
