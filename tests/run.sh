@@ -11,7 +11,14 @@ root=$(pwd)
 env_dir="$root/target/test-env"
 mkdir -p "$env_dir"
 
-say() { printf '\n== %s\n' "$*"; }
+# Each phase heading carries the time since the start, so that a slow CI run
+# shows where its minutes went.
+say() { printf '\n== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
+
+# CI always builds from cold: incremental state would only cost disk.
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL=0
+fi
 
 # --- Debian packages -------------------------------------------------------
 need_apt=()
