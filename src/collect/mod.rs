@@ -2,6 +2,7 @@
 //! and the registry of kinds. Adding a kind means one module here and one
 //! line in [`kinds`]; the scheduler and the store never change.
 
+pub mod aws;
 pub mod command;
 pub mod git;
 pub mod github;
@@ -155,6 +156,16 @@ pub fn kinds() -> &'static [KindSpec] {
         github::WEBHOOKS,
         github::ACTIONS,
         http::SPEC,
+        aws::IAM_USERS,
+        aws::CREDENTIAL_REPORT,
+        aws::PASSWORD_POLICY,
+        aws::IAM_ROLES,
+        aws::IAM_POLICIES,
+        aws::IAM_GROUPS,
+        aws::ACCOUNT_SUMMARY,
+        aws::S3_BUCKETS,
+        aws::CLOUDTRAIL,
+        aws::MONITORING,
     ]
 }
 
