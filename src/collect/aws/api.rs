@@ -167,11 +167,17 @@ impl AwsError {
             SdkError::ServiceError(s) => {
                 let code = s.err().code().map(str::to_string);
                 let status = s.raw().status().as_u16();
-                let text = s
-                    .err()
-                    .message()
-                    .map(one_line)
-                    .unwrap_or_else(|| message.clone());
+                // Without a code or message the body was not an AWS error
+                // answer (a proxy's page, an emulator's 404); the SDK's
+                // own description then quotes the raw response, which says
+                // nothing more and does not belong in evidence.
+                let text = match (s.err().message(), &code) {
+                    (Some(m), _) => one_line(m),
+                    (None, Some(_)) => String::from("(no message)"),
+                    (None, None) => String::from(
+                        "not an AWS error answer (does this endpoint implement the operation?)",
+                    ),
+                };
                 match code.as_deref() {
                     Some(c) if THROTTLING.contains(&c) => AwsError::Throttled {
                         action,
