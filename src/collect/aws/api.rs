@@ -10,7 +10,8 @@
 //! does not retry a call on top of them.
 //!
 //! Every client carries the [`Journal`] interceptor, which logs the IAM
-//! action of each operation it executes (target `exhibit::aws::action`, at
+//! action of each operation it executes (once per operation, not per
+//! retry) (target `exhibit::aws::action`, at
 //! debug level). The action is derived from the operation the SDK actually
 //! runs, not from a label, so the least-privilege policy shipped in
 //! `deploy/aws/` is tested against the truth.
@@ -25,6 +26,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -302,9 +304,10 @@ impl Intercept for Journal {
         "exhibit-action-journal"
     }
 
-    fn read_before_execution(
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(m) = cfg.load::<Metadata>() {
