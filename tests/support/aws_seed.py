@@ -8,7 +8,8 @@ the tests can prove none of them reaches the evidence or the logs.
 
 Account 123456789012 (moto's default) gets the variety; account
 111111111111 (reached by assuming a role, as the collectors do) gets one
-user, so that multi-account collection has two different answers.
+user, so that multi-account collection has two different answers; an
+organisation managed from the main account has one more (empty) member.
 """
 import argparse
 import json
@@ -188,7 +189,15 @@ iam2.create_user(UserName="dave")
 k = iam2.create_access_key(UserName="dave")["AccessKey"]
 secrets.append(k["SecretAccessKey"])
 
+# --- An organisation, managed from the main account, with one member.
+org = boto3.client("organizations", **KW)
+org.create_organization(FeatureSet="ALL")
+status = org.create_account(Email="sandbox@example.com", AccountName="sandbox")["CreateAccountStatus"]
+org_account = org.describe_create_account_status(
+    CreateAccountRequestId=status["Id"])["CreateAccountStatus"]["AccountId"]
+
 json.dump({
+    "org_account": org_account,
     "account": ACCOUNT,
     "second_account": "111111111111",
     "alice_key": alice_key,
