@@ -5,11 +5,12 @@
 //! one); these tests fail, never skip, without it.
 
 mod common;
+#[path = "support/moto.rs"]
+mod moto;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -21,92 +22,8 @@ use base64::Engine;
 use common::{Workspace, code, text};
 use exhibit::store::s3::{S3Options, S3Store};
 use exhibit::store::{Store, StoreError};
+use moto::{Moto, free_port};
 use sha2::Digest;
-
-/// A running moto_server, killed with the test process.
-struct Moto {
-    port: u16,
-    child: Mutex<Child>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Moto {
-    /// Starts a server on a free port. It is spawned from a thread that
-    /// lives as long as the process, because the parent-death signal fires
-    /// when the spawning *thread* exits.
-    fn start() -> Moto {
-        Moto::start_with(&[])
-    }
-
-    /// Starts a server with extra environment.
-    fn start_with(env: &[(&str, &str)]) -> Moto {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let port = free_port();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut cmd = Command::new("moto_server");
-            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .envs(env);
-            // SAFETY: prctl is async-signal-safe; nothing else runs between
-            // fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = match cmd.spawn() {
-                Ok(c) => c,
-                Err(e) => panic!(
-                    "cannot start moto_server ({e}): these tests need the S3 peer; run `bash tests/run.sh`, or `pip install 'moto[server]==5.2.5'` and put moto_server on PATH"
-                ),
-            };
-            tx.send(child).unwrap();
-            loop {
-                std::thread::park();
-            }
-        });
-        let child = rx
-            .recv()
-            .expect("moto_server could not be started (see the panic above)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on port {port} within 30s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto {
-            port,
-            child: Mutex::new(child),
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let mut c = self.child.lock().unwrap();
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
 
 /// The server shared by the tests of this binary (each test has its own
 /// bucket).

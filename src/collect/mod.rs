@@ -2,6 +2,8 @@
 //! and the registry of kinds. Adding a kind means one module here and one
 //! line in [`kinds`]; the scheduler and the store never change.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod command;
 pub mod git;
 #[cfg(feature = "github")]
@@ -167,6 +169,26 @@ pub fn kinds() -> &'static [KindSpec] {
         #[cfg(feature = "github")]
         github::ACTIONS,
         http::SPEC,
+        #[cfg(feature = "aws")]
+        aws::IAM_USERS,
+        #[cfg(feature = "aws")]
+        aws::CREDENTIAL_REPORT,
+        #[cfg(feature = "aws")]
+        aws::PASSWORD_POLICY,
+        #[cfg(feature = "aws")]
+        aws::IAM_ROLES,
+        #[cfg(feature = "aws")]
+        aws::IAM_POLICIES,
+        #[cfg(feature = "aws")]
+        aws::IAM_GROUPS,
+        #[cfg(feature = "aws")]
+        aws::ACCOUNT_SUMMARY,
+        #[cfg(feature = "aws")]
+        aws::S3_BUCKETS,
+        #[cfg(feature = "aws")]
+        aws::CLOUDTRAIL,
+        #[cfg(feature = "aws")]
+        aws::MONITORING,
     ]
 }
 
