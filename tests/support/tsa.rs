@@ -78,8 +78,8 @@ impl Tsa {
         openssl(
             d,
             &[
-                "req", "-x509", "-config", "ca.cnf", "-newkey", "rsa:2048", "-nodes",
-                "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
+                "req", "-x509", "-config", "ca.cnf", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                "ca.key", "-out", "ca.pem", "-days", "30",
             ],
         );
         let newkey: &[&str] = match key {
@@ -87,7 +87,9 @@ impl Tsa {
             KeyKind::Rsa => &["-newkey", "rsa:2048"],
         };
         let subj = format!("/CN=Exhibit Test TSA {name}");
-        let mut args = vec!["req", "-new", "-nodes", "-keyout", "tsa.key", "-out", "tsa.csr", "-subj", &subj];
+        let mut args = vec![
+            "req", "-new", "-nodes", "-keyout", "tsa.key", "-out", "tsa.csr", "-subj", &subj,
+        ];
         args.extend_from_slice(newkey);
         openssl(d, &args);
         std::fs::write(
@@ -98,8 +100,21 @@ impl Tsa {
         openssl(
             d,
             &[
-                "x509", "-req", "-in", "tsa.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", "tsa.pem", "-days", "30", "-extfile", "tsa.ext",
+                "x509",
+                "-req",
+                "-in",
+                "tsa.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "tsa.pem",
+                "-days",
+                "30",
+                "-extfile",
+                "tsa.ext",
             ],
         );
         std::fs::write(d.join("serial"), "01\n").unwrap();
@@ -188,15 +203,27 @@ impl Tsa {
         openssl(
             d,
             &[
-                "ts", "-query", "-digest", sha256, "-sha256", "-cert", "-out",
+                "ts",
+                "-query",
+                "-digest",
+                sha256,
+                "-sha256",
+                "-cert",
+                "-out",
                 q.to_str().unwrap(),
             ],
         );
         openssl(
             d,
             &[
-                "ts", "-reply", "-config", "tsa.cnf", "-queryfile", q.to_str().unwrap(),
-                "-out", r.to_str().unwrap(),
+                "ts",
+                "-reply",
+                "-config",
+                "tsa.cnf",
+                "-queryfile",
+                q.to_str().unwrap(),
+                "-out",
+                r.to_str().unwrap(),
             ],
         );
         std::fs::read(r).unwrap()
