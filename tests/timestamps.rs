@@ -327,6 +327,18 @@ fn a_token_from_another_tsa_is_rejected() {
         "CN=Exhibit Test TSA Other"
     );
 
+    // An impostor whose CA and TSA certificates carry exactly the trusted
+    // names, but other keys.
+    let impostor = Tsa::start("Trusted", KeyKind::P256);
+    std::fs::remove_file(token_of(&cp)).unwrap();
+    std::fs::write(token_of(&cp), impostor.stamp_digest(&sha256_hex(&cp))).unwrap();
+    let (c, report) = verify_json(&ws, &[]);
+    assert_eq!(c, 1, "{report:#}");
+    assert_eq!(
+        problems(&report),
+        vec![(token.clone(), "timestamp_untrusted".to_string())]
+    );
+
     // A trusted TSA's token with its signature altered.
     let mut genuine = trusted.stamp_digest(&sha256_hex(&cp));
     let last = genuine.len() - 1;
