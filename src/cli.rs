@@ -80,6 +80,21 @@ enum Command {
         /// of a store.
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// Your own copy of a TSA's certificate or its CA's (PEM,
+        /// repeatable), to check RFC 3161 tokens against; without it, the
+        /// config's `[timestamping] tsa_certs`, else the store's tsa/
+        /// (and the verdict says so).
+        #[arg(long = "tsa-cert")]
+        tsa_certs: Vec<PathBuf>,
+        /// Fail checkpoints that have no RFC 3161 token (default: a
+        /// warning).
+        #[arg(long)]
+        require_timestamps: bool,
+        /// How long before its token's time a record may claim to have
+        /// finished before it counts as back-dated (default: the config's
+        /// `[timestamping] max_delay`, else 24h).
+        #[arg(long, value_parser = parse_duration)]
+        max_delay: Option<std::time::Duration>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -374,8 +389,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 "info",
             );
             let store = open_store(&cli, Some(&config), true).await?;
-            let writer = open_writer(&config, store.clone()).await?;
             let metrics = Arc::new(Metrics::new());
+            let writer = open_writer(&config, store.clone(), &metrics).await?;
             // The spool's backlog, published every few seconds: often enough
             // for an alert, cheap enough to ignore.
             let gauges = {
@@ -444,9 +459,13 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             keys,
             coverage,
             bundle,
+            tsa_certs,
+            require_timestamps,
+            max_delay,
             json,
         } => {
             let store = read_store(&cli).await?;
+            let timestamps = timestamp_options(&cli, tsa_certs, *require_timestamps, *max_delay)?;
             let keys = if keys.is_empty() {
                 None
             } else {
@@ -461,6 +480,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 to: *to,
                 keys,
                 bundle: None,
+                timestamps,
             };
             let unpacked = tempfile::tempdir().map_err(anyhow::Error::from)?;
             let mut manifest_problems = Vec::new();
@@ -691,7 +711,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 )));
             }
             let store = open_store(&cli, Some(&config), true).await?;
-            let writer = open_writer(&config, store).await?;
+            let writer = open_writer(&config, store, &Arc::new(Metrics::new())).await?;
             let old_id = {
                 let (old, _) =
                     Signer::load_or_create(&path).map_err(|e| Failure::Usage(e.into()))?;
@@ -734,6 +754,43 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// How `verify` judges RFC 3161 tokens: trust from `--tsa-cert`, else the
+/// config's `[timestamping]`, else (left to verify) the store's own `tsa/`.
+fn timestamp_options(
+    cli: &Cli,
+    tsa_certs: &[PathBuf],
+    require: bool,
+    max_delay: Option<std::time::Duration>,
+) -> Result<crate::verify::TimestampOptions, Failure> {
+    let configured = load_config(cli, false)?.and_then(|c| c.timestamping);
+    let mut opts = crate::verify::TimestampOptions {
+        require,
+        ..Default::default()
+    };
+    if let Some(t) = &configured {
+        opts.tolerance = t.tolerance;
+        opts.max_delay = t.max_delay;
+    }
+    if let Some(d) = max_delay {
+        opts.max_delay = d;
+    }
+    if !tsa_certs.is_empty() {
+        let mut trust = crate::evidence::timestamp::TrustAnchors::default();
+        for path in tsa_certs {
+            let bytes = std::fs::read(path).map_err(|e| {
+                Failure::Usage(anyhow::anyhow!("cannot read {}: {e}", path.display()))
+            })?;
+            let certs = crate::evidence::timestamp::TrustAnchors::from_pem(&bytes)
+                .map_err(|e| Failure::Usage(anyhow::anyhow!("{}: {e}", path.display())))?;
+            trust.extend(certs);
+        }
+        opts.trust = Some((trust, "given with --tsa-cert".into()));
+    } else if let Some(t) = configured {
+        opts.trust = Some((t.trust, "the config's [timestamping] tsa_certs".into()));
+    }
+    Ok(opts)
 }
 
 /// The store for the read-only commands (verify, list, show, diff, sample,
@@ -784,7 +841,11 @@ fn http_client() -> anyhow::Result<reqwest::Client> {
         .context("cannot build the HTTP client")
 }
 
-async fn open_writer(config: &Config, store: Arc<dyn Store>) -> Result<Arc<Writer>, Failure> {
+async fn open_writer(
+    config: &Config,
+    store: Arc<dyn Store>,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<Writer>, Failure> {
     let (signer, created) =
         Signer::load_or_create(&config.agent.key).map_err(|e| Failure::Usage(e.into()))?;
     if created {
@@ -798,7 +859,45 @@ async fn open_writer(config: &Config, store: Arc<dyn Store>) -> Result<Arc<Write
                 config.agent.id
             )
         })?;
+    let writer = match &config.timestamping {
+        Some(t) => {
+            let stamper = Arc::new(crate::tsa::Timestamper::new(
+                t.clone(),
+                http_client()?,
+                metrics.clone(),
+                &config.agent.id,
+            ));
+            backfill_timestamps(&stamper, writer.store().as_ref(), writer.now()).await;
+            writer.with_timestamper(stamper)
+        }
+        None => writer,
+    };
     Ok(Arc::new(writer))
+}
+
+/// Publishes the trusted TSA certificates and fetches the tokens earlier
+/// runs could not get. Failures are logged: timestamps never stop a run.
+async fn backfill_timestamps(
+    stamper: &crate::tsa::Timestamper,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) {
+    if let Err(e) = stamper.publish_trust(store).await {
+        tracing::warn!(error = %e, "cannot publish the trusted TSA certificates into the store");
+    }
+    if let Err(e) = stamper.scan(store, now).await {
+        tracing::warn!(error = %e, "cannot look for checkpoints lacking a timestamp");
+        return;
+    }
+    if stamper.pending() > 0 {
+        let before = stamper.pending();
+        let left = stamper.retry_pending(store, now).await;
+        tracing::info!(
+            fetched = before - left.min(before),
+            left,
+            "RFC 3161 tokens fetched for earlier checkpoints"
+        );
+    }
 }
 
 async fn collect(cli: &Cli, config: Config, names: &[String]) -> Result<ExitCode, Failure> {
@@ -813,10 +912,11 @@ async fn collect(cli: &Cli, config: Config, names: &[String]) -> Result<ExitCode
         }
     }
     let store = open_store(cli, Some(&config), true).await?;
-    let writer = open_writer(&config, store.clone()).await?;
+    let metrics = Arc::new(Metrics::new());
+    let writer = open_writer(&config, store.clone(), &metrics).await?;
     let runner = Runner {
         writer: writer.clone(),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         http: http_client()?,
         hard_stop: CancellationToken::new(),
         shard: config.shard,
@@ -901,6 +1001,17 @@ async fn collect(cli: &Cli, config: Config, names: &[String]) -> Result<ExitCode
         }
     }
     println!("checkpoint {checkpoint} in {}", store.describe());
+    if let Some(t) = writer.timestamper() {
+        let token = crate::evidence::timestamp::token_key(&checkpoint);
+        if store.exists(&token).await.unwrap_or(false) {
+            println!("timestamp  {token}");
+        } else {
+            eprintln!(
+                "warning: checkpoint {checkpoint} is not timestamped: no TSA gave a token; it is fetched at the next run ({} checkpoint(s) waiting)",
+                t.pending()
+            );
+        }
+    }
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {

@@ -338,6 +338,68 @@ struct TopLevel {
     #[serde(default)]
     log: LogConfig,
     report: Option<ReportConfig>,
+    timestamping: Option<TimestampingToml>,
+}
+
+/// `[timestamping]` as written: locations kept, so that a bad URL or
+/// certificate file is reported at its line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimestampingToml {
+    tsa_urls: Vec<Spanned<String>>,
+    tsa_certs: Vec<Spanned<String>>,
+    #[serde(default = "default_tsa_timeout", with = "duration")]
+    timeout: Duration,
+    #[serde(default = "default_tsa_tolerance", with = "duration")]
+    tolerance: Duration,
+    #[serde(default = "default_tsa_max_delay", with = "duration")]
+    max_delay: Duration,
+    #[serde(default = "default_tsa_retry", with = "duration")]
+    retry_interval: Duration,
+    policy: Option<Spanned<String>>,
+}
+
+fn default_tsa_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_tsa_tolerance() -> Duration {
+    Timestamping::DEFAULT_TOLERANCE
+}
+fn default_tsa_max_delay() -> Duration {
+    Timestamping::DEFAULT_MAX_DELAY
+}
+fn default_tsa_retry() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// `[timestamping]`: RFC 3161 timestamps of checkpoints, loaded and checked.
+#[derive(Debug, Clone)]
+pub struct Timestamping {
+    /// The TSAs, tried in order; the first that answers wins.
+    pub urls: Vec<reqwest::Url>,
+    /// The certificates trusted to sign tokens (TSA certificates or their
+    /// CAs), from the `tsa_certs` files.
+    pub trust: crate::evidence::timestamp::TrustAnchors,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// How far a record's time may lie after its token's time (clock skew
+    /// between the agent and the TSA).
+    pub tolerance: Duration,
+    /// How long after a record finished its checkpoint's token may be made
+    /// before the record counts as back-dated; also how long the agent keeps
+    /// trying to fetch a missing token.
+    pub max_delay: Duration,
+    /// How often the daemon retries checkpoints still lacking a token.
+    pub retry_interval: Duration,
+    /// The TSA policy to ask for, and to require of tokens.
+    pub policy: Option<der::asn1::ObjectIdentifier>,
+}
+
+impl Timestamping {
+    /// Default clock-skew allowance.
+    pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(120);
+    /// Default longest gap between a record and its token.
+    pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(24 * 3600);
 }
 
 /// `[report]`: the nightly review, made by the daemon on a schedule.
@@ -455,6 +517,8 @@ pub struct Config {
     pub collectors: Vec<CollectorInstance>,
     /// This agent's share of the streams.
     pub shard: crate::shard::Shard,
+    /// `[timestamping]`, when RFC 3161 timestamps are configured.
+    pub timestamping: Option<Timestamping>,
 }
 
 impl Config {
@@ -634,7 +698,12 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
             message: "must be at least 3s".into(),
         });
     }
+    let timestamping = match top.timestamping {
+        Some(t) => Some(build_timestamping(&source, t, &base)?),
+        None => None,
+    };
     Ok(Config {
+        timestamping,
         path: path.to_path_buf(),
         agent,
         store: store_settings.location.clone(),
@@ -644,6 +713,103 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         report,
         collectors,
         shard,
+    })
+}
+
+/// Checks `[timestamping]`: every URL usable, every certificate file
+/// readable PEM. Errors name the element (`timestamping.tsa_urls[1]`).
+fn build_timestamping(
+    source: &Source,
+    t: TimestampingToml,
+    base: &Path,
+) -> Result<Timestamping, ConfigError> {
+    let at = |span: std::ops::Range<usize>, key: String, message: String| {
+        let mut e = source.error_at(Some(span), message);
+        e.key = Some(key);
+        e
+    };
+    let mut urls = Vec::new();
+    for (i, u) in t.tsa_urls.iter().enumerate() {
+        let key = format!("timestamping.tsa_urls[{i}]");
+        let url = reqwest::Url::parse(u.get_ref()).map_err(|e| {
+            at(
+                u.span(),
+                key.clone(),
+                format!("`{}` is not a URL: {e}", u.get_ref()),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(at(
+                u.span(),
+                key,
+                format!(
+                    "`{}`: a TSA URL is http:// or https:// with a host",
+                    u.get_ref()
+                ),
+            ));
+        }
+        urls.push(url);
+    }
+    if urls.is_empty() {
+        return Err(ConfigError {
+            file: source.file.clone(),
+            line: None,
+            column: None,
+            key: Some("timestamping.tsa_urls".into()),
+            message: "give at least one TSA URL".into(),
+        });
+    }
+    let mut trust = crate::evidence::timestamp::TrustAnchors::default();
+    for (i, c) in t.tsa_certs.iter().enumerate() {
+        let key = format!("timestamping.tsa_certs[{i}]");
+        let path = base.join(c.get_ref());
+        let bytes = std::fs::read(&path).map_err(|e| {
+            at(
+                c.span(),
+                key.clone(),
+                format!(
+                    "cannot read the TSA certificate file {}: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+        let certs = crate::evidence::timestamp::TrustAnchors::from_pem(&bytes)
+            .map_err(|e| at(c.span(), key.clone(), format!("{}: {e}", path.display())))?;
+        trust.extend(certs);
+    }
+    if trust.is_empty() {
+        return Err(ConfigError {
+            file: source.file.clone(),
+            line: None,
+            column: None,
+            key: Some("timestamping.tsa_certs".into()),
+            message:
+                "give the TSA's certificate or its CA's (PEM), which tokens are checked against"
+                    .into(),
+        });
+    }
+    let policy = match &t.policy {
+        Some(p) => Some(
+            p.get_ref()
+                .parse::<der::asn1::ObjectIdentifier>()
+                .map_err(|e| {
+                    at(
+                        p.span(),
+                        "timestamping.policy".into(),
+                        format!("`{}` is not an OID: {e}", p.get_ref()),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    Ok(Timestamping {
+        urls,
+        trust,
+        timeout: t.timeout,
+        tolerance: t.tolerance,
+        max_delay: t.max_delay,
+        retry_interval: t.retry_interval.max(Duration::from_secs(1)),
+        policy,
     })
 }
 
@@ -926,6 +1092,56 @@ command = ["uptime"]
         assert_eq!(interpolate_str("$${NOT}").unwrap(), "${NOT}");
         assert_eq!(interpolate_str("cost $5").unwrap(), "cost $5");
         assert!(interpolate_str("${bad-name}").is_err());
+    }
+
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBiTCCAS+gAwIBAgIUFwQydbg3PBF34b83fhBlStdnzcwwCgYIKoZIzj0EAwIw\nGTEXMBUGA1UEAwwOQ29uZmlnIFRlc3QgQ0EwIBcNMjYxMjAzMTAyNDI4WhgPMjEy\nNjExMDkxMDI0MjhaMBkxFzAVBgNVBAMMDkNvbmZpZyBUZXN0IENBMFkwEwYHKoZI\nzj0CAQYIKoZIzj0DAQcDQgAE0HoJNHt/WNUu2q0Ni1iSxEgM691IY/r2n5xAIIM4\nYS62fvCS0XVRYEw09HkUxIMK3e0AlBSByN8988gIaROubqNTMFEwHQYDVR0OBBYE\nFEK18/fDxKIRamf9ex5y85EG6fhJMB8GA1UdIwQYMBaAFEK18/fDxKIRamf9ex5y\n85EG6fhJMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIgI1HUX7Iw\nDyiPMgNN78m88I4VtngVccMFUg/KsNjEXgMCIQDHpB1O8+ara3Dl/OFLLmu1kwaP\nxx9ba9mEoU/LrFyviQ==\n-----END CERTIFICATE-----\n";
+
+    fn with_ca(extra: &str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tsa-ca.pem"), TEST_CA).unwrap();
+        let text = format!(
+            "{OK}\n[timestamping]\ntsa_urls = [\"http://tsa.example/\", \"https://backup.example/tsr\"]\ntsa_certs = [\"tsa-ca.pem\"]\n{extra}"
+        );
+        (dir, text)
+    }
+
+    #[test]
+    fn timestamping_loads_its_urls_and_certificates() {
+        let (dir, text) = with_ca("max_delay = \"6h\"\npolicy = \"1.2.3.4\"\n");
+        let c = parse(&dir.path().join("exhibit.toml"), text).unwrap();
+        let t = c.timestamping.expect("configured");
+        assert_eq!(t.urls.len(), 2);
+        assert_eq!(t.urls[1].host_str(), Some("backup.example"));
+        assert_eq!(t.trust.subjects(), vec!["CN=Config Test CA".to_string()]);
+        assert_eq!(t.max_delay, Duration::from_secs(6 * 3600));
+        assert_eq!(t.tolerance, Timestamping::DEFAULT_TOLERANCE);
+        assert_eq!(t.timeout, Duration::from_secs(10));
+        assert_eq!(t.policy.unwrap().to_string(), "1.2.3.4");
+        assert!(parse_str(OK).unwrap().timestamping.is_none());
+    }
+
+    #[test]
+    fn timestamping_errors_name_the_key() {
+        let (dir, text) = with_ca("");
+        let file = dir.path().join("exhibit.toml");
+        let bad = text.replace("https://backup.example/tsr", "ftp://backup.example/");
+        let e = parse(&file, bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("timestamping.tsa_urls[1]"), "{e}");
+        assert_eq!(e.line, Some(12), "{e}");
+        let bad = text.replace("\"http://tsa.example/\"", "\"not a url\"");
+        let e = parse(&file, bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("timestamping.tsa_urls[0]"), "{e}");
+        let bad = text.replace("tsa-ca.pem", "missing.pem");
+        let e = parse(&file, bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("timestamping.tsa_certs[0]"), "{e}");
+        assert!(e.message.contains("missing.pem"), "{e}");
+        std::fs::write(dir.path().join("tsa-ca.pem"), "not a certificate").unwrap();
+        let e = parse(&file, text.clone()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("timestamping.tsa_certs[0]"), "{e}");
+        let bad = text.replace("tsa_urls", "tsa_url");
+        let e = parse(&file, bad).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("timestamping.tsa_url"), "{e}");
+        assert!(e.message.contains("unknown field"), "{e}");
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub async fn run(
     );
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(t) = runner.writer.timestamper().cloned() {
+        tasks.spawn(timestamp_loop(t, runner.clone(), stop.clone()));
+    }
     if let Some((schedule, report)) = config.report.clone() {
         tasks.spawn(report_loop(schedule, report, runner.clone(), stop.clone()));
     }
@@ -189,6 +192,29 @@ async fn report_loop(
         match result {
             Ok(n) => tracing::info!(highlights = n, "nightly review made"),
             Err(e) => tracing::error!(error = %e, "cannot make the nightly review"),
+        }
+    }
+}
+
+/// Retries the checkpoints still lacking an RFC 3161 token, every
+/// `retry_interval`, so that a TSA outage closes without waiting for the
+/// next scheduled run.
+async fn timestamp_loop(
+    stamper: Arc<crate::tsa::Timestamper>,
+    runner: Runner,
+    stop: CancellationToken,
+) {
+    let every = stamper.config().retry_interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+        if stamper.pending() > 0 {
+            let left = stamper
+                .retry_pending(runner.writer.store().as_ref(), runner.writer.now())
+                .await;
+            tracing::debug!(left, "retried checkpoints lacking a timestamp");
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod sample;
 pub mod schedule;
 pub mod shard;
 pub mod store;
+pub mod tsa;
 pub mod verify;
 pub mod writer;
 

@@ -23,6 +23,8 @@ pub struct Metrics {
     in_flight: Gauge,
     spool_depth: Gauge,
     spool_age: Gauge,
+    tsa_requests: Family<Labels, Counter>,
+    untimestamped: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -98,7 +100,21 @@ impl Metrics {
             "Age of the oldest unshipped object in the spool (0 when empty)",
             spool_age.clone(),
         );
+        let tsa_requests = Family::<Labels, Counter>::default();
+        let untimestamped = Gauge::default();
+        registry.register(
+            "tsa_requests",
+            "RFC 3161 timestamp requests by TSA (host) and result: ok, unreachable, http_error, rejected, invalid",
+            tsa_requests.clone(),
+        );
+        registry.register(
+            "checkpoints_untimestamped",
+            "Checkpoints of this agent still waiting for an RFC 3161 token",
+            untimestamped.clone(),
+        );
         Metrics {
+            tsa_requests,
+            untimestamped,
             spool_depth,
             spool_age,
             registry: Mutex::new(registry),
@@ -154,6 +170,20 @@ impl Metrics {
         self.spool_age.set(age);
     }
 
+    /// Counts one request to a TSA.
+    pub fn tsa_request(&self, tsa: &str, result: &str) {
+        let l = vec![
+            ("tsa".to_string(), tsa.to_string()),
+            ("result".to_string(), result.to_string()),
+        ];
+        self.tsa_requests.get_or_create(&l).inc();
+    }
+
+    /// Publishes how many checkpoints wait for a token.
+    pub fn untimestamped(&self, n: usize) {
+        self.untimestamped.set(n as i64);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -166,6 +196,25 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamp_gaps_are_exported() {
+        let m = Metrics::new();
+        m.tsa_request("tsa.example:318", "unreachable");
+        m.tsa_request("tsa.example:318", "unreachable");
+        m.untimestamped(3);
+        let text = m.render();
+        assert!(
+            text.contains("exhibit_checkpoints_untimestamped 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"exhibit_tsa_requests_total{tsa="tsa.example:318",result="unreachable"} 2"#
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn spool_backlog_is_exported() {

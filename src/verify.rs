@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::evidence::checkpoint::{Checkpoint, open_checkpoint};
 use crate::evidence::keys::{KeyRing, PublicKey};
 use crate::evidence::record::{Record, Status, open_record};
+use crate::evidence::timestamp::{self, TrustAnchors};
 use crate::evidence::{blob_key, sha256_hex};
 use crate::schedule::Schedule;
 use crate::store::{Store, StoreError};
@@ -32,6 +33,72 @@ pub struct Options {
     /// Set when verifying a sample bundle, which holds the records of a
     /// period but payloads only of the sampled records.
     pub bundle: Option<BundleScope>,
+    /// How RFC 3161 tokens are judged.
+    pub timestamps: TimestampOptions,
+}
+
+/// How RFC 3161 tokens are judged (docs/verify-offline.md has the policy).
+#[derive(Debug, Clone)]
+pub struct TimestampOptions {
+    /// The TSA certificates trusted, and where they came from; `None`
+    /// trusts the store's `tsa/` and says so in the verdict.
+    pub trust: Option<(TrustAnchors, String)>,
+    /// How far a record's or checkpoint's time may lie after its token's.
+    pub tolerance: std::time::Duration,
+    /// How far it may lie before its token's before it counts as
+    /// back-dated.
+    pub max_delay: std::time::Duration,
+    /// Whether a checkpoint without a token is a problem (else a warning,
+    /// when timestamps are in use at all).
+    pub require: bool,
+}
+
+impl Default for TimestampOptions {
+    fn default() -> Self {
+        TimestampOptions {
+            trust: None,
+            tolerance: crate::config::Timestamping::DEFAULT_TOLERANCE,
+            max_delay: crate::config::Timestamping::DEFAULT_MAX_DELAY,
+            require: false,
+        }
+    }
+}
+
+/// A token that checked out.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenSummary {
+    /// The checkpoint it timestamps.
+    pub checkpoint: String,
+    /// The token's store key.
+    pub token: String,
+    /// The TSA's time.
+    pub gen_time: DateTime<Utc>,
+    /// The signing certificate's subject.
+    pub tsa: String,
+    /// The trusted certificate its chain ends at.
+    pub trusted_by: String,
+    /// The TSA policy (OID).
+    pub policy: String,
+    /// The token's serial number (hex).
+    pub serial: String,
+}
+
+/// What the RFC 3161 tokens showed.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TimestampSummary {
+    /// Where the trusted TSA certificates came from.
+    pub trust_from: Option<String>,
+    /// Their subjects.
+    pub trusted: Vec<String>,
+    /// Checkpoints with a valid token.
+    pub timestamped: usize,
+    /// Checkpoints without a token.
+    pub missing: usize,
+    /// Whether timestamps are in use in this store (any token, any trusted
+    /// TSA certificate, or required).
+    pub in_use: bool,
+    /// Each valid token.
+    pub tokens: Vec<TokenSummary>,
 }
 
 /// What a sample bundle promises to contain.
@@ -115,6 +182,8 @@ pub struct Report {
     pub payload_bytes: u64,
     /// Checkpoints checked.
     pub checkpoints: usize,
+    /// RFC 3161 timestamps of the checkpoints.
+    pub timestamps: TimestampSummary,
     /// Per stream.
     pub streams: Vec<StreamSummary>,
     /// Integrity failures: any makes the verdict fail.
@@ -370,13 +439,18 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
 
     // Checkpoints.
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
-    for key in store.list("checkpoints/").await? {
+    let checkpoint_listing = store.list("checkpoints/").await?;
+    // Every checkpoint's hash, signed or not: a token is checked against
+    // the bytes, so that an edited checkpoint is also an imprint mismatch.
+    let mut checkpoint_hashes: BTreeMap<String, String> = BTreeMap::new();
+    for key in checkpoint_listing.iter().cloned() {
         if !key.ends_with(".json") {
             continue;
         }
         let Some(bytes) = store.get(&key).await? else {
             continue;
         };
+        checkpoint_hashes.insert(key.clone(), sha256_hex(&bytes));
         match open_checkpoint(&key, &bytes, &keys) {
             Ok(c) => {
                 if !key.ends_with(&format!("/{}.json", c.predicate().run_id))
@@ -580,6 +654,17 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
             }
         }
     }
+    let timestamps = check_timestamps(
+        store.as_ref(),
+        opts,
+        &checkpoint_listing,
+        &checkpoint_hashes,
+        &checkpoints,
+        &record_index,
+        &mut problem,
+        &mut warnings,
+    )
+    .await?;
     for l in streams.values().flatten() {
         if !checkpointed.contains(l.key.as_str()) {
             warnings.push(Problem {
@@ -628,11 +713,177 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
         payloads_checked: hashed.len(),
         payload_bytes,
         checkpoints: checkpoint_count,
+        timestamps,
         streams: summaries,
         intact: problems.is_empty(),
         problems,
         warnings,
     })
+}
+
+/// Checks each checkpoint's RFC 3161 token, and the record times it
+/// vouches for.
+///
+/// A token proves the checkpoint's bytes existed at its `genTime` (G).
+/// Everything the checkpoint lists must then have finished by G (within
+/// `tolerance`, for clock skew), else `time_after_timestamp`. And the agent
+/// asks for the token right after writing the checkpoint, so nothing it
+/// lists should claim to have finished long before G: a record (or the
+/// checkpoint itself) that claims a time more than `max_delay` before G is
+/// `backdated` — its time is not corroborated by the TSA, whether it was
+/// forged with an old time or its token was fetched that late.
+#[allow(clippy::too_many_arguments)]
+async fn check_timestamps(
+    store: &dyn Store,
+    opts: &Options,
+    listing: &[String],
+    hashes: &BTreeMap<String, String>,
+    checkpoints: &[Checkpoint],
+    records: &HashMap<&str, &Loaded>,
+    problem: &mut impl FnMut(&str, &'static str, String),
+    warnings: &mut Vec<Problem>,
+) -> Result<TimestampSummary, StoreError> {
+    let t = &opts.timestamps;
+    let (trust, trust_from) = match &t.trust {
+        Some((trust, from)) => (trust.clone(), Some(from.clone())),
+        None => {
+            let mut trust = TrustAnchors::default();
+            for key in store.list(crate::tsa::TRUST_PREFIX).await? {
+                let Some(bytes) = store.get(&key).await? else {
+                    continue;
+                };
+                match TrustAnchors::from_pem(&bytes) {
+                    Ok(certs) => {
+                        let named = certs.pems().iter().any(|(sha, _)| {
+                            key == format!("{}{sha}.pem", crate::tsa::TRUST_PREFIX)
+                        });
+                        if !named {
+                            problem(
+                                &key,
+                                "tsa_cert_misnamed",
+                                "is not named by the SHA-256 of the certificate it holds".into(),
+                            );
+                        }
+                        trust.extend(certs);
+                    }
+                    Err(e) => problem(&key, "tsa_cert_malformed", e),
+                }
+            }
+            let from = (!trust.is_empty()).then(|| {
+                "the store's tsa/ (not independent: pass --tsa-cert with the TSA's CA certificate)"
+                    .to_string()
+            });
+            (trust, from)
+        }
+    };
+    let present: HashSet<&str> = listing.iter().map(String::as_str).collect();
+    let tokens: Vec<&String> = listing.iter().filter(|k| k.ends_with(".tsr")).collect();
+    let mut summary = TimestampSummary {
+        trusted: trust.subjects(),
+        in_use: !tokens.is_empty() || !trust.is_empty() || t.require,
+        trust_from,
+        ..Default::default()
+    };
+    for token in &tokens {
+        let owner = timestamp::checkpoint_key_of(token).unwrap_or_default();
+        if !present.contains(owner.as_str()) {
+            problem(
+                token,
+                "timestamp_orphan",
+                format!(
+                    "a token for {owner}, which is not in the store: the checkpoint was removed"
+                ),
+            );
+        }
+    }
+    let opened: HashMap<&str, &Checkpoint> =
+        checkpoints.iter().map(|c| (c.key.as_str(), c)).collect();
+    let tolerance = chrono::Duration::from_std(t.tolerance).unwrap_or_default();
+    let max_delay = chrono::Duration::from_std(t.max_delay).unwrap_or_default();
+    let span = |d: chrono::Duration| {
+        humantime::format_duration(std::time::Duration::from_secs(
+            d.num_seconds().unsigned_abs(),
+        ))
+        .to_string()
+    };
+    for (key, sha) in hashes {
+        let token_key = timestamp::token_key(key);
+        if !present.contains(token_key.as_str()) {
+            summary.missing += 1;
+            let message = format!(
+                "has no RFC 3161 token ({token_key}): the TSA could not be reached when it was written and no token was fetched since"
+            );
+            if t.require {
+                problem(key, "timestamp_missing", message);
+            } else if summary.in_use {
+                warnings.push(Problem {
+                    location: key.clone(),
+                    code: "timestamp_missing",
+                    message,
+                });
+            }
+            continue;
+        }
+        let Some(bytes) = store.get(&token_key).await? else {
+            continue;
+        };
+        let digest = hex::decode(sha).expect("our own hex");
+        let v = match timestamp::verify(&bytes, &digest, &trust) {
+            Ok(v) => v,
+            Err(e) => {
+                problem(&token_key, e.code(), format!("token of {key}: {e}"));
+                continue;
+            }
+        };
+        summary.timestamped += 1;
+        let g = v.gen_time;
+        if let Some(c) = opened.get(key.as_str()) {
+            let mut times: Vec<(&str, DateTime<Utc>)> =
+                vec![(c.key.as_str(), c.predicate().finished_at)];
+            for s in c.records() {
+                if let Some(l) = records.get(s.name.as_str()) {
+                    times.push((l.key.as_str(), l.record.predicate().finished_at));
+                }
+            }
+            for (what, at) in times {
+                if at > g + tolerance {
+                    problem(
+                        what,
+                        "time_after_timestamp",
+                        format!(
+                            "claims it finished at {}, {} after the RFC 3161 time of {key} ({}), more than the tolerance of {}: the agent's clock ran ahead",
+                            at.to_rfc3339(),
+                            span(at - g),
+                            g.to_rfc3339(),
+                            span(tolerance)
+                        ),
+                    );
+                } else if at < g - max_delay {
+                    problem(
+                        what,
+                        "backdated",
+                        format!(
+                            "claims it finished at {}, but the first proof that it existed is the RFC 3161 token of {key} at {}, {} later (more than the max delay of {}): back-dated, or timestamped that late",
+                            at.to_rfc3339(),
+                            g.to_rfc3339(),
+                            span(g - at),
+                            span(max_delay)
+                        ),
+                    );
+                }
+            }
+        }
+        summary.tokens.push(TokenSummary {
+            checkpoint: key.clone(),
+            token: token_key,
+            gen_time: g,
+            tsa: v.signer,
+            trusted_by: v.anchor,
+            policy: v.policy,
+            serial: v.serial,
+        });
+    }
+    Ok(summary)
 }
 
 async fn coverage(
@@ -749,6 +1000,20 @@ impl Report {
             self.payload_bytes,
             self.checkpoints
         );
+        let ts = &self.timestamps;
+        if ts.in_use {
+            let _ = writeln!(
+                o,
+                "Timestamps:  {} of {} checkpoints timestamped (RFC 3161), {} without a token; TSA trust: {} [{}]",
+                ts.timestamped,
+                ts.timestamped + ts.missing,
+                ts.missing,
+                ts.trust_from.as_deref().unwrap_or("none"),
+                ts.trusted.join("; ")
+            );
+        } else if self.checkpoints > 0 {
+            let _ = writeln!(o, "Timestamps:  none (no RFC 3161 token in this store)");
+        }
         let _ = writeln!(o);
         let _ = writeln!(
             o,

@@ -121,6 +121,7 @@ pub struct Writer {
     leases: Mutex<Vec<Box<dyn Lease>>>,
     checkpoint: tokio::sync::Mutex<Option<PrevCheckpoint>>,
     clock: fn() -> DateTime<Utc>,
+    timestamper: Option<Arc<crate::tsa::Timestamper>>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -151,7 +152,19 @@ impl Writer {
             leases: Mutex::new(vec![lease]),
             checkpoint: tokio::sync::Mutex::new(head),
             clock: Utc::now,
+            timestamper: None,
         })
+    }
+
+    /// Timestamps every checkpoint this writer writes (RFC 3161).
+    pub fn with_timestamper(mut self, t: Arc<crate::tsa::Timestamper>) -> Self {
+        self.timestamper = Some(t);
+        self
+    }
+
+    /// The timestamper, when timestamps are configured.
+    pub fn timestamper(&self) -> Option<&Arc<crate::tsa::Timestamper>> {
+        self.timestamper.as_ref()
     }
 
     /// The store written to.
@@ -385,6 +398,24 @@ impl Writer {
         run: Run,
         rotation: Option<KeyRotation>,
     ) -> Result<String, WriteError> {
+        let (key, stored, finished_at) = self.seal_checkpoint(run, rotation).await?;
+        // After the chain lock is released: a slow TSA delays this run's
+        // end, never another run's checkpoint.
+        if let Some(t) = &self.timestamper
+            && let Err(e) = t
+                .stamp(self.store.as_ref(), &key, &stored, finished_at)
+                .await
+        {
+            tracing::warn!(checkpoint = %key, error = %e, "checkpoint written but not timestamped; the token is fetched later");
+        }
+        Ok(key)
+    }
+
+    async fn seal_checkpoint(
+        &self,
+        run: Run,
+        rotation: Option<KeyRotation>,
+    ) -> Result<(String, Vec<u8>, DateTime<Utc>), WriteError> {
         let mut prev = self.checkpoint.lock().await;
         let finished_at = self.now();
         let predicate = CheckpointPredicate {
@@ -413,7 +444,7 @@ impl Writer {
             key: key.clone(),
             sha256: sha,
         });
-        Ok(key)
+        Ok((key, stored, finished_at))
     }
 }
 

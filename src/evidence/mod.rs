@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod dsse;
 pub mod keys;
 pub mod record;
+pub mod timestamp;
 
 use sha2::{Digest, Sha256};
 

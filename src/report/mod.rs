@@ -140,6 +140,7 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
             to: Some(now),
             keys: None,
             bundle: None,
+            timestamps: Default::default(),
         },
     )
     .await?;

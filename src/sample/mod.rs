@@ -181,12 +181,27 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
     // Checkpoints of the period, and those of every run a record of the
     // period belongs to, so the chain can be followed end to end.
     for key in store.list("checkpoints/").await? {
+        if !key.ends_with(".json") {
+            continue;
+        }
         let Some(bytes) = store.get(&key).await? else {
             continue;
         };
         let st: Statement<CheckpointPredicate> = peek(&bytes).with_context(|| key.clone())?;
         let p = &st.predicate;
         if runs.contains(&p.run_id) || (p.finished_at >= req.from && p.finished_at <= req.to) {
+            // Its RFC 3161 token travels with it.
+            let token = crate::evidence::timestamp::token_key(&key);
+            if let Some(t) = store.get(&token).await? {
+                files.insert(token, t);
+            }
+            files.insert(key, bytes);
+        }
+    }
+    // The TSA certificates the agent trusted, so that the tokens can be
+    // checked offline (an auditor may pass their own copy instead).
+    for key in store.list(crate::tsa::TRUST_PREFIX).await? {
+        if let Some(bytes) = store.get(&key).await? {
             files.insert(key, bytes);
         }
     }
@@ -349,7 +364,7 @@ fn readme(m: &Manifest) -> String {
         ));
     }
     s.push_str(
-        "\n## What is here\n\n- `records/`: every record of the sampled streams in the period (DSSE envelopes of in-toto statements, Ed25519-signed), so the chain can be followed end to end.\n- `blobs/`: the payloads (canonical JSON) of the sampled records; `sampled.txt` lists those records.\n- `checkpoints/`: the signed checkpoints of the period: each lists the records of one run and the hash of the checkpoint before it.\n- `keys/`: the agent's public keys. Compare them with the copy the company gave you out of band, or pass yours: `KEY=your-copy.pub sh verify.sh`.\n- `MANIFEST.sha256`: the sha256 of every file.\n\n## Verify\n\nWith standard tools only (sha256sum, openssl 3, sed, awk):\n\n    sh verify.sh\n\nor with Exhibit: `exhibit verify --bundle <this file>.tar.gz`. Both check every signature, every sampled payload's hash, the chain links between records, that no record of the period is missing, and that the checkpoints list exactly these records.\n\nTo read a sampled payload: `cat blobs/sha256/<2>/<hash>`; the record that signs it names the hash in its statement's `subject`.\n",
+        "\n## What is here\n\n- `records/`: every record of the sampled streams in the period (DSSE envelopes of in-toto statements, Ed25519-signed), so the chain can be followed end to end.\n- `blobs/`: the payloads (canonical JSON) of the sampled records; `sampled.txt` lists those records.\n- `checkpoints/`: the signed checkpoints of the period: each lists the records of one run and the hash of the checkpoint before it.\n- `keys/`: the agent's public keys. Compare them with the copy the company gave you out of band, or pass yours: `KEY=your-copy.pub sh verify.sh`.\n- `checkpoints/…/<run id>.tsr` (when the agent timestamps): the RFC 3161 token of each checkpoint, and `tsa/`: the TSA certificates the agent trusted. Better, pass the TSA's CA certificate obtained from the TSA itself: `TSA_CA=tsa-ca.pem sh verify.sh`.\n- `MANIFEST.sha256`: the sha256 of every file.\n\n## Verify\n\nWith standard tools only (sha256sum, openssl 3, sed, awk):\n\n    sh verify.sh\n\nor with Exhibit: `exhibit verify --bundle <this file>.tar.gz`. Both check every signature, every sampled payload's hash, the chain links between records, that no record of the period is missing, that the checkpoints list exactly these records, and each checkpoint's RFC 3161 token (`openssl ts -verify`); `exhibit verify` also checks the records' times against the tokens' (back-dating).\n\nTo read a sampled payload: `cat blobs/sha256/<2>/<hash>`; the record that signs it names the hash in its statement's `subject`.\n",
     );
     s
 }

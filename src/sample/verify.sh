@@ -5,13 +5,19 @@
 #   sh verify.sh                    # trusts the public keys in keys/
 #   KEY=our-copy.pub sh verify.sh   # checks every signature against your own
 #                                   # copy of the key, obtained out of band
+#   TSA_CA=tsa-ca.pem sh verify.sh  # checks the RFC 3161 tokens against your
+#                                   # own copy of the TSA's CA certificate
+#                                   # (default: the certificates in tsa/)
+#   REQUIRE_TIMESTAMPS=1 sh verify.sh  # a checkpoint without a token fails
 #
 # It checks: every file against MANIFEST.sha256; every record's and
 # checkpoint's Ed25519 signature over its DSSE envelope; each record's
 # sequence number and stream against its place; every sampled payload
 # against the sha256 its record signs; the chain links (`prev`) between
 # consecutive records; that no record of the period is missing; and that
-# each checkpoint's list of records matches the records' bytes.
+# each checkpoint's list of records matches the records' bytes; and, where
+# a checkpoint has an RFC 3161 token (<run id>.tsr), `openssl ts -verify`
+# of the token against the checkpoint's sha256 and the TSA certificates.
 # Exit status 0 means every check passed.
 set -u
 cd "$(dirname "$0")" || exit 2
@@ -21,6 +27,7 @@ failures=0
 records=0
 checkpoints=0
 payloads=0
+timestamps=0
 bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
 hash_of() { sha256sum "$1" | cut -c1-64; }
 # The last occurrence of a string field in one line of canonical JSON.
@@ -115,7 +122,44 @@ while read -r f; do
   fi
 done < "$tmp/checkpoints"
 
-echo "checked $records record(s), $payloads payload(s), $checkpoints checkpoint(s)${KEY:+ against $KEY}"
+# 5. RFC 3161 timestamps: each token is over its checkpoint's bytes and
+# signed by a trusted TSA (-partial_chain: a trusted certificate may be the
+# TSA's own or an intermediate's, not only a root's).
+if [ -n "${TSA_CA:-}" ]; then
+  cp "$TSA_CA" "$tmp/tsa-ca.pem" 2> /dev/null || bad "cannot read TSA_CA=$TSA_CA"
+else
+  : > "$tmp/tsa-ca.pem"
+  for c in tsa/*.pem; do [ -f "$c" ] && cat "$c" >> "$tmp/tsa-ca.pem"; done
+fi
+find checkpoints -type f -name '*.tsr' | LC_ALL=C sort > "$tmp/tokens"
+while read -r t; do
+  [ -f "${t%.tsr}.json" ] || bad "$t: a token for a checkpoint that is not here"
+done < "$tmp/tokens"
+while read -r f; do
+  t=${f%.json}.tsr
+  if [ ! -f "$t" ]; then
+    if [ -n "${REQUIRE_TIMESTAMPS:-}" ]; then
+      bad "$f: no RFC 3161 token"
+    elif [ -s "$tmp/tokens" ]; then
+      echo "note: $f has no RFC 3161 token"
+    fi
+    continue
+  fi
+  if [ ! -s "$tmp/tsa-ca.pem" ]; then
+    bad "$t: no TSA certificate to check it against (tsa/ is empty; set TSA_CA)"
+    continue
+  fi
+  if openssl ts -verify -in "$t" -digest "$(hash_of "$f")" -CAfile "$tmp/tsa-ca.pem" -partial_chain > "$tmp/ts.out" 2>&1; then
+    timestamps=$((timestamps + 1))
+    at=$(openssl ts -reply -in "$t" -text 2> /dev/null | sed -n 's/^Time stamp: //p')
+    sed -n 's/.*"payload":"\([^"]*\)".*/\1/p' "$f" | openssl base64 -d -A > "$tmp/cp.json" 2> /dev/null
+    echo "$t: timestamped $at; the checkpoint says it finished $(field finished_at "$tmp/cp.json")"
+  else
+    bad "$t: the RFC 3161 token does not verify for $f ($(grep -o 'Verify error:.*\|message imprint mismatch\|[a-z ]*mismatch' "$tmp/ts.out" | head -n 1))"
+  fi
+done < "$tmp/checkpoints"
+
+echo "checked $records record(s), $payloads payload(s), $checkpoints checkpoint(s), $timestamps timestamp(s)${KEY:+ against $KEY}"
 if [ "$failures" -eq 0 ]; then
   echo "VERIFIED: every signature, hash, link and listing checks out"
   exit 0
