@@ -93,6 +93,53 @@ impl Source {
         }
     }
 
+    /// An error about `key` in the `nth` (0-based) table headed `[header]`
+    /// or `[[header]]`, at the key's line when the file sets it there. Values
+    /// checked after deserialisation have lost their spans; the text still
+    /// knows where they were written.
+    pub fn error_for_key(
+        &self,
+        header: &str,
+        nth: usize,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        match self.find_key(header, nth, key) {
+            Some(at) => self.error_at(Some(at..at), message),
+            None => ConfigError {
+                file: self.file.clone(),
+                line: None,
+                column: None,
+                key: Some(format!("{header}.{key}")),
+                message: message.into(),
+            },
+        }
+    }
+
+    /// The offset of `key = …` in the `nth` table headed `header`.
+    fn find_key(&self, header: &str, nth: usize, key: &str) -> Option<usize> {
+        let mut offset = 0;
+        let mut seen = 0;
+        let mut inside = false;
+        for line in self.text.split_inclusive('\n') {
+            let t = line.trim();
+            if t.starts_with('[') {
+                let name = t.trim_start_matches('[').split(']').next().unwrap_or("");
+                inside = name.trim() == header && {
+                    seen += 1;
+                    seen == nth + 1
+                };
+            } else if inside
+                && t.split_once('=')
+                    .is_some_and(|(k, _)| k.trim().trim_matches('"') == key)
+            {
+                return Some(offset + line.len() - line.trim_start().len());
+            }
+            offset += line.len();
+        }
+        None
+    }
+
     /// Reconstructs `table.key` for the line starting at `line_start` from
     /// the text: the nearest table header above, and the key on the line.
     fn key_path_at(&self, line_start: usize) -> Option<String> {
@@ -605,30 +652,24 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         }
     }
     let mut seen = std::collections::HashSet::new();
-    for c in &collectors {
+    for (i, c) in collectors.iter().enumerate() {
         if !seen.insert(c.name.clone()) {
-            return Err(ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                column: None,
-                key: Some("collectors.name".into()),
-                message: format!(
+            return Err(source.error_for_key(
+                "collectors",
+                i,
+                "name",
+                format!(
                     "two collectors are named `{}`; names must be unique",
                     c.name
                 ),
-            });
+            ));
         }
     }
 
     let report = match top.report {
         Some(mut r) => {
-            let schedule = Schedule::parse(&r.schedule).map_err(|m| ConfigError {
-                file: path.to_path_buf(),
-                line: None,
-                column: None,
-                key: Some("report.schedule".into()),
-                message: m,
-            })?;
+            let schedule = Schedule::parse(&r.schedule)
+                .map_err(|m| source.error_for_key("report", 0, "schedule", m))?;
             r.out = r.out.map(|o| base.join(o));
             Some((schedule, r))
         }
@@ -643,22 +684,11 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         agent.key = base.join(&agent.key);
     }
     if agent.concurrency == 0 {
-        return Err(source.error_at(None, "agent.concurrency must be at least 1"));
+        return Err(source.error_for_key("agent", 0, "concurrency", "must be at least 1"));
     }
-    crate::evidence::validate_stream_id(&agent.id).map_err(|m| ConfigError {
-        file: path.to_path_buf(),
-        line: None,
-        column: None,
-        key: Some("agent.id".into()),
-        message: m,
-    })?;
-    let shard_error = |m: String| ConfigError {
-        file: path.to_path_buf(),
-        line: None,
-        column: None,
-        key: Some("agent.shard_index".into()),
-        message: m,
-    };
+    crate::evidence::validate_stream_id(&agent.id)
+        .map_err(|m| source.error_for_key("agent", 0, "id", m))?;
+    let shard_error = |m: String| source.error_for_key("agent", 0, "shard_index", m);
     // The environment wins, so that one config serves every replica:
     // EXHIBIT_SHARD=INDEX/COUNT, or EXHIBIT_SHARD_COUNT=N with the index
     // taken from the host name (a StatefulSet pod).
@@ -690,13 +720,7 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
     }
     let store_settings = top.store.unwrap_or_else(|| StoreConfig::at("evidence"));
     if store_settings.lease_ttl < Duration::from_secs(3) {
-        return Err(ConfigError {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            key: Some("store.lease_ttl".into()),
-            message: "must be at least 3s".into(),
-        });
+        return Err(source.error_for_key("store", 0, "lease_ttl", "must be at least 3s"));
     }
     let timestamping = match top.timestamping {
         Some(t) => Some(build_timestamping(&source, t, &base)?),
@@ -1151,5 +1175,46 @@ command = ["uptime"]
         );
         let e = parse_str(&text).unwrap_err();
         assert!(e.message.contains("two collectors"), "{e}");
+        // The second `name = "uptime"`, in the second [[collectors]].
+        let line = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| *l == "name = \"uptime\"")
+            .last()
+            .unwrap()
+            .0
+            + 1;
+        assert_eq!(e.line, Some(line), "{e}");
+        assert_eq!(e.key.as_deref(), Some("collectors[1].name"), "{e}");
+    }
+
+    #[test]
+    fn values_checked_after_parsing_are_located_too() {
+        let text = OK.replace("id = \"test\"", "id = \"test\"\nconcurrency = 0");
+        let e = parse_str(&text).unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(4), Some("agent.concurrency")),
+            "{e}"
+        );
+
+        let text = format!("{OK}\n[report]\nschedule = \"every night\"\n");
+        let e = parse_str(&text).unwrap_err();
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("schedule = \"every"))
+            .unwrap()
+            + 1;
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(line), Some("report.schedule")),
+            "{e}"
+        );
+
+        // A value the file does not set (here: the id, from its default
+        // table) still names its key.
+        let text = OK.replace("id = \"test\"", "id = \"no/slashes here\"");
+        let e = parse_str(&text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("agent.id"), "{e}");
     }
 }
