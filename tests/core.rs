@@ -943,3 +943,65 @@ fn verify_never_passes_an_empty_or_mistyped_store() {
     assert_eq!(code(&out), 1, "{}", text(&out));
     assert!(text(&out).contains("empty_store"), "{}", text(&out));
 }
+
+/// The README's first command, on the shipped `config/local.toml` exactly
+/// as it is: run from an unrelated directory, its relative paths resolve
+/// against the config file (`..` is the repository, `../evidence` the
+/// store), and the evidence holds this repository's commit and the host's
+/// accounts.
+#[test]
+fn the_readme_quick_start_collects_and_verifies_with_the_shipped_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    std::fs::create_dir(repo.join("config")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/local.toml"),
+        repo.join("config/local.toml"),
+    )
+    .unwrap();
+    git(repo, &["init", "-q", "-b", "main"]);
+    git(repo, &["config", "commit.gpgsign", "false"]);
+    git(repo, &["add", "config"]);
+    git(repo, &["commit", "-q", "-m", "quick start"]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let exhibit = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_exhibit"))
+            .current_dir(elsewhere.path())
+            .arg("--config")
+            .arg(repo.join("config/local.toml"))
+            .args(args)
+            .env_remove("EXHIBIT_STORE")
+            .env_remove("EXHIBIT_CONFIG")
+            .env_remove("EXHIBIT_KEY")
+            .output()
+            .unwrap()
+    };
+    let out = exhibit(&["collect"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = exhibit(&["verify"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        repo.join("evidence/keys").is_dir(),
+        "the store is beside the repository"
+    );
+    assert!(repo.join("exhibit.key").is_file());
+    assert!(!elsewhere.path().join("evidence").exists());
+
+    let show = |stream: &str| -> Value {
+        let out = exhibit(&["show", stream, "--json"]);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let history = show("git-history/exhibit");
+    let commits = history["payload"]["commits"].as_array().unwrap();
+    assert_eq!(commits.len(), 1, "{history}");
+    assert_eq!(commits[0]["author"]["email"], "alice@example.com");
+    let accounts = show("shell-accounts/local");
+    let users = accounts["payload"]["output"]
+        .as_array()
+        .expect("JSON output");
+    assert!(
+        users.iter().any(|u| u["user"] == "root" && u["uid"] == 0),
+        "{accounts}"
+    );
+}
