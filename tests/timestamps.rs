@@ -173,6 +173,14 @@ fn collect_timestamps_every_checkpoint_and_openssl_accepts_the_tokens() {
     let tsa = Tsa::start("A", KeyKind::P256);
     // The first TSA is down: the second answers.
     let ws = Workspace::new(&config(&[&dead_url(), &tsa.url], &tsa.ca_pem(), ""));
+    let check = ws.run(&["config", "check"]);
+    assert_eq!(code(&check), 0, "{}", text(&check));
+    assert!(
+        text(&check).contains("timestamping: 2 TSA(s)")
+            && text(&check).contains("CN=Exhibit Test TSA CA A"),
+        "{}",
+        text(&check)
+    );
     let outs = collect(&ws, 2);
     assert!(outs[0].contains("timestamp  checkpoints/"), "{}", outs[0]);
     let store = ws.store();
