@@ -741,6 +741,18 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 config.collectors.len(),
                 cli.store.as_deref().unwrap_or(&config.store)
             );
+            if let Some(t) = &config.timestamping {
+                println!(
+                    "  timestamping: {} TSA(s) [{}], trusting {}",
+                    t.urls.len(),
+                    t.urls
+                        .iter()
+                        .filter_map(|u| u.host_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    t.trust.subjects().join("; ")
+                );
+            }
             for c in &config.collectors {
                 println!(
                     "  {:<24} {:<10} {:<16} {}{}",

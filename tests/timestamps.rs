@@ -173,6 +173,14 @@ fn collect_timestamps_every_checkpoint_and_openssl_accepts_the_tokens() {
     let tsa = Tsa::start("A", KeyKind::P256);
     // The first TSA is down: the second answers.
     let ws = Workspace::new(&config(&[&dead_url(), &tsa.url], &tsa.ca_pem(), ""));
+    let check = ws.run(&["config", "check"]);
+    assert_eq!(code(&check), 0, "{}", text(&check));
+    assert!(
+        text(&check).contains("timestamping: 2 TSA(s)")
+            && text(&check).contains("CN=Exhibit Test TSA CA A"),
+        "{}",
+        text(&check)
+    );
     let outs = collect(&ws, 2);
     assert!(outs[0].contains("timestamp  checkpoints/"), "{}", outs[0]);
     let store = ws.store();
@@ -408,6 +416,32 @@ fn a_back_dated_record_is_flagged_against_the_token_time() {
     let (c, report) = verify_json(&ws, &["--max-delay", "30m"]);
     assert_eq!(c, 1, "{report:#}");
     assert_eq!(problems(&report), vec![(record, "backdated".to_string())]);
+}
+
+#[test]
+fn no_single_byte_change_alters_what_a_token_asserts() {
+    let tsa = Tsa::start("A", KeyKind::P256);
+    let digest = "ab".repeat(32);
+    let token = tsa.stamp_digest(&digest);
+    let trust =
+        exhibit::evidence::timestamp::TrustAnchors::from_pem(&std::fs::read(tsa.ca_pem()).unwrap())
+            .unwrap();
+    let sha = hex::decode(&digest).unwrap();
+    let genuine = exhibit::evidence::timestamp::verify(&token, &sha, &trust).unwrap();
+    let started = Instant::now();
+    let mut accepted = 0;
+    for i in 0..token.len() {
+        let mut t = token.clone();
+        t[i] ^= 0x20;
+        // Refused; and were an unsigned byte ever accepted, it must not
+        // change what the token asserts.
+        if let Ok(v) = exhibit::evidence::timestamp::verify(&t, &sha, &trust) {
+            assert_eq!(v, genuine, "byte {i} changed what the token asserts");
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 0, "of {} single-byte changes", token.len());
+    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 fn free_port() -> u16 {

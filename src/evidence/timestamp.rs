@@ -462,6 +462,17 @@ fn check_token(
             sd.signer_infos.0.len()
         )));
     };
+    // Unsigned, but a token whose structure disagrees with itself is not
+    // one a TSA made.
+    if !sd
+        .digest_algorithms
+        .iter()
+        .any(|a| a.oid == signer_info.digest_alg.oid)
+    {
+        return Err(TokenError::Malformed(
+            "the signer's digest algorithm is not among the SignedData's".into(),
+        ));
+    }
     let mut pool: Vec<Cert> = Vec::new();
     if let Some(set) = &sd.certificates {
         for choice in set.0.iter() {

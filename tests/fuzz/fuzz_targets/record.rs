@@ -1,5 +1,5 @@
-//! Opening a stored record or checkpoint never panics, and a record that
-//! opens re-serialises to a statement that opens the same way.
+//! Opening a stored record, checkpoint or RFC 3161 token never panics, and
+//! a record that opens re-serialises to a statement that opens the same way.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -21,4 +21,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = exhibit::evidence::checkpoint::open_checkpoint("checkpoints/x.json", data, keys);
     let _ = exhibit::evidence::record::peek::<serde_json::Value>(data);
     let _ = exhibit::evidence::dsse::Envelope::from_bytes(data).map(|e| e.payload_bytes());
+    let _ = exhibit::evidence::timestamp::verify(
+        data,
+        &[0; 32],
+        &exhibit::evidence::timestamp::TrustAnchors::default(),
+    );
 });
