@@ -47,7 +47,11 @@ fi
 # --- Python peers (pinned) -------------------------------------------------
 if [ -s tests/requirements.txt ]; then
   say "Python test peers (tests/requirements.txt)"
-  if [ ! -x "$env_dir/venv/bin/python" ]; then
+  # A virtualenv moved from another checkout keeps scripts that name the old
+  # path; exec then falls through to whatever moto_server is next on PATH,
+  # an unpinned one. Rebuild it rather than test against the wrong peer.
+  if [ ! -x "$env_dir/venv/bin/python" ] || ! "$env_dir/venv/bin/pip" --version >/dev/null 2>&1; then
+    rm -rf "$env_dir/venv"
     python3 -m venv "$env_dir/venv"
   fi
   if ! cmp -s tests/requirements.txt "$env_dir/venv/.installed" 2>/dev/null; then
