@@ -4,7 +4,7 @@
 //! collections, coverage, and a small status timeline. Rendered as
 //! Markdown or as one self-contained HTML page (no external assets).
 
-mod highlights;
+pub(crate) mod highlights;
 mod html;
 
 use std::sync::Arc;
