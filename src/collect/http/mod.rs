@@ -1133,6 +1133,17 @@ fn redact_url(url: &str) -> String {
 /// may carry keys (`?api_key=`, `?access_token=`).
 fn without_url(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
+    // reqwest's own line says only "error sending request"; the cause
+    // (refused, TLS handshake, DNS, reset) is what an operator acts on.
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
     if let Some(u) = e.url() {
         s = s.replace(u.as_str(), &redact_url(u.as_str()));
     }
