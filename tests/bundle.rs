@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Workspace, code, text};
+use common::{Workspace, code, text, unpack};
 use serde_json::Value;
 
 fn store_with_history() -> Workspace {
@@ -55,19 +55,6 @@ fn sample(ws: &Workspace, seed: &str, extra: &[&str]) -> PathBuf {
     let out = ws.run(&args);
     assert_eq!(code(&out), 0, "{}", text(&out));
     out_path
-}
-
-fn unpack(bundle: &Path) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let st = Command::new("tar")
-        .arg("xzf")
-        .arg(bundle)
-        .current_dir(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let root = dir.path().join("exhibit-sample");
-    (dir, root)
 }
 
 fn sampled(root: &Path) -> Value {

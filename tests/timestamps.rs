@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Workspace, code, text};
+use common::{Workspace, code, text, unpack};
 use exhibit::evidence::checkpoint::CheckpointPredicate;
 use exhibit::evidence::record::{
     CHECKPOINT_PREDICATE_TYPE, RECORD_PREDICATE_TYPE, RecordPredicate, Statement, peek, seal,
@@ -580,19 +580,6 @@ fn a_bad_tsa_setting_is_a_located_config_error() {
     let ws = Workspace::new(&config(&["tsa.example.com"], Path::new("x.pem"), ""));
     let t = text(&ws.run(&["config", "check"]));
     assert!(t.contains("timestamping.tsa_urls[0]"), "{t}");
-}
-
-fn unpack(bundle: &Path) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let st = Command::new("tar")
-        .arg("xzf")
-        .arg(bundle)
-        .current_dir(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let root = dir.path().join("exhibit-sample");
-    (dir, root)
 }
 
 fn verify_sh(root: &Path, env: &[(&str, &Path)]) -> (bool, String) {

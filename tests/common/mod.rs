@@ -108,3 +108,18 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Unpacks a sample bundle with the system `tar`, as an auditor would;
+/// returns the directory (kept alive by the guard) and the bundle root.
+pub fn unpack(bundle: &Path) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let st = Command::new("tar")
+        .arg("xzf")
+        .arg(bundle)
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let root = dir.path().join("exhibit-sample");
+    (dir, root)
+}
