@@ -54,25 +54,34 @@ export AWS_CONFIG_FILE=$work/empty AWS_SHARED_CREDENTIALS_FILE=$work/empty
 } >"$work/exhibit.toml"
 
 best() { sort -n | head -1; }
+# CPU seconds moto_server has used so far: how busy the peer was tells
+# whether it, not the client, bounds the run.
+moto_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / hz}' "/proc/$moto/stat"; }
 for i in $(seq "$REPEAT"); do
   /usr/bin/time -f "%e" -o "$work/t" "$python" benches/aws_baseline.py collect "$endpoint" >"$work/boto.calls"
   cat "$work/t" >>"$work/boto.times"
+  before=$(moto_cpu)
   EXHIBIT_LOG=info,exhibit::aws::action=debug /usr/bin/time -f "%e %M" -o "$work/t" \
     "$exhibit" --config "$work/exhibit.toml" --log-format json collect >"$work/out" 2>"$work/err" \
     || { tail -5 "$work/out"; exit 1; }
-  cut -d' ' -f1 "$work/t" >>"$work/exhibit.times"
+  after=$(moto_cpu)
+  read -r secs _ <"$work/t"
+  echo "$secs $("$python" -c "print(f'{($after-$before)/$secs*100:.0f}')")" >>"$work/exhibit.times"
 done
 calls=$(grep -c '"target":"exhibit::aws::action"' "$work/err")
 boto=$(best <"$work/boto.times")
-ex=$(best <"$work/exhibit.times")
+read -r ex busy < <(best <"$work/exhibit.times")
 users=$("$exhibit" --config "$work/exhibit.toml" show --json aws-iam-users/123456789012 | "$python" -c 'import json,sys; print(json.load(sys.stdin)["payload"]["counts"]["users"])')
 printf '%-58s %6.2f s  (%s calls)\n' "boto3, sequential ($USERS users, $BUCKETS buckets, 1 trail)" "$boto" "$(cat "$work/boto.calls")"
 printf '%-58s %6.2f s  (%s calls, %s users recorded)\n' "exhibit collect, same set" "$ex" "$calls" "$users"
-"$python" -c "print(f'  -> exhibit / boto3 = {$ex/$boto:.2f}x  (best of $REPEAT)')"
+"$python" -c "print(f'  -> exhibit / boto3 = {$ex/$boto:.2f}x  (best of $REPEAT); moto_server busy {$busy}% of a core meanwhile')"
 
 "$python" benches/aws_baseline.py more-users "$endpoint" --from "$USERS" --to "$BIG"
+before=$(moto_cpu)
 /usr/bin/time -f "%e %M" -o "$work/t" "$exhibit" --config "$work/exhibit.toml" collect aws-iam-users >"$work/out" 2>&1 \
   || { tail -5 "$work/out"; exit 1; }
+after=$(moto_cpu)
 read -r secs kb <"$work/t"
 users=$("$exhibit" --config "$work/exhibit.toml" show --json aws-iam-users/123456789012 | "$python" -c 'import json,sys; print(json.load(sys.stdin)["payload"]["counts"]["users"])')
 printf '%-58s %6.2f s  peak RSS %d MiB\n' "exhibit collect aws-iam-users, $users users" "$secs" "$((kb / 1024))"
+"$python" -c "print(f'  -> moto_server busy {($after-$before)/$secs*100:.0f}% of a core meanwhile')"
