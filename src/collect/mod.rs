@@ -62,6 +62,15 @@ impl Snapshot {
             failures: Vec::new(),
         }
     }
+
+    /// A snapshot that lacks the parts named in `failures` (none: complete).
+    pub fn with_failures(payload: Value, failures: Vec<String>) -> Self {
+        Snapshot {
+            payload,
+            cursor: None,
+            failures,
+        }
+    }
 }
 
 /// Why a collection failed.

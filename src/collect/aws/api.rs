@@ -50,6 +50,18 @@ pub(crate) enum Service {
 }
 
 impl Service {
+    const ALL: [Service; 9] = [
+        Service::Account,
+        Service::CloudTrail,
+        Service::Config,
+        Service::GuardDuty,
+        Service::Iam,
+        Service::Organizations,
+        Service::S3,
+        Service::SecurityHub,
+        Service::Sts,
+    ];
+
     /// The service of an IAM action (`iam:ListUsers` → IAM).
     fn of(action: &str) -> Service {
         match action.split(':').next().unwrap_or("") {
@@ -74,21 +86,10 @@ pub(crate) struct Limits {
 
 impl Limits {
     pub(crate) fn new(concurrency: usize) -> Self {
-        use Service::*;
-        let per_service = [
-            Account,
-            CloudTrail,
-            Config,
-            GuardDuty,
-            Iam,
-            Organizations,
-            S3,
-            SecurityHub,
-            Sts,
-        ]
-        .into_iter()
-        .map(|s| (s, Semaphore::new(concurrency)))
-        .collect();
+        let per_service = Service::ALL
+            .into_iter()
+            .map(|s| (s, Semaphore::new(concurrency)))
+            .collect();
         Limits { per_service }
     }
 

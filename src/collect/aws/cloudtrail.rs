@@ -198,10 +198,6 @@ impl Kind for Trails {
         payload.insert("regions_without_logging_trail".into(), json!(uncovered));
         payload.insert("trails".into(), json!(rows));
         payload.insert("regions".into(), json!(regions));
-        Ok(Snapshot {
-            payload: Value::Object(payload),
-            cursor: None,
-            failures,
-        })
+        Ok(Snapshot::with_failures(Value::Object(payload), failures))
     }
 }

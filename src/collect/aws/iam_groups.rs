@@ -175,10 +175,6 @@ impl Kind for Groups {
         payload.insert("count".into(), json!(rows.len()));
         payload.insert("admin_groups".into(), json!(admins));
         payload.insert("groups".into(), json!(rows));
-        Ok(Snapshot {
-            payload: Value::Object(payload),
-            cursor: None,
-            failures,
-        })
+        Ok(Snapshot::with_failures(Value::Object(payload), failures))
     }
 }

@@ -117,10 +117,6 @@ impl Kind for Policies {
         payload.insert("count".into(), json!(rows.len()));
         payload.insert("admin_policies".into(), json!(admin));
         payload.insert("policies".into(), json!(rows));
-        Ok(Snapshot {
-            payload: Value::Object(payload),
-            cursor: None,
-            failures,
-        })
+        Ok(Snapshot::with_failures(Value::Object(payload), failures))
     }
 }

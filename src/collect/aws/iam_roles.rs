@@ -159,11 +159,7 @@ impl Kind for Roles {
         payload.insert("count".into(), json!(rows.len()));
         payload.insert("admin_roles".into(), json!(admins));
         payload.insert("roles".into(), json!(rows));
-        Ok(Snapshot {
-            payload: Value::Object(payload),
-            cursor: None,
-            failures,
-        })
+        Ok(Snapshot::with_failures(Value::Object(payload), failures))
     }
 }
 

@@ -326,10 +326,6 @@ impl Kind for Users {
         );
         payload.insert("admins".into(), json!(admins));
         payload.insert("users".into(), json!(rows));
-        Ok(Snapshot {
-            payload: Value::Object(payload),
-            cursor: None,
-            failures,
-        })
+        Ok(Snapshot::with_failures(Value::Object(payload), failures))
     }
 }

@@ -254,10 +254,6 @@ impl Kind for Monitoring {
             json!(without("security_hub")),
         );
         payload.insert("regions".into(), json!(regions));
-        Ok(Snapshot {
-            payload: Value::Object(payload),
-            cursor: None,
-            failures,
-        })
+        Ok(Snapshot::with_failures(Value::Object(payload), failures))
     }
 }

@@ -426,11 +426,7 @@ impl Kind for Buckets {
         payload.insert("without_public_access_block".into(), json!(without_pab));
         payload.insert("public".into(), json!(public));
         payload.insert("buckets".into(), json!(rows));
-        Ok(Snapshot {
-            payload: Value::Object(payload),
-            cursor: None,
-            failures,
-        })
+        Ok(Snapshot::with_failures(Value::Object(payload), failures))
     }
 }
 

@@ -96,10 +96,9 @@ impl Kind for Teams {
                 "repositories": repos,
             }));
         }
-        Ok(Snapshot {
-            payload: json!({ "org": common.org, "count": rows.len(), "teams": rows }),
-            cursor: None,
+        Ok(Snapshot::with_failures(
+            json!({ "org": common.org, "count": rows.len(), "teams": rows }),
             failures,
-        })
+        ))
     }
 }
