@@ -107,6 +107,34 @@ impl CollectError {
     }
 }
 
+/// An API error of a collector family that knows whether it ends the
+/// whole collection (refused credentials, exhausted throttling) or only
+/// loses the part it was reading.
+#[cfg(any(feature = "aws", feature = "github"))]
+pub(crate) trait PartError: std::fmt::Display + Into<CollectError> {
+    /// Whether no further call of this collection can succeed either.
+    fn ends_collection(&self) -> bool;
+}
+
+/// Keeps a part's value, or names the part in `failures` and carries on:
+/// a part that cannot be read is recorded as missing, never dropped
+/// silently; errors that end the collection are passed up.
+#[cfg(any(feature = "aws", feature = "github"))]
+pub(crate) fn part<T, E: PartError>(
+    what: impl FnOnce() -> String,
+    r: Result<T, E>,
+    failures: &mut Vec<String>,
+) -> Result<Option<T>, CollectError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.ends_collection() => Err(e.into()),
+        Err(e) => {
+            failures.push(format!("{}: {e}", what()));
+            Ok(None)
+        }
+    }
+}
+
 /// What every collection is given.
 #[derive(Clone, Debug)]
 pub struct Context {

@@ -640,13 +640,12 @@ pub(crate) fn part<T>(
     r: Result<T, AwsError>,
     failures: &mut Vec<String>,
 ) -> Result<Option<T>, CollectError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.ends_collection() => Err(e.into()),
-        Err(e) => {
-            failures.push(format!("{}: {e}", what()));
-            Ok(None)
-        }
+    crate::collect::part(what, r, failures)
+}
+
+impl crate::collect::PartError for AwsError {
+    fn ends_collection(&self) -> bool {
+        AwsError::ends_collection(self)
     }
 }
 

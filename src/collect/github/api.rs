@@ -583,3 +583,9 @@ pub(crate) fn seg(s: &str) -> String {
     }
     out
 }
+
+impl crate::collect::PartError for ApiError {
+    fn ends_collection(&self) -> bool {
+        ApiError::ends_collection(self)
+    }
+}

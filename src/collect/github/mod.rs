@@ -372,14 +372,7 @@ pub(crate) fn per_repo<T>(
     r: Result<T, api::ApiError>,
     failures: &mut Vec<String>,
 ) -> Result<Option<T>, CollectError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.ends_collection() => Err(e.into()),
-        Err(e) => {
-            failures.push(format!("{repo}: {what}: {e}"));
-            Ok(None)
-        }
-    }
+    super::part(|| format!("{repo}: {what}"), r, failures)
 }
 
 #[cfg(test)]
