@@ -102,10 +102,7 @@ fn setup() -> Setup {
     let path = dir.path().join("exhibit.toml");
     let mut loaded = exhibit::config::parse(&path, config).unwrap();
     let collector = loaded.collectors.remove(0).collector;
-    let ctx = Context {
-        http: reqwest::Client::new(),
-        cancel: CancellationToken::new(),
-    };
+    let ctx = Context::new(reqwest::Client::new(), CancellationToken::new());
     let target = rt.block_on(collector.targets(&ctx)).unwrap().remove(0);
     Setup {
         rt,

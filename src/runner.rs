@@ -11,6 +11,7 @@ use futures::StreamExt;
 use rand::Rng;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::collect::{CollectError, Context, Snapshot, Target, VERSION};
 use crate::config::CollectorInstance;
@@ -64,12 +65,15 @@ impl Runner {
         let ctx = Context {
             http: self.http.clone(),
             cancel: self.hard_stop.child_token(),
+            clock: self.writer.clock(),
+            span: tracing::info_span!("collect", collector = %inst.name, run = %run.id),
         };
         let started = self.writer.now();
         let targets = match with_retries(inst, &ctx, |ctx| {
             let c = &inst.collector;
             async move { c.targets(&ctx).await }
         })
+        .instrument(ctx.span.clone())
         .await
         {
             (Ok(t), _) => t
@@ -98,9 +102,13 @@ impl Runner {
         };
         let outcomes = futures::stream::iter(targets)
             .map(|target| {
-                let ctx = ctx.clone();
+                let stream = format!("{}/{}", inst.name, target.key);
+                let ctx = Context {
+                    span: tracing::info_span!(parent: &ctx.span, "stream", stream = %stream),
+                    ..ctx.clone()
+                };
+                let span = ctx.span.clone();
                 async move {
-                    let stream = format!("{}/{}", inst.name, target.key);
                     let started = self.writer.now();
                     let previous = match self.writer.previous(&stream).await {
                         Ok(p) => p,
@@ -114,6 +122,7 @@ impl Runner {
                     self.record(inst, run, &target, started, scheduled_for, result, attempts)
                         .await
                 }
+                .instrument(span)
             })
             .buffer_unordered(TARGET_CONCURRENCY)
             .collect::<Vec<_>>()
@@ -301,8 +310,8 @@ where
     loop {
         tries += 1;
         let try_ctx = Context {
-            http: ctx.http.clone(),
             cancel: ctx.cancel.child_token(),
+            ..ctx.clone()
         };
         let guard = try_ctx.cancel.clone().drop_guard();
         let began = Instant::now();
@@ -345,6 +354,84 @@ fn backoff(base: Duration, tries: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::{Collector, Previous};
+    use crate::evidence::keys::Signer;
+    use crate::store::mem::MemStore;
+    use async_trait::async_trait;
+
+    fn fixed_clock() -> DateTime<Utc> {
+        "2026-03-01T12:00:00Z".parse().unwrap()
+    }
+
+    /// Reports what its context says: the time, and the span it runs in.
+    struct Introspect;
+
+    #[async_trait]
+    impl Collector for Introspect {
+        async fn targets(&self, _: &Context) -> Result<Vec<Target>, CollectError> {
+            Ok(vec![Target {
+                key: "only".into(),
+                source: json!({}),
+            }])
+        }
+        async fn collect(
+            &self,
+            ctx: &Context,
+            _: &Target,
+            _: Option<&Previous>,
+        ) -> Result<Snapshot, CollectError> {
+            let in_span = tracing::Span::current().metadata().map(|m| m.name());
+            Ok(Snapshot::new(json!({
+                "now": ctx.now(),
+                "span": ctx.span.metadata().map(|m| m.name()),
+                "current_span": in_span,
+            })))
+        }
+    }
+
+    #[tokio::test]
+    async fn collectors_get_the_writers_clock_and_their_streams_span() {
+        // A subscriber, so that spans are real (without one they are all
+        // disabled and carry no metadata).
+        let _sub = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(std::io::sink)
+                .finish(),
+        );
+        let store: Arc<dyn crate::store::Store> = Arc::new(MemStore::new());
+        let writer = Writer::open(store.clone(), Arc::new(Signer::generate()), "t")
+            .await
+            .unwrap()
+            .with_clock(fixed_clock);
+        let runner = Runner {
+            writer: Arc::new(writer),
+            metrics: Arc::new(Metrics::new()),
+            http: reqwest::Client::new(),
+            hard_stop: CancellationToken::new(),
+            shard: Default::default(),
+        };
+        let mut loaded = crate::config::parse(
+            std::path::Path::new("exhibit.toml"),
+            "[[collectors]]\nname = \"intro\"\nkind = \"command\"\nschedule = \"@daily\"\ncommand = [\"true\"]\n".to_string(),
+        )
+        .unwrap();
+        let mut inst = loaded.collectors.remove(0);
+        inst.collector = Box::new(Introspect);
+        let run = runner
+            .writer
+            .begin_run(crate::evidence::record::Trigger::Manual);
+        let outcomes = runner.run_instance(&inst, &run, None).await;
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0].status, Status::Ok, "{:?}", outcomes[0].error);
+        let shown = crate::browse::show(store.as_ref(), "intro/only")
+            .await
+            .unwrap();
+        let payload = shown.payload.unwrap();
+        assert_eq!(payload["now"], "2026-03-01T12:00:00Z");
+        assert_eq!(shown.statement.predicate.started_at, fixed_clock());
+        assert_eq!(payload["span"], "stream");
+        assert_eq!(payload["current_span"], "stream");
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

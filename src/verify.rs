@@ -256,12 +256,18 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
 
     // Records, by stream.
     let record_keys = store.list("records/").await?;
-    let fetched: Vec<(String, Fetched<Vec<u8>>)> =
+    // Each record is opened as it arrives and its bytes dropped, so that
+    // memory follows the number of records, not their size.
+    let opened: Vec<(String, Fetched<Result<Record, String>>)> =
         futures::stream::iter(record_keys.into_iter().filter(|k| k.ends_with(".json")))
             .map(|k| {
                 let store = store.clone();
+                let keys = &keys;
                 async move {
-                    let r = store.get(&k).await;
+                    let r = store
+                        .get(&k)
+                        .await
+                        .map(|b| b.map(|b| open_record(&b, keys).map_err(|e| e.to_string())));
                     (k, r)
                 }
             })
@@ -270,11 +276,11 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
             .await;
     let mut streams: BTreeMap<String, Vec<Loaded>> = BTreeMap::new();
     let mut record_count = 0;
-    for (key, bytes) in fetched {
-        let Some(bytes) = bytes? else { continue };
+    for (key, opened) in opened {
+        let Some(opened) = opened? else { continue };
         record_count += 1;
         let (stream_from_key, seq_from_key) = split_record_key(&key);
-        match open_record(&bytes, &keys) {
+        match opened {
             Ok(record) => {
                 streams.entry(stream_from_key).or_default().push(Loaded {
                     key,
@@ -282,7 +288,7 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
                     record,
                 });
             }
-            Err(e) => problem(&key, "bad_record", format!("{e}")),
+            Err(e) => problem(&key, "bad_record", e),
         }
     }
 
@@ -308,16 +314,7 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
             .map(|sha| {
                 let store = store.clone();
                 async move {
-                    let key = blob_key(&sha);
-                    let r = match store.get(&key).await {
-                        Ok(Some(bytes)) => tokio::task::spawn_blocking(move || {
-                            Ok(Some((sha256_hex(&bytes), bytes.len() as u64)))
-                        })
-                        .await
-                        .expect("hashing does not panic"),
-                        Ok(None) => Ok(None),
-                        Err(e) => Err(e),
-                    };
+                    let r = store.hash(&blob_key(&sha)).await;
                     (sha, r)
                 }
             })

@@ -156,6 +156,13 @@ impl Writer {
         })
     }
 
+    /// Stamps records by `clock` instead of the system clock (tests that
+    /// need a known time).
+    pub fn with_clock(mut self, clock: fn() -> DateTime<Utc>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Timestamps every checkpoint this writer writes (RFC 3161).
     pub fn with_timestamper(mut self, t: Arc<crate::tsa::Timestamper>) -> Self {
         self.timestamper = Some(t);
@@ -175,6 +182,11 @@ impl Writer {
     /// The current time by the writer's clock.
     pub fn now(&self) -> DateTime<Utc> {
         (self.clock)()
+    }
+
+    /// The writer's clock, for collectors to measure windows by.
+    pub fn clock(&self) -> fn() -> DateTime<Utc> {
+        self.clock
     }
 
     /// Starts a run.

@@ -545,3 +545,415 @@ fn wrong_credentials_are_named_and_the_spool_keeps_the_evidence() {
     assert_eq!(spooled(&ws), 0, "{}", text(&out));
     assert_intact(&ep, "creds", 4);
 }
+
+/// Runs a reading command against a store given on the command line or in
+/// `EXHIBIT_STORE`, with no config, as an auditor would.
+fn read(endpoint: &str, store: &str, via_env: bool, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_exhibit"));
+    if via_env {
+        c.env("EXHIBIT_STORE", store);
+    } else {
+        c.args(["--store", store]);
+    }
+    c.args(args)
+        .env_remove("EXHIBIT_CONFIG")
+        .env("NO_COLOR", "1")
+        .current_dir(std::env::temp_dir());
+    aws_env(&mut c, endpoint);
+    let out = c.output().unwrap();
+    assert_eq!(
+        code(&out),
+        0,
+        "exhibit {args:?} on {store}:\n{}",
+        text(&out)
+    );
+    out
+}
+
+/// Downloads every object under `prefix` into `dir`, keys as paths.
+fn mirror(endpoint: &str, bucket: &str, prefix: &str, dir: &std::path::Path) -> usize {
+    rt().block_on(async {
+        let c = client(endpoint);
+        let mut pages = c
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut n = 0;
+        while let Some(page) = pages.next().await {
+            for o in page.unwrap().contents() {
+                let key = o.key().unwrap();
+                let rel = key.strip_prefix(prefix).unwrap();
+                if rel.starts_with('.') {
+                    continue;
+                }
+                let bytes = c
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .body
+                    .collect()
+                    .await
+                    .unwrap()
+                    .into_bytes();
+                let path = dir.join(rel);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+                n += 1;
+            }
+        }
+        n
+    })
+}
+
+#[test]
+fn every_reading_command_answers_over_s3_as_over_a_directory() {
+    let m = moto();
+    let ep = m.endpoint();
+    make_bucket(&ep, "readers", true);
+    // Two streams: users that change from run to run (for diff), and a
+    // payload of a few MB (streamed from the spool file to S3).
+    let ws = Workspace::new(
+        r#"
+[store]
+location = "s3://readers/org"
+flush_timeout = "10s"
+
+[[collectors]]
+name = "iam"
+kind = "command"
+schedule = "@daily"
+command = ["cat", "users.json"]
+criteria = ["CC6.1"]
+
+[[collectors]]
+name = "big"
+kind = "command"
+schedule = "@daily"
+shell = true
+command = "printf '\"'; head -c 3000000 /dev/zero | base64 -w0; printf '\"'"
+max_output = 8000000
+criteria = ["CC7.2"]
+"#,
+    );
+    let states = [
+        r#"{"users": [{"arn": "u/alice", "mfa": true}, {"arn": "u/bob", "mfa": true}]}"#,
+        r#"{"users": [{"arn": "u/alice", "mfa": true}, {"arn": "u/bob", "mfa": false}]}"#,
+        r#"{"users": [{"arn": "u/bob", "mfa": false}, {"arn": "u/carol", "mfa": true}]}"#,
+    ];
+    for users in states {
+        std::fs::write(ws.path().join("users.json"), users).unwrap();
+        let out = collect(&ws, &ep);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+    }
+    assert_eq!(spooled(&ws), 0, "the spool drained");
+
+    // The big payload arrived whole, with S3's own whole-object SHA-256.
+    let shown = read(
+        &ep,
+        "s3://readers/org",
+        false,
+        &["show", "big/local", "--json"],
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let sha = shown["statement"]["subject"][0]["digest"]["sha256"]
+        .as_str()
+        .expect("the record names its payload")
+        .to_string();
+    let len = shown["payload"]["output"].as_str().map_or(0, str::len);
+    assert_eq!(len, 4_000_000, "the payload as collected");
+    let blobs = keys(&ep, "readers", "org/blobs/");
+    assert!(!blobs.is_empty());
+    rt().block_on(async {
+        let c = client(&ep);
+        let mut found = false;
+        for key in &blobs {
+            let head = c
+                .head_object()
+                .bucket("readers")
+                .key(key)
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await
+                .unwrap();
+            if head.content_length().unwrap_or(0) < 4_000_000 {
+                continue;
+            }
+            found = true;
+            let hex = key.rsplit('/').next().unwrap();
+            let want = base64::engine::general_purpose::STANDARD.encode(hex::decode(hex).unwrap());
+            assert_eq!(head.checksum_sha256(), Some(want.as_str()), "{key}");
+            assert_eq!(sha, hex, "the one large blob is the big payload");
+        }
+        assert!(found, "no large blob among {blobs:?}");
+    });
+
+    // The same store as a directory: every reading command must say the
+    // same of both.
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("store");
+    let copied = mirror(&ep, "readers", "org/", &local);
+    assert!(copied >= 6 + 3, "objects mirrored: {copied}");
+    let local = local.to_str().unwrap().to_string();
+    let same = |args: &[&str]| {
+        let s3 = read(&ep, "s3://readers/org", false, args);
+        let fs = read(&ep, &local, false, args);
+        let s3 = String::from_utf8(s3.stdout)
+            .unwrap()
+            .replace("s3://readers/org/", "STORE")
+            .replace("s3://readers/org", "STORE");
+        let fs = String::from_utf8(fs.stdout)
+            .unwrap()
+            .replace(&local, "STORE");
+        assert_eq!(s3, fs, "exhibit {args:?}");
+        s3
+    };
+    let list = same(&["list", "--json"]);
+    assert!(
+        list.contains("iam/local") && list.contains("big/local"),
+        "{list}"
+    );
+    let show = same(&["show", "iam/local@2", "--json"]);
+    assert!(show.contains("u/bob"), "{show}");
+    let diff = same(&["diff", "iam/local", "--json"]);
+    let d: serde_json::Value = serde_json::from_str(&diff).unwrap();
+    let paths: Vec<&str> = d["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.contains("u/alice")) && paths.iter().any(|p| p.contains("u/carol")),
+        "{paths:?}"
+    );
+    let verified = same(&["verify", "--coverage", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&verified).unwrap();
+    assert_eq!(v["intact"], true, "{v:#}");
+    assert_eq!(v["records"], 6);
+    same(&["diff", "iam/local", "1", "3"]);
+
+    // EXHIBIT_STORE names the store as well as --store does.
+    let via_env = read(&ep, "s3://readers/org", true, &["list", "--json"]);
+    assert_eq!(
+        String::from_utf8(via_env.stdout)
+            .unwrap()
+            .replace("s3://readers/org", "STORE"),
+        list
+    );
+
+    // A sample drawn from S3 holds what one drawn from the directory holds,
+    // and verifies.
+    let mut manifests = Vec::new();
+    for store in ["s3://readers/org", local.as_str()] {
+        let out = dir
+            .path()
+            .join(format!("bundle-{}.tar.gz", manifests.len()));
+        read(
+            &ep,
+            store,
+            false,
+            &[
+                "sample",
+                "--from",
+                "2000-01-01",
+                "--to",
+                "2100-01-01",
+                "--seed",
+                "audit-2026",
+                "--size",
+                "2",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        let verdict = read(
+            &ep,
+            store,
+            false,
+            &["verify", "--bundle", out.to_str().unwrap(), "--json"],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&verdict.stdout).unwrap();
+        assert_eq!(v["intact"], true, "{v:#}");
+        let (_guard, root) = common::unpack(&out);
+        // sample.json and the README name the store sampled; the rest is
+        // evidence and must be byte for byte the same.
+        let listing = std::fs::read_to_string(root.join("MANIFEST.sha256")).unwrap();
+        let evidence: Vec<String> = listing
+            .lines()
+            .filter(|l| !l.ends_with("sample.json") && !l.ends_with("README.md"))
+            .map(str::to_string)
+            .collect();
+        assert!(evidence.len() >= 6, "{listing}");
+        manifests.push(evidence);
+    }
+    assert_eq!(manifests[0], manifests[1], "the same sample from both");
+
+    // The OSCAL export references the same evidence by hash.
+    let hashes = |store: &str| {
+        let out = read(
+            &ep,
+            store,
+            false,
+            &[
+                "export",
+                "--format",
+                "oscal",
+                "--from",
+                "2000-01-01",
+                "--to",
+                "2100-01-01",
+            ],
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut found: Vec<String> = Vec::new();
+        collect_sha256(&doc, &mut found);
+        found.sort();
+        found
+    };
+    let from_s3 = hashes("s3://readers/org");
+    assert!(from_s3.len() >= 6, "{from_s3:?}");
+    assert_eq!(from_s3, hashes(&local));
+}
+
+/// Every 64-hex-digit string in a document.
+fn collect_sha256(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s)
+            if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            out.push(s.clone())
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_sha256(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| collect_sha256(x, out)),
+        _ => {}
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf))
+}
+
+/// The value of an unlabelled gauge in a Prometheus text page.
+fn gauge(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_daemon_collects_through_an_outage_and_ships_with_backoff_afterwards() {
+    let m = Moto::start();
+    let relay = Relay::new(m.port);
+    let ep = relay.endpoint();
+    make_bucket(&ep, "daemon", true);
+    let ws = Workspace::new(
+        r#"
+[agent]
+shutdown_grace = "5s"
+
+[store]
+location = "s3://daemon/org"
+flush_timeout = "10s"
+
+[[collectors]]
+name = "u"
+kind = "command"
+schedule = "*/2 * * * * *"
+command = ["echo", "{\"n\":1}"]
+"#,
+    );
+    let port = free_port();
+    let log_path = ws.path().join("daemon.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut c = ws.cmd(&["run", "--admin-listen", &format!("127.0.0.1:{port}")]);
+    aws_env(&mut c, &ep);
+    let mut daemon = c.stdout(Stdio::null()).stderr(log).spawn().unwrap();
+    let records = |endpoint: &str| keys(endpoint, "daemon", "org/records/u/local/").len();
+    wait_until("two records shipped", 30, || records(&m.endpoint()) >= 2);
+
+    relay.stop();
+    let shipped_before = records(&m.endpoint());
+    // Collection goes on; the spool grows, the metrics and the log say so.
+    let metrics = || {
+        http_get(port, "/metrics")
+            .map(|(_, p)| p)
+            .unwrap_or_default()
+    };
+    wait_until("a spool of at least 6 objects", 40, || {
+        gauge(&metrics(), "exhibit_spool_depth").unwrap_or(0.0) >= 6.0
+    });
+    let page = metrics();
+    assert!(
+        gauge(&page, "exhibit_spool_oldest_age_seconds").unwrap_or(0.0) >= 1.0,
+        "{page}"
+    );
+    assert_eq!(
+        http_get(port, "/healthz").map(|(s, _)| s),
+        Some(200),
+        "an unreachable store does not make the agent unhealthy"
+    );
+    assert!(
+        records(&m.endpoint()) <= shipped_before + 1,
+        "shipped while cut off"
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("cannot ship to the store; evidence stays in the spool"),
+        "the growing spool is logged:\n{log}"
+    );
+
+    relay.start();
+    // The shipper retries with backoff (at most a minute between tries).
+    wait_until("the backlog shipped", 90, || {
+        records(&m.endpoint()) >= shipped_before + 3
+            && gauge(&metrics(), "exhibit_spool_depth").unwrap_or(99.0) < 4.0
+    });
+    sigterm_and_wait(&mut daemon);
+    assert_eq!(spooled(&ws), 0, "shutdown flushes the spool");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("spool drained"), "{log}");
+    let n = records(&ep);
+    assert!(n >= shipped_before + 3, "records: {n}");
+    assert_intact(&ep, "daemon", n);
+}
+
+fn sigterm_and_wait(child: &mut std::process::Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert!(s.success(), "the daemon exited with {s}");
+            return;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("the daemon did not exit after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

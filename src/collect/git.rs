@@ -191,8 +191,8 @@ impl Collector for GitCollector {
                 )
             }
             other => {
-                let since = chrono::Utc::now()
-                    - chrono::Duration::from_std(self.initial_window).unwrap_or_default();
+                let since =
+                    ctx.now() - chrono::Duration::from_std(self.initial_window).unwrap_or_default();
                 let since_arg = format!("--since={}", since.to_rfc3339());
                 let log = self
                     .git(ctx, &["log", &format, &max, &since_arg, &head, "--"])

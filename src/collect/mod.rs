@@ -142,6 +142,32 @@ pub struct Context {
     pub http: reqwest::Client,
     /// Cancelled when the agent shuts down or the attempt times out.
     pub cancel: CancellationToken,
+    /// The agent's clock, the one its records are stamped by: a window
+    /// such as "since the previous record" must be measured on the same
+    /// clock as the record's own times, or evidence falls between two runs.
+    pub clock: fn() -> DateTime<Utc>,
+    /// The span of this collection (collector, and stream once known).
+    /// Events logged inside a collection carry it already; a collector that
+    /// spawns tasks instruments them with it, so that their logs say which
+    /// instance and stream they belong to.
+    pub span: tracing::Span,
+}
+
+impl Context {
+    /// A context on the system clock, under the current span.
+    pub fn new(http: reqwest::Client, cancel: CancellationToken) -> Self {
+        Context {
+            http,
+            cancel,
+            clock: Utc::now,
+            span: tracing::Span::current(),
+        }
+    }
+
+    /// The current time by the agent's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
 }
 
 /// A collector kind's implementation for one configured instance.

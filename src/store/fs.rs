@@ -150,6 +150,18 @@ impl Store for FsStore {
         }
     }
 
+    async fn hash(&self, key: &str) -> Result<Option<(String, u64)>, StoreError> {
+        let path = self.path(key)?;
+        match tokio::task::spawn_blocking(move || super::hash_file(&path))
+            .await
+            .expect("hashing does not panic")
+        {
+            Ok(h) => Ok(Some(h)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(key, e)),
+        }
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let this = self.clone();
         let prefix = prefix.to_string();

@@ -99,6 +99,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         self.put_new(key, &bytes).await
     }
 
+    /// Like [`Store::put_new`], from a file that stays in place: the spool
+    /// ships its objects this way, so that a large payload is streamed to the
+    /// store rather than held in memory.
+    async fn put_new_from_path(&self, key: &str, path: &Path) -> Result<(), StoreError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| StoreError::io(key, e))?;
+        self.put_new(key, &bytes).await
+    }
+
+    /// The SHA-256 (hex) and size of the object at `key`, or `None` when it
+    /// does not exist. Backends read the object in pieces, so that checking
+    /// a large payload never holds it in memory whole.
+    async fn hash(&self, key: &str) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(self
+            .get(key)
+            .await?
+            .map(|b| (crate::evidence::sha256_hex(&b), b.len() as u64)))
+    }
+
     /// Writes accepted but not yet in the store proper (a spool's backlog);
     /// `None` for stores that write straight through.
     fn backlog(&self) -> Option<Backlog> {
@@ -108,6 +128,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn flush(&self, _wait: Duration) -> u64 {
         0
     }
+}
+
+/// The SHA-256 (hex) and length of a file, read in pieces.
+pub(crate) fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), len))
 }
 
 /// A spool's backlog.

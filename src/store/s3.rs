@@ -257,17 +257,41 @@ impl S3Store {
     async fn put(
         &self,
         object_key: &str,
-        bytes: &[u8],
+        body: Body<'_>,
         condition: Condition<'_>,
         retain: Duration,
     ) -> Result<Option<String>, PutError> {
-        let sha = sha2::Sha256::digest(bytes);
+        let (sha, body) = match body {
+            Body::Bytes(bytes) => (
+                sha2::Sha256::digest(bytes).to_vec(),
+                ByteStream::from(bytes.to_vec()),
+            ),
+            // Hashed first, then streamed: S3 checks the whole-object
+            // checksum against the bytes it received, and the payload is
+            // never in memory whole. (A single PUT takes up to 5 GB; a
+            // multipart upload would record only a checksum of part
+            // checksums, which no auditor can recompute with sha256sum.)
+            Body::File(path) => {
+                let p = path.to_path_buf();
+                let (hex_sha, _) = tokio::task::spawn_blocking(move || super::hash_file(&p))
+                    .await
+                    .expect("hashing does not panic")
+                    .map_err(|e| PutError::Store(StoreError::io(path.display().to_string(), e)))?;
+                let stream = ByteStream::from_path(path).await.map_err(|e| {
+                    PutError::Store(StoreError::Remote {
+                        what: format!("writing {object_key}"),
+                        message: format!("reading {}: {e}", path.display()),
+                    })
+                })?;
+                (hex::decode(hex_sha).expect("hex from hash_file"), stream)
+            }
+        };
         let mut req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(object_key)
-            .body(ByteStream::from(bytes.to_vec()))
+            .body(body)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(sha))
             .object_lock_mode(ObjectLockMode::Compliance)
@@ -310,7 +334,7 @@ impl S3Store {
                     what: format!("s3://{}/{object_key}", self.bucket),
                     message: format!("reading the body: {e}"),
                 })?;
-                Ok(Some((body.into_bytes().to_vec(), etag)))
+                Ok(Some((Vec::from(body.into_bytes()), etag)))
             }
             Err(e) if e.code() == Some("NoSuchKey") || status(&e) == Some(404) => Ok(None),
             Err(e) => Err(self.remote_error(&format!("reading {object_key}"), &e)),
@@ -363,6 +387,12 @@ where
             format!("cannot reach the store: {text}")
         }
     }
+}
+
+/// What a PUT sends.
+enum Body<'a> {
+    Bytes(&'a [u8]),
+    File(&'a std::path::Path),
 }
 
 enum Condition<'a> {
@@ -469,7 +499,7 @@ impl S3Store {
             match self
                 .put(
                     object_key,
-                    &self.lease_body(),
+                    Body::Bytes(&self.lease_body()),
                     condition,
                     self.opts.lease_ttl,
                 )
@@ -504,13 +534,69 @@ impl Store for S3Store {
         // guarantees one writer per stream, and by content addressing
         // (a blob's key is its hash).
         match self
-            .put(&object_key, bytes, Condition::New, self.opts.retention)
+            .put(
+                &object_key,
+                Body::Bytes(bytes),
+                Condition::New,
+                self.opts.retention,
+            )
             .await
         {
             Ok(_) => Ok(()),
             Err(PutError::Precondition) => Err(StoreError::Exists(key.to_string())),
             Err(PutError::Store(e)) => Err(e),
         }
+    }
+
+    async fn put_new_from_path(&self, key: &str, path: &std::path::Path) -> Result<(), StoreError> {
+        validate_key(key)?;
+        self.check_bucket().await?;
+        let object_key = self.object_key(key);
+        match self
+            .put(
+                &object_key,
+                Body::File(path),
+                Condition::New,
+                self.opts.retention,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(PutError::Precondition) => Err(StoreError::Exists(key.to_string())),
+            Err(PutError::Store(e)) => Err(e),
+        }
+    }
+
+    async fn hash(&self, key: &str) -> Result<Option<(String, u64)>, StoreError> {
+        validate_key(key)?;
+        let object_key = self.object_key(key);
+        let what = || format!("s3://{}/{object_key}", self.bucket);
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&object_key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.code() == Some("NoSuchKey") || status(&e) == Some(404) => return Ok(None),
+            Err(e) => return Err(self.remote_error(&format!("reading {object_key}"), &e)),
+        };
+        // The body is hashed as it arrives: what S3 holds, not what it says
+        // it holds (its recorded checksum is the writer's word).
+        let mut body = out.body;
+        let mut hasher = sha2::Sha256::new();
+        let mut len = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| StoreError::Remote {
+                what: what(),
+                message: format!("reading the body: {e}"),
+            })?;
+            hasher.update(&chunk);
+            len += chunk.len() as u64;
+        }
+        Ok(Some((hex::encode(hasher.finalize()), len)))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -582,7 +668,7 @@ impl Store for S3Store {
                 match store
                     .put(
                         &key,
-                        &store.lease_body(),
+                        Body::Bytes(&store.lease_body()),
                         Condition::Replace(&etag),
                         store.opts.lease_ttl,
                     )

@@ -129,6 +129,43 @@ impl Spool {
         Ok(id)
     }
 
+    /// Takes a write into the queue: the entry first, then the object (by
+    /// `write`), so that shipping order is the order writes completed in.
+    async fn enqueue(
+        &self,
+        key: &str,
+        write: impl std::future::Future<Output = Result<(), StoreError>>,
+    ) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        if inner.shipped.exists(key).await? {
+            return Err(StoreError::Exists(key.to_string()));
+        }
+        let mut next = inner.next_seq.lock().await;
+        let seq = *next;
+        let entry = inner.dir.join("queue").join(format!("{seq:020}"));
+        let dir = inner.dir.clone();
+        let k = key.to_string();
+        let e2 = entry.clone();
+        tokio::task::spawn_blocking(move || write_durably(&e2, k.as_bytes()))
+            .await
+            .expect("spool writes do not panic")
+            .map_err(|e| StoreError::io(dir.display().to_string(), e))?;
+        if let Err(e) = write.await {
+            remove_spooled(&entry);
+            return Err(e);
+        }
+        *next = seq + 1;
+        let before = inner.depth.fetch_add(1, Ordering::Relaxed);
+        if before == 0 {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            inner.oldest.store(now, Ordering::Relaxed);
+        }
+        inner.committed.send_replace(seq);
+        Ok(())
+    }
+
     /// Unshipped writes.
     pub fn depth(&self) -> u64 {
         self.inner.depth.load(Ordering::Relaxed)
@@ -186,19 +223,22 @@ impl Inner {
         let key = std::fs::read_to_string(entry)
             .map_err(|e| StoreError::io(entry.display().to_string(), e))?;
         let key = key.trim();
-        let Some(bytes) = self.objects.get(key).await? else {
+        let object = self.objects.root().join(key);
+        if !object.exists() {
             // Unfinished or already shipped (see the module docs).
             remove_spooled(entry);
             self.depth.fetch_sub(1, Ordering::Relaxed);
             return Ok(());
-        };
-        match self.remote.put_new(key, &bytes).await {
+        }
+        // Streamed from the file: a large payload is never held in memory.
+        match self.remote.put_new_from_path(key, &object).await {
             Ok(()) => {}
             Err(StoreError::Exists(_)) => {
-                if self.remote.get(key).await?.as_deref() != Some(&bytes[..]) {
+                let ours = self.objects.hash(key).await?;
+                if self.remote.hash(key).await? != ours {
                     let parked = self.dir.join("conflicts").join(format!("{seq:020}"));
                     tracing::error!(key, parked = %parked.display(), "the store holds different bytes under this key; the spooled object is kept in the spool and not shipped");
-                    let _ = std::fs::rename(self.dir.join("objects").join(key), &parked);
+                    let _ = std::fs::rename(&object, &parked);
                     remove_spooled(entry);
                     self.depth.fetch_sub(1, Ordering::Relaxed);
                     return Ok(());
@@ -209,12 +249,13 @@ impl Inner {
         self.mark_synced();
         self.offline.store(false, Ordering::Relaxed);
         if !key.starts_with("blobs/") {
+            let bytes = std::fs::read(&object).map_err(|e| StoreError::io(key, e))?;
             match self.shipped.put_new(key, &bytes).await {
                 Ok(()) | Err(StoreError::Exists(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        remove_spooled(&self.dir.join("objects").join(key));
+        remove_spooled(&object);
         remove_spooled(entry);
         self.depth.fetch_sub(1, Ordering::Relaxed);
         Ok(())
@@ -242,10 +283,14 @@ async fn ship_forever(inner: Arc<Inner>) {
         let depth = inner.depth.load(Ordering::Relaxed);
         match result {
             Ok(()) => {
-                if warned_depth > 0 && depth == 0 {
-                    tracing::info!("spool drained; the store has all evidence");
+                // Said once the backlog is gone, not merely shrinking: new
+                // evidence keeps arriving while the old is shipped.
+                if depth == 0 {
+                    if warned_depth > 0 {
+                        tracing::info!("spool drained; the store has all evidence");
+                    }
+                    warned_depth = 0;
                 }
-                warned_depth = 0;
                 backoff = Duration::from_secs(1);
                 if *committed.borrow() == upto && committed.changed().await.is_err() {
                     return;
@@ -277,34 +322,31 @@ impl Lease for SpoolLease {}
 #[async_trait]
 impl Store for Spool {
     async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let inner = &self.inner;
-        if inner.shipped.exists(key).await? {
-            return Err(StoreError::Exists(key.to_string()));
-        }
-        let mut next = inner.next_seq.lock().await;
-        let seq = *next;
-        let entry = inner.dir.join("queue").join(format!("{seq:020}"));
-        let dir = inner.dir.clone();
-        let k = key.to_string();
-        tokio::task::spawn_blocking(move || write_durably(&entry, k.as_bytes()))
+        self.enqueue(key, self.inner.objects.put_new(key, bytes))
             .await
-            .expect("spool writes do not panic")
-            .map_err(|e| StoreError::io(dir.display().to_string(), e))?;
-        let entry = inner.dir.join("queue").join(format!("{seq:020}"));
-        if let Err(e) = inner.objects.put_new(key, bytes).await {
-            remove_spooled(&entry);
-            return Err(e);
+    }
+
+    fn staging_dir(&self) -> Option<PathBuf> {
+        self.inner.objects.staging_dir()
+    }
+
+    async fn put_new_file(
+        &self,
+        key: &str,
+        file: tempfile::NamedTempFile,
+    ) -> Result<(), StoreError> {
+        self.enqueue(key, self.inner.objects.put_new_file(key, file))
+            .await
+    }
+
+    async fn hash(&self, key: &str) -> Result<Option<(String, u64)>, StoreError> {
+        if let Some(h) = self.inner.objects.hash(key).await? {
+            return Ok(Some(h));
         }
-        *next = seq + 1;
-        let before = inner.depth.fetch_add(1, Ordering::Relaxed);
-        if before == 0 {
-            let now = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            inner.oldest.store(now, Ordering::Relaxed);
+        if let Some(h) = self.inner.shipped.hash(key).await? {
+            return Ok(Some(h));
         }
-        inner.committed.send_replace(seq);
-        Ok(())
+        self.inner.remote.hash(key).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -65,7 +65,7 @@ impl Kind for PullRequests {
         ctx: &Context,
         previous: Option<&Previous>,
     ) -> Result<Snapshot, CollectError> {
-        let until = Utc::now();
+        let until = ctx.now();
         let since = since(previous, until, self.initial_window);
         let mut failures = Vec::new();
         let repos = super::covered_repos(api, common, ctx, &mut failures).await?;

@@ -1198,8 +1198,7 @@ impl Collector for HttpCollector {
         // Relative minutes sidestep the vendor's idea of time zones.
         let mut vars = self.vars.clone();
         let window = match previous {
-            Some(p) => ((chrono::Utc::now() - p.finished_at).num_minutes().max(0)
-                + WINDOW_OVERLAP_MINUTES)
+            Some(p) => ((ctx.now() - p.finished_at).num_minutes().max(0) + WINDOW_OVERLAP_MINUTES)
                 .to_string(),
             None => self
                 .vars
