@@ -232,15 +232,12 @@ impl Collector for CommandCollector {
 fn parse_output(mut file: std::fs::File) -> std::io::Result<(&'static str, Value)> {
     use std::io::{Read, Seek, SeekFrom};
     file.seek(SeekFrom::Start(0))?;
-    // Parsed from the file rather than from a copy in memory: the output
-    // then exists in memory once, as the payload, whatever its size.
-    let reader = std::io::BufReader::with_capacity(1 << 20, &file);
-    if let Ok(v) = serde_json::from_reader::<_, Value>(reader) {
-        return Ok(("json", v));
-    }
-    file.seek(SeekFrom::Start(0))?;
+    // Exactly sized: the bytes and the parsed value are the only copies.
     let mut bytes = Vec::with_capacity(file.metadata()?.len() as usize);
     file.read_to_end(&mut bytes)?;
+    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+        return Ok(("json", v));
+    }
     let text = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
