@@ -50,6 +50,14 @@ pub async fn run(
         tracing::warn!("no enabled collectors: nothing will be scheduled");
     }
 
+    // What each schedule allows between two successes, for the staleness
+    // alert; computed once, since a dense schedule takes a scan to measure.
+    let now = runner.writer.now();
+    for inst in &instances {
+        if let Some(gap) = inst.schedule.longest_gap_after(now) {
+            runner.metrics.expected_interval(&inst.name, gap.as_secs());
+        }
+    }
     let behind = record_downtime(&runner, &instances).await?;
     let permits = Arc::new(Semaphore::new(config.agent.concurrency));
     ready.store(true, Ordering::SeqCst);

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the agent, served by the admin endpoint.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
@@ -18,6 +19,10 @@ pub struct Metrics {
     duration: Family<Labels, Histogram>,
     last_success: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     last_attempt: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    expected_interval: Family<Labels, Gauge>,
+    /// Longest gap of each collector instance's schedule, in seconds; set
+    /// by the scheduler, exported per stream once the stream is seen.
+    intervals: Mutex<HashMap<String, i64>>,
     missed: Family<Labels, Counter>,
     records: Counter,
     in_flight: Gauge,
@@ -50,6 +55,7 @@ impl Metrics {
         });
         let last_success = Family::default();
         let last_attempt = Family::default();
+        let expected_interval = Family::default();
         let missed = Family::default();
         let records = Counter::default();
         let in_flight = Gauge::default();
@@ -72,6 +78,11 @@ impl Metrics {
             "last_attempt_timestamp_seconds",
             "Unix time of the last collection attempt per stream",
             last_attempt.clone(),
+        );
+        registry.register(
+            "stream_expected_interval_seconds",
+            "Longest wait between two consecutive slots of the stream's schedule: its last success may be this old on schedule",
+            expected_interval.clone(),
         );
         registry.register(
             "missed_slots",
@@ -122,9 +133,35 @@ impl Metrics {
             duration,
             last_success,
             last_attempt,
+            expected_interval,
+            intervals: Mutex::new(HashMap::new()),
             missed,
             records,
             in_flight,
+        }
+    }
+
+    /// Sets how long `collector`'s schedule may leave between two slots
+    /// (see [`crate::schedule::Schedule::longest_gap_after`]); each of its
+    /// streams exports it from its first attempt on, with the same labels
+    /// as its last-success gauge, so that an alert can compare the two.
+    pub fn expected_interval(&self, collector: &str, seconds: u64) {
+        let secs = i64::try_from(seconds).unwrap_or(i64::MAX);
+        self.intervals
+            .lock()
+            .expect("metrics lock")
+            .insert(collector.to_string(), secs);
+    }
+
+    fn stream_seen(&self, l: &Labels, collector: &str) {
+        let secs = self
+            .intervals
+            .lock()
+            .expect("metrics lock")
+            .get(collector)
+            .copied();
+        if let Some(secs) = secs {
+            self.expected_interval.get_or_create(l).set(secs);
         }
     }
 
@@ -134,6 +171,7 @@ impl Metrics {
             ("collector".to_string(), collector.to_string()),
             ("stream".to_string(), stream.to_string()),
         ];
+        self.stream_seen(&l, collector);
         let mut with_status = l.clone();
         with_status.push(("status".into(), status.into()));
         self.runs.get_or_create(&with_status).inc();
@@ -151,6 +189,7 @@ impl Metrics {
             ("collector".to_string(), collector.to_string()),
             ("stream".to_string(), stream.to_string()),
         ];
+        self.stream_seen(&l, collector);
         self.missed.get_or_create(&l).inc_by(n);
         self.records.inc();
     }
@@ -212,6 +251,26 @@ mod tests {
             text.contains(
                 r#"exhibit_tsa_requests_total{tsa="tsa.example:318",result="unreachable"} 2"#
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_stream_exports_its_schedules_longest_gap() {
+        let m = Metrics::new();
+        m.expected_interval("weekdays", 3 * 86_400);
+        m.observe("weekdays", "weekdays/acme", "ok", 0.1, 1.0e9);
+        m.observe("unscheduled", "unscheduled/x", "ok", 0.1, 1.0e9);
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"exhibit_stream_expected_interval_seconds{collector="weekdays",stream="weekdays/acme"} 259200"#
+            ),
+            "{text}"
+        );
+        // `collect` runs without a schedule: no interval is invented.
+        assert!(
+            !text.contains(r#"exhibit_stream_expected_interval_seconds{collector="unscheduled""#),
             "{text}"
         );
     }
