@@ -11,7 +11,7 @@
 //! ran out, or a second signal) cancels them, and they still write their
 //! failed records and checkpoints before the process exits.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -50,6 +50,7 @@ pub async fn run(
         tracing::warn!("no enabled collectors: nothing will be scheduled");
     }
 
+    measure_schedules(&instances, &runner, stop.clone());
     let behind = record_downtime(&runner, &instances).await?;
     let permits = Arc::new(Semaphore::new(config.agent.concurrency));
     ready.store(true, Ordering::SeqCst);
@@ -104,6 +105,37 @@ async fn watch_signals(stop: CancellationToken, hard_stop: CancellationToken, gr
         _ = hard_stop.cancelled() => {}
     }
     hard_stop.cancel();
+}
+
+/// Publishes what each schedule allows between two successes, for the
+/// staleness alert. A dense schedule takes a scan of many slots to measure,
+/// so this runs beside the scheduler instead of delaying it, once per
+/// distinct expression, and gives up on shutdown.
+fn measure_schedules(
+    instances: &[Arc<CollectorInstance>],
+    runner: &Runner,
+    stop: CancellationToken,
+) {
+    let schedules: Vec<(String, crate::schedule::Schedule)> = instances
+        .iter()
+        .map(|i| (i.name.clone(), i.schedule.clone()))
+        .collect();
+    let metrics = runner.metrics.clone();
+    let now = runner.writer.now();
+    tokio::task::spawn_blocking(move || {
+        let mut gaps: HashMap<String, Option<Duration>> = HashMap::new();
+        for (name, schedule) in schedules {
+            if stop.is_cancelled() {
+                return;
+            }
+            let gap = *gaps
+                .entry(schedule.expression().to_string())
+                .or_insert_with(|| schedule.longest_gap_after(now));
+            if let Some(gap) = gap {
+                metrics.expected_interval(&name, gap.as_secs());
+            }
+        }
+    });
 }
 
 /// Finds, for every stream of every instance, the slots that passed since

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the agent, served by the admin endpoint.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
@@ -18,6 +19,11 @@ pub struct Metrics {
     duration: Family<Labels, Histogram>,
     last_success: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     last_attempt: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    expected_interval: Family<Labels, Gauge>,
+    /// Per collector instance: the longest gap of its schedule, in seconds
+    /// (set by the scheduler), and the streams seen so far; each stream
+    /// exports the gap once both are known.
+    intervals: Mutex<HashMap<String, Schedules>>,
     missed: Family<Labels, Counter>,
     records: Counter,
     in_flight: Gauge,
@@ -25,6 +31,19 @@ pub struct Metrics {
     spool_age: Gauge,
     tsa_requests: Family<Labels, Counter>,
     untimestamped: Gauge,
+}
+
+#[derive(Default)]
+struct Schedules {
+    gap: Option<i64>,
+    streams: BTreeSet<String>,
+}
+
+fn labels(collector: &str, stream: &str) -> Labels {
+    vec![
+        ("collector".to_string(), collector.to_string()),
+        ("stream".to_string(), stream.to_string()),
+    ]
 }
 
 impl std::fmt::Debug for Metrics {
@@ -50,6 +69,7 @@ impl Metrics {
         });
         let last_success = Family::default();
         let last_attempt = Family::default();
+        let expected_interval = Family::default();
         let missed = Family::default();
         let records = Counter::default();
         let in_flight = Gauge::default();
@@ -72,6 +92,11 @@ impl Metrics {
             "last_attempt_timestamp_seconds",
             "Unix time of the last collection attempt per stream",
             last_attempt.clone(),
+        );
+        registry.register(
+            "stream_expected_interval_seconds",
+            "Longest wait between two consecutive slots of the stream's schedule: its last success may be this old on schedule",
+            expected_interval.clone(),
         );
         registry.register(
             "missed_slots",
@@ -122,9 +147,39 @@ impl Metrics {
             duration,
             last_success,
             last_attempt,
+            expected_interval,
+            intervals: Mutex::new(HashMap::new()),
             missed,
             records,
             in_flight,
+        }
+    }
+
+    /// Sets how long `collector`'s schedule may leave between two slots
+    /// (see [`crate::schedule::Schedule::longest_gap_after`]); each of its
+    /// streams exports it, from its first attempt on or from now if it was
+    /// seen before, with the same labels as its last-success gauge, so that
+    /// an alert can compare the two.
+    pub fn expected_interval(&self, collector: &str, seconds: u64) {
+        let secs = i64::try_from(seconds).unwrap_or(i64::MAX);
+        let mut all = self.intervals.lock().expect("metrics lock");
+        let entry = all.entry(collector.to_string()).or_default();
+        entry.gap = Some(secs);
+        for stream in &entry.streams {
+            self.expected_interval
+                .get_or_create(&labels(collector, stream))
+                .set(secs);
+        }
+    }
+
+    fn stream_seen(&self, l: &Labels, collector: &str, stream: &str) {
+        let mut all = self.intervals.lock().expect("metrics lock");
+        let entry = all.entry(collector.to_string()).or_default();
+        if !entry.streams.contains(stream) {
+            entry.streams.insert(stream.to_string());
+        }
+        if let Some(secs) = entry.gap {
+            self.expected_interval.get_or_create(l).set(secs);
         }
     }
 
@@ -134,6 +189,7 @@ impl Metrics {
             ("collector".to_string(), collector.to_string()),
             ("stream".to_string(), stream.to_string()),
         ];
+        self.stream_seen(&l, collector, stream);
         let mut with_status = l.clone();
         with_status.push(("status".into(), status.into()));
         self.runs.get_or_create(&with_status).inc();
@@ -151,6 +207,7 @@ impl Metrics {
             ("collector".to_string(), collector.to_string()),
             ("stream".to_string(), stream.to_string()),
         ];
+        self.stream_seen(&l, collector, stream);
         self.missed.get_or_create(&l).inc_by(n);
         self.records.inc();
     }
@@ -212,6 +269,28 @@ mod tests {
             text.contains(
                 r#"exhibit_tsa_requests_total{tsa="tsa.example:318",result="unreachable"} 2"#
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn each_stream_exports_its_schedules_longest_gap() {
+        let m = Metrics::new();
+        // Seen before the scheduler has measured its schedule, and after.
+        m.observe("weekdays", "weekdays/acme", "ok", 0.1, 1.0e9);
+        m.expected_interval("weekdays", 3 * 86_400);
+        m.observe("weekdays", "weekdays/globex", "ok", 0.1, 1.0e9);
+        m.observe("unscheduled", "unscheduled/x", "ok", 0.1, 1.0e9);
+        let text = m.render();
+        for stream in ["weekdays/acme", "weekdays/globex"] {
+            let line = format!(
+                r#"exhibit_stream_expected_interval_seconds{{collector="weekdays",stream="{stream}"}} 259200"#
+            );
+            assert!(text.contains(&line), "{text}");
+        }
+        // `collect` runs without a schedule: no interval is invented.
+        assert!(
+            !text.contains(r#"exhibit_stream_expected_interval_seconds{collector="unscheduled""#),
             "{text}"
         );
     }

@@ -708,6 +708,14 @@ command = ["echo", "{\"tick\": 1}"]
         ),
         "{metrics}"
     );
+    // What the schedule allows between two successes, for the staleness
+    // alert: two seconds for `*/2 * * * * *`.
+    assert!(
+        metrics.contains(
+            "exhibit_stream_expected_interval_seconds{collector=\"tick\",stream=\"tick/local\"} 2\n"
+        ),
+        "{metrics}"
+    );
     sigterm(&d);
     assert!(wait_exit(&mut d, Duration::from_secs(10)).success());
     let probe = ws.run(&["health", "--addr", &addr]);

@@ -30,6 +30,10 @@ command -v podman >/dev/null || need_apt+=(podman)
 command -v runc >/dev/null || need_apt+=(runc)
 command -v musl-gcc >/dev/null || need_apt+=(musl-tools)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+# The container test reads /metrics from inside the container's network
+# namespace (nsenter, from util-linux, with curl).
+command -v curl >/dev/null || need_apt+=(curl)
+command -v nsenter >/dev/null || need_apt+=(util-linux)
 # The HTML report is rendered in headless Chromium.
 command -v chromium >/dev/null || need_apt+=(chromium)
 # Node.js runs the npm peers (GitHub's fixtures server, prism).

@@ -1,17 +1,28 @@
 #!/usr/bin/env python3
 """Lints and renders the Helm chart with Helm's own SDK (helm-python-sdk,
-which wraps Helm's Go library), validates every rendered manifest against
-the Kubernetes schemas with `kubernetes-validate --strict`, and checks the
-facts the chart promises (restricted pod security, probes, shards, IRSA,
+which wraps Helm's Go library), validates every rendered manifest strictly:
+the core kinds against the Kubernetes schemas with `kubernetes-validate
+--strict`, the ServiceMonitor and PrometheusRule against the
+prometheus-operator CRD schemas (see `monitoring_validators`), and parses
+every alert expression as PromQL; then checks the facts the chart promises
+(restricted pod security, probes, shards, IRSA, per-stream staleness
 alerts). Exits non-zero, saying why, on the first failure.
 """
-import json, os, subprocess, sys, tempfile
+import copy, json, os, subprocess, sys, tempfile
+from importlib.metadata import version
 
 try:
     import helm_python as helm
+    import jsonschema
+    import promql_parser
     import yaml  # noqa: F401  (kubernetes-validate brings PyYAML)
+    from cloudcoil.models.prometheus_operator import v1 as monitoring_v1
 except ImportError as e:
     sys.exit(f"FAIL: {e}: install the test peers (tests/requirements.txt) — bash tests/run.sh does")
+
+# The prometheus-operator release whose CRDs the manifests must satisfy: the
+# models package carries it as its version (release + a build number).
+OPERATOR_MODELS = ("cloudcoil.models.prometheus_operator", "0.80.1.0")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHART = os.path.join(ROOT, "deploy", "helm", "exhibit")
@@ -30,6 +41,48 @@ def docs(rendered):
                 out.append((path, d))
     return out
 
+def strict(schema):
+    """Makes a JSON schema reject unknown fields, as `kubernetes-validate
+    --strict` does for the core kinds: the API server prunes them silently,
+    so a misspelt field would otherwise pass and do nothing."""
+    if isinstance(schema, dict):
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+        # Go's regexp (the API server's) takes `^(?i)…`; Python's wants a
+        # global flag first. Same language, same matches.
+        p = schema.get("pattern")
+        if isinstance(p, str) and p.startswith("^(?i)"):
+            schema["pattern"] = "(?i)^" + p[len("^(?i)"):]
+        for v in schema.values():
+            strict(v)
+    elif isinstance(schema, list):
+        for v in schema:
+            strict(v)
+    return schema
+
+def monitoring_validators():
+    """Validators for monitoring.coreos.com/v1 ServiceMonitor and
+    PrometheusRule, from a pinned PyPI package: cloudcoil's
+    prometheus-operator models are generated from the CRDs of the
+    prometheus-operator release bundle (v0.80.1 for 0.80.1.0); their JSON
+    schemas carry the CRDs' fields, types, required fields, enums and
+    duration patterns."""
+    name, pinned = OPERATOR_MODELS
+    if version(name) != pinned:
+        fail(f"{name} is {version(name)}, the check is pinned to {pinned} (tests/requirements.txt)")
+    out = {}
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        schema = strict(getattr(monitoring_v1, kind).model_json_schema(by_alias=True))
+        jsonschema.Draft202012Validator.check_schema(schema)
+        out[kind] = jsonschema.Draft202012Validator(schema)
+    return out
+
+def crd_errors(validators, doc):
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+            for e in validators[doc["kind"]].iter_errors(doc)]
+
+MONITORING = monitoring_validators()
+
 FULL = {
     "replicas": 3,
     "store": "s3://acme-evidence/prod",
@@ -40,6 +93,10 @@ FULL = {
     "metrics": {"serviceMonitor": {"enabled": True}},
     "prometheusRule": {"enabled": True},
 }
+
+def stale_expr(rule):
+    [expr] = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == "ExhibitEvidenceStale"]
+    return " ".join(expr.split())
 
 for name, values in [("defaults", None), ("full", FULL)]:
     report = helm.lint(CHART, values, strict=True)
@@ -66,6 +123,21 @@ for name, values in [("defaults", None), ("full", FULL)]:
         print(r.stdout.strip())
         if r.returncode != 0 or "ERROR" in r.stdout or "ERROR" in r.stderr:
             fail(f"kubernetes-validate --strict ({name}):\n{r.stdout}\n{r.stderr}")
+    for p, d in manifests:
+        if d["apiVersion"] != "monitoring.coreos.com/v1":
+            continue
+        errors = crd_errors(MONITORING, d)
+        if errors:
+            fail(f"{p} ({name}) against the prometheus-operator {OPERATOR_MODELS[1]} CRD schema:\n  " + "\n  ".join(errors))
+        print(f"{p} ({name}): valid {d['kind']} (prometheus-operator {OPERATOR_MODELS[1]}, strict)")
+        if d["kind"] == "PrometheusRule":
+            for g in d["spec"]["groups"]:
+                for rule in g["rules"]:
+                    try:
+                        promql_parser.parse(rule["expr"])
+                    except Exception as e:
+                        fail(f"{p} ({name}): alert {rule.get('alert')}: not PromQL: {e}: {rule['expr']}")
+            print(f"{p} ({name}): every expression parses as PromQL")
 
     by_kind = {}
     for _, d in manifests:
@@ -99,6 +171,9 @@ for name, values in [("defaults", None), ("full", FULL)]:
             (c["envFrom"][0]["secretRef"]["name"] == "exhibit-github-token", "tokens from a Secret reference"),
             (sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("role/exhibit-readonly"), "IRSA annotation"),
             ("exhibit_last_success_timestamp_seconds" in exprs, "alert on stale last success"),
+            (stale_expr(rule) == "time() - exhibit_last_success_timestamp_seconds > on(instance, stream) "
+             "(exhibit_stream_expected_interval_seconds * 1 + 3600)",
+             "staleness per stream, against its own schedule's interval"),
             (by_kind["ServiceMonitor"][0]["spec"]["endpoints"][0]["path"] == "/metrics", "ServiceMonitor scrapes /metrics"),
         ]
     else:
@@ -107,5 +182,28 @@ for name, values in [("defaults", None), ("full", FULL)]:
         if not ok:
             fail(f"{name}: {what}")
         print(f"  {name}: {what}: ok")
+
+# The CRD validation can fail: broken monitoring objects are caught.
+full = docs(chart.render(FULL, name="exhibit", namespace="compliance", is_install=True))
+sm = next(d for _, d in full if d["kind"] == "ServiceMonitor")
+pr = next(d for _, d in full if d["kind"] == "PrometheusRule")
+broken = []
+bad = copy.deepcopy(sm); bad["spec"]["endpoints"][0]["interval"] = "60 seconds"
+broken.append(("a ServiceMonitor interval that is not a duration", bad))
+bad = copy.deepcopy(sm); bad["spec"]["endpoints"][0]["pathh"] = "/metrics"
+broken.append(("a misspelt ServiceMonitor field", bad))
+bad = copy.deepcopy(pr); del bad["spec"]["groups"][0]["rules"][0]["expr"]
+broken.append(("an alert without an expression", bad))
+bad = copy.deepcopy(pr); bad["spec"]["groups"][0]["rules"][0]["for"] = "15 minutes"
+broken.append(("an alert `for` that is not a duration", bad))
+for what, d in broken:
+    if not crd_errors(MONITORING, d):
+        fail(f"the CRD validation let through {what}")
+    print(f"  rejected: {what}: ok")
+try:
+    promql_parser.parse("time() - exhibit_last_success_timestamp_seconds > on(stream (1)")
+    fail("the PromQL check let through a broken expression")
+except Exception:
+    print("  rejected: a broken PromQL expression: ok")
 
 print("helm chart: all checks passed")
