@@ -174,7 +174,7 @@ pub struct Pair {
     pub after: Value,
     /// The windowed fields of the stream's kind.
     pub windowed: &'static [&'static str],
-    /// Records the default pair passed over, newest first: failed and
+    /// Records the defaults passed over, newest first: failed and
     /// missed ones, whose payloads are error documents, not snapshots.
     pub skipped: Vec<(u64, Status)>,
 }
@@ -202,31 +202,36 @@ pub async fn pick_pair(
         );
     };
     let mut skipped = Vec::new();
-    let (a, b) = match (a, b) {
-        (Some(a), Some(b)) => (a, b),
-        (Some(a), None) => (a, keys.len() as u64),
-        _ => {
-            let mut snapshots = Vec::new();
-            for key in keys.iter().rev() {
-                let bytes = store.get(key).await?.context("record vanished")?;
-                let s: Statement<RecordPredicate> = peek(&bytes).with_context(|| key.clone())?;
-                if holds_snapshot(s.predicate.status) {
-                    snapshots.push(s.predicate.seq);
-                    if snapshots.len() == 2 {
-                        break;
-                    }
-                } else {
-                    skipped.push((s.predicate.seq, s.predicate.status));
+    // The newest records holding snapshots, as many as the pair still
+    // needs, passing over (and naming) the others.
+    let mut snapshots = Vec::new();
+    let wanted = match (a, b) {
+        (Some(_), Some(_)) => 0,
+        (Some(_), None) => 1,
+        _ => 2,
+    };
+    if wanted > 0 {
+        for key in keys.iter().rev() {
+            let bytes = store.get(key).await?.context("record vanished")?;
+            let s: Statement<RecordPredicate> = peek(&bytes).with_context(|| key.clone())?;
+            if holds_snapshot(s.predicate.status) {
+                snapshots.push(s.predicate.seq);
+                if snapshots.len() == wanted {
+                    break;
                 }
-            }
-            match snapshots[..] {
-                [newer, older] => (older, newer),
-                _ => bail!(
-                    "`{stream}` has fewer than two records holding snapshots (ok or partial) to compare; \
-                     failed and missed records hold error documents"
-                ),
+            } else {
+                skipped.push((s.predicate.seq, s.predicate.status));
             }
         }
+    }
+    let (a, b) = match (a, b, &snapshots[..]) {
+        (Some(a), Some(b), _) => (a, b),
+        (Some(a), None, [newer]) => (a, *newer),
+        (None, _, [newer, older]) => (*older, *newer),
+        _ => bail!(
+            "`{stream}` has too few records holding snapshots (ok or partial) to compare; \
+             failed and missed records hold error documents"
+        ),
     };
     let older = show(store, &format!("{stream}@{a}")).await?;
     let newer = show(store, &format!("{stream}@{b}")).await?;

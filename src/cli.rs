@@ -129,7 +129,8 @@ enum Command {
         stream: String,
         /// The older record's sequence number.
         a: Option<u64>,
-        /// The newer record's sequence number (default: the last).
+        /// The newer record's sequence number (default: the last record
+        /// holding a snapshot).
         b: Option<u64>,
         /// Machine-readable output.
         #[arg(long)]

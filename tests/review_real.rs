@@ -272,7 +272,14 @@ fn git_diff_lists_exactly_the_new_commits_and_tags() {
             ("repository.head", "changed"),
         ])
     );
-    let span = diff(&ws, stream, &["1", "4"]);
+    assert_every_array_has_an_identity(&ws);
+
+    // A failed record last: B defaults to the last snapshot, #4.
+    std::fs::rename(&repo, ws.path().join("away")).unwrap();
+    assert_eq!(code(&ws.run(&["collect"])), 1);
+    let span = diff(&ws, stream, &["1"]);
+    assert_eq!(span["to"]["seq"], 4);
+    assert_eq!(span["skipped"], json!([{"seq": 5, "status": "failed"}]));
     let added: BTreeSet<String> = changes(&span)
         .into_iter()
         .filter(|(p, k)| p.starts_with("commits[") && k == "added")
@@ -285,8 +292,6 @@ fn git_diff_lists_exactly_the_new_commits_and_tags() {
             .map(|s| format!("commits[sha={s}]"))
             .collect::<BTreeSet<_>>()
     );
-
-    assert_every_array_has_an_identity(&ws);
 }
 
 const AWS_KINDS: &[&str] = &[
