@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::evidence::record::{RecordPredicate, Statement, peek};
+use crate::evidence::record::{RecordPredicate, Statement, Status, peek};
 use crate::evidence::{blob_key, record_key};
 use crate::store::Store;
 
@@ -161,14 +161,39 @@ pub async fn show(store: &dyn Store, spec: &str) -> anyhow::Result<Shown> {
     })
 }
 
+/// What `diff` compares.
+#[derive(Debug)]
+pub struct Pair {
+    /// The older record.
+    pub older: Shown,
+    /// The newer record.
+    pub newer: Shown,
+    /// The newer side's payload: the newer record's, or for a stream whose
+    /// records hold their own window of events, every window after the
+    /// older record up to the newer one (see [`crate::diff::span`]).
+    pub after: Value,
+    /// The windowed fields of the stream's kind.
+    pub windowed: &'static [&'static str],
+    /// Records the defaults passed over, newest first: failed and
+    /// missed ones, whose payloads are error documents, not snapshots.
+    pub skipped: Vec<(u64, Status)>,
+}
+
+/// Whether a record's payload is a snapshot of its source (whole or in
+/// part) rather than an error document.
+fn holds_snapshot(s: Status) -> bool {
+    matches!(s, Status::Ok | Status::Partial)
+}
+
 /// The two records `diff` compares: the given sequence numbers, or by
-/// default the last two successful records of the stream.
+/// default the last two records of the stream that hold snapshots (ok or
+/// partial), passing over failed and missed ones, which are listed.
 pub async fn pick_pair(
     store: &dyn Store,
     stream: &str,
     a: Option<u64>,
     b: Option<u64>,
-) -> anyhow::Result<(Shown, Shown)> {
+) -> anyhow::Result<Pair> {
     let all = streams(store).await?;
     let Some(keys) = all.get(stream) else {
         bail!(
@@ -176,30 +201,67 @@ pub async fn pick_pair(
             store.describe()
         );
     };
-    let (a, b) = match (a, b) {
-        (Some(a), Some(b)) => (a, b),
-        (Some(a), None) => (a, keys.len() as u64),
-        _ => {
-            let mut ok = Vec::new();
-            for key in keys.iter().rev() {
-                let bytes = store.get(key).await?.context("record vanished")?;
-                let s: Statement<RecordPredicate> = peek(&bytes).with_context(|| key.clone())?;
-                if s.predicate.status == crate::evidence::record::Status::Ok {
-                    ok.push(s.predicate.seq);
-                    if ok.len() == 2 {
-                        break;
-                    }
+    let mut skipped = Vec::new();
+    // The newest records holding snapshots, as many as the pair still
+    // needs, passing over (and naming) the others.
+    let mut snapshots = Vec::new();
+    let wanted = match (a, b) {
+        (Some(_), Some(_)) => 0,
+        (Some(_), None) => 1,
+        _ => 2,
+    };
+    if wanted > 0 {
+        for key in keys.iter().rev() {
+            let bytes = store.get(key).await?.context("record vanished")?;
+            let s: Statement<RecordPredicate> = peek(&bytes).with_context(|| key.clone())?;
+            if holds_snapshot(s.predicate.status) {
+                snapshots.push(s.predicate.seq);
+                if snapshots.len() == wanted {
+                    break;
                 }
-            }
-            match ok[..] {
-                [newer, older] => (older, newer),
-                _ => bail!("`{stream}` has fewer than two successful records to compare"),
+            } else {
+                skipped.push((s.predicate.seq, s.predicate.status));
             }
         }
+    }
+    let (a, b) = match (a, b, &snapshots[..]) {
+        (Some(a), Some(b), _) => (a, b),
+        (Some(a), None, [newer]) => (a, *newer),
+        (None, _, [newer, older]) => (*older, *newer),
+        _ => bail!(
+            "`{stream}` has too few records holding snapshots (ok or partial) to compare; \
+             failed and missed records hold error documents"
+        ),
     };
     let older = show(store, &format!("{stream}@{a}")).await?;
     let newer = show(store, &format!("{stream}@{b}")).await?;
-    Ok((older, newer))
+    let windowed = crate::collect::kind(&newer.statement.predicate.collector.kind)
+        .map(|k| k.windowed)
+        .unwrap_or_default();
+    let newest = newer.payload.clone().unwrap_or(Value::Null);
+    let after = if windowed.is_empty() {
+        newest
+    } else {
+        let mut run = Vec::new();
+        for seq in a + 1..b {
+            let r = show(store, &format!("{stream}@{seq}")).await?;
+            if holds_snapshot(r.statement.predicate.status)
+                && let Some(p) = r.payload
+            {
+                run.push(p);
+            }
+        }
+        run.push(newest);
+        let refs: Vec<&Value> = run.iter().collect();
+        crate::diff::span(&refs, windowed).unwrap_or(Value::Null)
+    };
+    Ok(Pair {
+        older,
+        newer,
+        after,
+        windowed,
+        skipped,
+    })
 }
 
 /// Renders `show` for people.

@@ -113,14 +113,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// What changed in a stream between two records (default: its last two
-    /// successful ones), entity by entity.
+    /// What changed in a stream between two records, entity by entity.
+    ///
+    /// Entities are matched by their natural identities (ARN, login, full
+    /// name, pull request number, commit sha…), not by position. Without
+    /// A and B, the last two records holding snapshots (ok or partial) are
+    /// compared: a failed or missed record's payload is an error document,
+    /// not a snapshot, so such records are passed over and the output names
+    /// them ("skipped" in --json). For a stream whose records hold the
+    /// events of their own window (git commits, merged pull requests), the
+    /// newer side gathers every window after A up to B, and what only the
+    /// older window held is not reported as removed.
     Diff {
         /// The stream.
         stream: String,
         /// The older record's sequence number.
         a: Option<u64>,
-        /// The newer record's sequence number (default: the last).
+        /// The newer record's sequence number (default: the last record
+        /// holding a snapshot).
         b: Option<u64>,
         /// Machine-readable output.
         #[arg(long)]
@@ -638,16 +648,24 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Diff { stream, a, b, json } => {
             let store = read_store(&cli).await?;
-            let (older, newer) = crate::browse::pick_pair(store.as_ref(), stream, *a, *b).await?;
-            let changes = crate::diff::diff(
+            let pair = crate::browse::pick_pair(store.as_ref(), stream, *a, *b).await?;
+            let (older, newer) = (&pair.older, &pair.newer);
+            let changes = crate::diff::diff_windows(
                 older.payload.as_ref().unwrap_or(&serde_json::Value::Null),
-                newer.payload.as_ref().unwrap_or(&serde_json::Value::Null),
+                &pair.after,
+                pair.windowed,
             );
+            let side = |s: &crate::browse::Shown| {
+                let p = &s.statement.predicate;
+                serde_json::json!({"seq": p.seq, "status": p.status.as_str(), "finished_at": p.finished_at})
+            };
             if *json {
                 let doc = serde_json::json!({
                     "stream": stream,
-                    "from": {"seq": older.statement.predicate.seq, "finished_at": older.statement.predicate.finished_at},
-                    "to": {"seq": newer.statement.predicate.seq, "finished_at": newer.statement.predicate.finished_at},
+                    "from": side(older),
+                    "to": side(newer),
+                    "skipped": pair.skipped.iter().map(|(seq, st)| serde_json::json!({"seq": seq, "status": st.as_str()})).collect::<Vec<_>>(),
+                    "windowed": pair.windowed,
                     "changes": changes,
                 });
                 println!(
@@ -657,22 +675,52 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             } else {
                 let colour =
                     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                let at = |s: &crate::browse::Shown| {
+                    let p = &s.statement.predicate;
+                    let status = match p.status {
+                        crate::evidence::record::Status::Ok => String::new(),
+                        other => format!(", {}", other.as_str()),
+                    };
+                    format!(
+                        "#{} ({}{status})",
+                        p.seq,
+                        p.finished_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    )
+                };
                 println!(
-                    "{stream}: #{} ({}) → #{} ({}), {} change(s)",
-                    older.statement.predicate.seq,
-                    older
-                        .statement
-                        .predicate
-                        .finished_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    newer.statement.predicate.seq,
-                    newer
-                        .statement
-                        .predicate
-                        .finished_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "{stream}: {} → {}, {} change(s)",
+                    at(older),
+                    at(newer),
                     changes.len()
                 );
+                if !pair.skipped.is_empty() {
+                    let list: Vec<String> = pair
+                        .skipped
+                        .iter()
+                        .map(|(seq, st)| format!("#{seq} ({})", st.as_str()))
+                        .collect();
+                    println!(
+                        "skipped {}: no snapshot to compare (the payload is an error document)",
+                        list.join(", ")
+                    );
+                }
+                for s in [older, newer] {
+                    let p = &s.statement.predicate;
+                    match p.status {
+                        crate::evidence::record::Status::Partial => println!(
+                            "#{} is partial: what it could not read may show as removed or added",
+                            p.seq
+                        ),
+                        crate::evidence::record::Status::Failed
+                        | crate::evidence::record::Status::Missed => println!(
+                            "#{} is {}: its payload is an error document, not a snapshot",
+                            p.seq,
+                            p.status.as_str()
+                        ),
+                        crate::evidence::record::Status::Ok => {}
+                    }
+                }
                 print!("{}", crate::diff::render(&changes, colour));
             }
             Ok(ExitCode::SUCCESS)

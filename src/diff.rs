@@ -4,29 +4,48 @@
 //! position in an array, so that a new user at the top of a list shows as
 //! one added user rather than every user changed.
 
+use std::collections::{HashMap, HashSet};
+
 use serde::Serialize;
 use serde_json::Value;
 
-/// Fields that name an entity, most specific first. An array of objects is
-/// matched by the first of these that every element has, uniquely.
-const IDENTITY_KEYS: &[&str] = &[
-    "arn",
-    "Arn",
-    "full_name",
-    "repository",
-    "user_name",
-    "UserName",
-    "login",
-    "email",
-    "sha",
-    "number",
-    "name",
-    "Name",
-    "bucket",
-    "id",
-    "Id",
-    "key",
-    "user",
+/// Fields that name an entity, most specific first: an array of objects is
+/// matched by the first of these that every element of both arrays has,
+/// with values unique within each array. A list of several fields is one
+/// identity made of all of them. Objects without any (policy statements,
+/// ACL grants) are compared as a collection whose order means nothing.
+const IDENTITY_KEYS: &[&[&str]] = &[
+    // A pull request's number is unique only within its repository.
+    &["repository", "number"],
+    // A ruleset brings at most one rule of each type.
+    &["ruleset_id", "type"],
+    &["arn"],
+    &["Arn"],
+    &["policy_arn"],
+    &["serial_number"],
+    &["access_key_id"],
+    &["detector_id"],
+    &["full_name"],
+    &["repository"],
+    &["user_name"],
+    &["UserName"],
+    &["login"],
+    &["email"],
+    &["sha"],
+    &["number"],
+    &["name"],
+    &["Name"],
+    &["policy_name"],
+    &["version_id"],
+    // A policy statement's optional id.
+    &["Sid"],
+    &["bucket"],
+    &["id"],
+    &["Id"],
+    &["review_id"],
+    &["key"],
+    &["context"],
+    &["user"],
 ];
 
 /// How an entity or value changed.
@@ -101,14 +120,14 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<Change>) {
         }
         (Value::Array(xa), Value::Array(xb)) => match identity_key(xa, xb) {
             Some(id) => {
-                let ident = |v: &Value| scalar_text(&v[id]);
+                let here = |v: &Value| format!("{path}[{}]", label(id, v));
+                let in_a: HashSet<String> = xa.iter().map(|v| ident(id, v)).collect();
+                let in_b: HashMap<String, &Value> = xb.iter().map(|v| (ident(id, v), v)).collect();
                 for va in xa {
-                    let key = ident(va);
-                    let here = format!("{path}[{id}={key}]");
-                    match xb.iter().find(|vb| ident(vb) == key) {
-                        Some(vb) => walk(&here, va, vb, out),
+                    match in_b.get(&ident(id, va)) {
+                        Some(vb) => walk(&here(va), va, vb, out),
                         None => out.push(Change {
-                            path: here,
+                            path: here(va),
                             kind: ChangeKind::Removed,
                             before: Some(va.clone()),
                             after: None,
@@ -116,10 +135,9 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<Change>) {
                     }
                 }
                 for vb in xb {
-                    let key = ident(vb);
-                    if !xa.iter().any(|va| ident(va) == key) {
+                    if !in_a.contains(&ident(id, vb)) {
                         out.push(Change {
-                            path: format!("{path}[{id}={key}]"),
+                            path: here(vb),
                             kind: ChangeKind::Added,
                             before: None,
                             after: Some(vb.clone()),
@@ -127,17 +145,26 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<Change>) {
                     }
                 }
             }
-            None if xa.iter().chain(xb).all(|v| !v.is_object() && !v.is_array()) => {
-                // A set of scalars (e.g. events, regions): membership counts.
-                for va in xa.iter().filter(|va| !xb.contains(va)) {
-                    out.push(Change {
-                        path: format!("{path}[]"),
-                        kind: ChangeKind::Removed,
-                        before: Some(va.clone()),
-                        after: None,
-                    });
+            None if xa.iter().chain(xb).all(|v| !v.is_array()) => {
+                // Scalars (events, regions) and objects without an identity
+                // (policy statements, ACL grants): a collection whose order
+                // means nothing, so what one side holds more of is added or
+                // removed.
+                let mut unmatched: Vec<&Value> = xb.iter().collect();
+                for va in xa {
+                    match unmatched.iter().position(|vb| *vb == va) {
+                        Some(i) => {
+                            unmatched.remove(i);
+                        }
+                        None => out.push(Change {
+                            path: format!("{path}[]"),
+                            kind: ChangeKind::Removed,
+                            before: Some(va.clone()),
+                            after: None,
+                        }),
+                    }
                 }
-                for vb in xb.iter().filter(|vb| !xa.contains(vb)) {
+                for vb in unmatched {
                     out.push(Change {
                         path: format!("{path}[]"),
                         kind: ChangeKind::Added,
@@ -184,22 +211,127 @@ fn scalar_text(v: &Value) -> String {
     }
 }
 
-/// The identity field shared, with unique scalar values, by every object of
-/// both arrays.
-fn identity_key(a: &[Value], b: &[Value]) -> Option<&'static str> {
+/// An element's identity under `id`, as one comparable string.
+fn ident(id: &[&str], v: &Value) -> String {
+    id.iter()
+        .map(|k| scalar_text(&v[*k]))
+        .collect::<Vec<_>>()
+        .join("\u{1f}")
+}
+
+/// An element's identity under `id`, as written in a path: `login=bob`,
+/// `repository=api,number=7`.
+fn label(id: &[&str], v: &Value) -> String {
+    id.iter()
+        .map(|k| format!("{k}={}", scalar_text(&v[*k])))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn has_scalar(v: &Value, k: &str) -> bool {
+    v.get(k)
+        .is_some_and(|id| !id.is_object() && !id.is_array() && !id.is_null())
+}
+
+/// The identity shared, with unique values, by every object of both
+/// arrays.
+fn identity_key(a: &[Value], b: &[Value]) -> Option<&'static [&'static str]> {
     if a.is_empty() && b.is_empty() {
         return None;
     }
-    IDENTITY_KEYS.iter().copied().find(|k| {
+    IDENTITY_KEYS.iter().copied().find(|id| {
         [a, b].iter().all(|xs| {
-            let mut seen = std::collections::HashSet::new();
-            xs.iter().all(|v| {
-                v.get(*k)
-                    .filter(|id| !id.is_object() && !id.is_array() && !id.is_null())
-                    .is_some_and(|id| seen.insert(scalar_text(id)))
-            })
+            let mut seen = HashSet::new();
+            xs.iter()
+                .all(|v| id.iter().all(|k| has_scalar(v, k)) && seen.insert(ident(id, v)))
         })
     })
+}
+
+/// The identity every element of `xs` has, unique or not (a run of
+/// windows may hold one entity twice).
+fn common_key(xs: &[Value]) -> Option<&'static [&'static str]> {
+    if xs.is_empty() {
+        return None;
+    }
+    IDENTITY_KEYS
+        .iter()
+        .copied()
+        .find(|id| xs.iter().all(|v| id.iter().all(|k| has_scalar(v, k))))
+}
+
+/// [`diff`] for a payload whose top-level `windowed` fields hold the
+/// record's own window of events (see
+/// [`KindSpec::windowed`](crate::collect::KindSpec)): every entity of the
+/// newer window is added unless the older window held it too (then it is
+/// compared), an entity only in the older window is not reported, and the
+/// windowed fields that are not arrays (counts, bounds) are left out.
+pub fn diff_windows(before: &Value, after: &Value, windowed: &[&str]) -> Vec<Change> {
+    let (mut b, mut a) = (before.clone(), after.clone());
+    if let (Some(bo), Some(ao)) = (b.as_object_mut(), a.as_object_mut()) {
+        for f in windowed {
+            match ao.get(*f) {
+                Some(Value::Array(xa)) => {
+                    let xb = match bo.get(*f) {
+                        Some(Value::Array(xb)) => xb.clone(),
+                        _ => Vec::new(),
+                    };
+                    let kept: Vec<Value> = match identity_key(&xb, xa) {
+                        Some(id) => {
+                            let newer: HashSet<String> = xa.iter().map(|v| ident(id, v)).collect();
+                            xb.into_iter()
+                                .filter(|v| newer.contains(&ident(id, v)))
+                                .collect()
+                        }
+                        None => xb.into_iter().filter(|v| xa.contains(v)).collect(),
+                    };
+                    bo.insert(f.to_string(), Value::Array(kept));
+                }
+                _ => {
+                    ao.shift_remove(*f);
+                    bo.shift_remove(*f);
+                }
+            }
+        }
+    }
+    diff(&b, &a)
+}
+
+/// One payload standing for a run of consecutive records of a windowed
+/// stream, oldest first: the newest payload, with each windowed array
+/// holding the entities of every window of the run (an entity seen in
+/// several, as after a partial record, once, as last seen).
+pub fn span(payloads: &[&Value], windowed: &[&str]) -> Option<Value> {
+    let mut out = (*payloads.last()?).clone();
+    for f in windowed {
+        if !out.get(*f).is_some_and(Value::is_array) {
+            continue;
+        }
+        let all: Vec<Value> = payloads
+            .iter()
+            .filter_map(|p| p.get(*f).and_then(Value::as_array))
+            .flatten()
+            .cloned()
+            .collect();
+        let mut merged: Vec<Value> = Vec::with_capacity(all.len());
+        let mut at: HashMap<String, usize> = HashMap::new();
+        let key = common_key(&all);
+        for v in all {
+            let k = match key {
+                Some(id) => ident(id, &v),
+                None => v.to_string(),
+            };
+            match at.get(&k) {
+                Some(&i) => merged[i] = v,
+                None => {
+                    at.insert(k, merged.len());
+                    merged.push(v);
+                }
+            }
+        }
+        out[*f] = Value::Array(merged);
+    }
+    Some(out)
 }
 
 /// Renders changes for people; `colour` adds ANSI colours.
@@ -269,7 +401,37 @@ mod tests {
     }
 
     #[test]
-    fn arrays_without_identities_fall_back_to_position() {
+    fn objects_without_identities_are_a_collection_whose_order_means_nothing() {
+        let allow = |a: &str| json!({"Effect": "Allow", "Action": a});
+        let a = json!([allow("s3:Get*"), allow("ec2:Describe*")]);
+        let b = json!([allow("ec2:Describe*"), allow("s3:*")]);
+        let c = diff(&a, &b);
+        let got: Vec<(&str, ChangeKind, Option<&Value>)> = c
+            .iter()
+            .map(|c| {
+                (
+                    c.path.as_str(),
+                    c.kind,
+                    c.after.as_ref().or(c.before.as_ref()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("[]", ChangeKind::Removed, Some(&allow("s3:Get*"))),
+                ("[]", ChangeKind::Added, Some(&allow("s3:*"))),
+            ]
+        );
+        assert_eq!(
+            diff(&json!(["x", "x"]), &json!(["x"])).len(),
+            1,
+            "a multiset"
+        );
+    }
+
+    #[test]
+    fn arrays_of_arrays_fall_back_to_position() {
         let c = diff(&json!([[1], [2]]), &json!([[1], [3], [4]]));
         let paths: Vec<(&str, ChangeKind)> = c.iter().map(|c| (c.path.as_str(), c.kind)).collect();
         assert_eq!(
@@ -280,5 +442,49 @@ mod tests {
                 ("[2]", ChangeKind::Added),
             ]
         );
+    }
+
+    #[test]
+    fn pull_requests_are_matched_by_repository_and_number() {
+        let a = json!([{"repository": "api", "number": 1, "ok": true},
+                       {"repository": "web", "number": 1, "ok": true}]);
+        let b = json!([{"repository": "web", "number": 1, "ok": false},
+                       {"repository": "api", "number": 1, "ok": true}]);
+        let c = diff(&a, &b);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].path, "[repository=web,number=1].ok");
+    }
+
+    #[test]
+    fn a_windowed_field_reports_the_newer_window_as_added() {
+        let w = ["window", "count", "commits"];
+        let a = json!({"window": {"from": "x"}, "count": 2, "tags": [{"name": "v1"}],
+                       "commits": [{"sha": "a1"}, {"sha": "a2"}]});
+        let b = json!({"window": {"from": "y"}, "count": 1, "tags": [],
+                       "commits": [{"sha": "b1"}]});
+        let c = diff_windows(&a, &b, &w);
+        let paths: Vec<(&str, ChangeKind)> = c.iter().map(|c| (c.path.as_str(), c.kind)).collect();
+        assert_eq!(
+            paths,
+            vec![
+                ("tags[name=v1]", ChangeKind::Removed),
+                ("commits[sha=b1]", ChangeKind::Added),
+            ],
+            "the older window's commits are not removed; counts and bounds are no change"
+        );
+        // Without the kind's knowledge the same payloads read as removals.
+        assert_eq!(diff(&a, &b).len(), 6);
+    }
+
+    #[test]
+    fn a_span_of_windows_holds_each_entity_once_as_last_seen() {
+        let r1 = json!({"n": 1, "commits": [{"sha": "a", "v": 1}]});
+        let r2 = json!({"n": 2, "commits": [{"sha": "a", "v": 2}, {"sha": "b", "v": 1}]});
+        let s = span(&[&r1, &r2], &["commits"]).unwrap();
+        assert_eq!(
+            s,
+            json!({"n": 2, "commits": [{"sha": "a", "v": 2}, {"sha": "b", "v": 1}]})
+        );
+        assert_eq!(span(&[], &["commits"]), None);
     }
 }

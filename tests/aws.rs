@@ -86,19 +86,9 @@ fn collect(kinds: &[&str], settings: &str, endpoint: &str) -> Run {
     let ws = Workspace::new(&config(kinds, settings));
     let empty = ws.path().join("aws-config");
     std::fs::write(&empty, "").unwrap();
-    let out = ws
-        .cmd(&["--log-format", "json", "collect"])
+    let mut cmd = ws.cmd(&["--log-format", "json", "collect"]);
+    let out = moto::aws_env(&mut cmd, endpoint, AGENT_SECRET, &empty)
         .env("EXHIBIT_LOG", "debug")
-        .env("AWS_ACCESS_KEY_ID", "AKIAAGENTTESTKEY0001")
-        .env("AWS_SECRET_ACCESS_KEY", AGENT_SECRET)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_CONFIG_FILE", &empty)
-        .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_DEFAULT_REGION")
         .output()
         .expect("the exhibit binary runs");
     Run { ws, out }

@@ -9,21 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Workspace, code, copy_tree, exhibit_on_store, text};
+use common::{Workspace, code, copy_tree, exhibit_on_store, git, text};
 use serde_json::Value;
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Alice Example")
-        .env("GIT_AUTHOR_EMAIL", "alice@example.com")
-        .env("GIT_COMMITTER_NAME", "Bob Merger")
-        .env("GIT_COMMITTER_EMAIL", "bob@example.com")
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {}", text(&out));
-}
 
 /// A repository with two commits on main, a feature branch merged with a
 /// merge commit, a tag, and a remote URL carrying a credential.

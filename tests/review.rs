@@ -50,6 +50,11 @@ fn diff_names_exactly_the_entities_that_changed() {
     let d: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(d["from"]["seq"], 1);
     assert_eq!(d["to"]["seq"], 3, "the failed record #2 is not compared");
+    assert_eq!(
+        d["skipped"],
+        serde_json::json!([{"seq": 2, "status": "failed"}]),
+        "but it is named"
+    );
     let changes: Vec<(String, String)> = d["changes"]
         .as_array()
         .unwrap()
@@ -86,8 +91,14 @@ fn diff_names_exactly_the_entities_that_changed() {
     );
     assert_eq!(d["changes"][1]["after"], "AdministratorAccess");
 
+    let human = text(&ws.run(&["diff", "iam/local"]));
+    assert!(
+        human.contains("skipped #2 (failed): no snapshot to compare"),
+        "{human}"
+    );
     let out = ws.run(&["diff", "iam/local", "1", "3"]);
     let human = text(&out);
+    assert!(!human.contains("skipped"), "A and B were given: {human}");
     assert!(
         human.contains("~ output.users[arn=arn:aws:iam::1:user/alice].mfa: true → false"),
         "{human}"

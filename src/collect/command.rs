@@ -22,6 +22,7 @@ pub const SPEC: KindSpec = KindSpec {
     criteria: &[],
     secrets: &[],
     build,
+    windowed: &[],
 };
 
 /// How much of stderr a record keeps (the tail, where errors usually are).

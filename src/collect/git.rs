@@ -21,6 +21,7 @@ pub const SPEC: KindSpec = KindSpec {
     criteria: &["CC8.1"],
     secrets: &[],
     build,
+    windowed: &["window", "summary", "commits"],
 };
 
 #[derive(Debug, Deserialize)]

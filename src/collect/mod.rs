@@ -202,6 +202,12 @@ pub struct KindSpec {
     pub secrets: &'static [&'static str],
     /// Builds an instance from its settings.
     pub build: fn(&Settings) -> Result<Box<dyn Collector>, ConfigError>,
+    /// Top-level payload fields that describe the record's own window (the
+    /// events since the previous record: commits, merged pull requests)
+    /// rather than the state of the source. An entity of an older window
+    /// that is absent from a newer one is outside it, not removed; the
+    /// counts and bounds of a window are no change of the source.
+    pub windowed: &'static [&'static str],
 }
 
 /// Every collector kind this build knows.

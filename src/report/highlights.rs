@@ -55,6 +55,19 @@ fn entity(path: &str) -> &str {
     }
 }
 
+/// The outermost entity of a path: `users[arn=x].attached_policies[…]` →
+/// `users[arn=x]`.
+fn outer_entity(path: &str) -> &str {
+    match path.find(']') {
+        Some(i) => &path[..=i],
+        None => path,
+    }
+}
+
+fn is_admin_flag(k: &str) -> bool {
+    ["is_admin", "isadmin", "site_admin"].contains(&k)
+}
+
 fn is_mfa_key(k: &str) -> bool {
     k.contains("mfa") || k.contains("two_factor") || k.contains("2fa") || k.contains("2sv")
 }
@@ -111,7 +124,30 @@ pub fn from_changes(changes: &[Change]) -> Vec<Highlight> {
                     message: format!("Branch protection or ruleset removed: {}", c.path),
                 });
             }
-            ChangeKind::Added if path_lc.ends_with("unprotected[]") => {
+            ChangeKind::Changed
+                if key == "protected"
+                    && before == Some(&Value::Bool(true))
+                    && after == Some(&Value::Bool(false)) =>
+            {
+                out.push(Highlight {
+                    rule: "protection_removed",
+                    severity: Severity::High,
+                    message: format!("Branch protection removed: {}", entity(&c.path)),
+                });
+            }
+            // A list of unprotected names says what the entities' own
+            // `protected` flags say; the flag names the entity, so the list
+            // speaks only for names no flag covers.
+            ChangeKind::Added
+                if path_lc.ends_with("unprotected[]")
+                    && !after.and_then(Value::as_str).is_some_and(|name| {
+                        changes.iter().any(|f| {
+                            last_key(&f.path) == "protected"
+                                && f.after == Some(Value::Bool(false))
+                                && entity(&f.path).contains(&format!("={name}]"))
+                        })
+                    }) =>
+            {
                 out.push(Highlight {
                     rule: "protection_removed",
                     severity: Severity::High,
@@ -121,13 +157,24 @@ pub fn from_changes(changes: &[Change]) -> Vec<Highlight> {
                     ),
                 });
             }
+            ChangeKind::Changed
+                if is_admin_flag(&key)
+                    && before != Some(&Value::Bool(true))
+                    && after == Some(&Value::Bool(true)) =>
+            {
+                out.push(Highlight {
+                    rule: "new_admin",
+                    severity: Severity::High,
+                    message: format!("New administrator access: {}", outer_entity(&c.path)),
+                });
+            }
             _ => {}
         }
         if c.kind == ChangeKind::Added && after.is_some_and(mentions_admin) {
             out.push(Highlight {
                 rule: "new_admin",
                 severity: Severity::High,
-                message: format!("New administrator access: {}", entity(&c.path)),
+                message: format!("New administrator access: {}", outer_entity(&c.path)),
             });
         }
         if c.kind == ChangeKind::Added
@@ -146,6 +193,10 @@ pub fn from_changes(changes: &[Change]) -> Vec<Highlight> {
             });
         }
     }
+    // One entity granted admin rights shows once, however many of its
+    // fields say so (a policy attached and its `is_admin` flag).
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|h| seen.insert((h.rule, h.message.clone())));
     out
 }
 
@@ -181,7 +232,11 @@ pub fn from_snapshot(latest: &Value, now: DateTime<Utc>) -> Vec<Highlight> {
                 old_keys.push(format!("{} ({days} days)", path.trim_start_matches('.')));
             }
         }
-        if obj.get("independent_approval") == Some(&Value::Bool(false)) {
+        let flagged = obj
+            .get("flags")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|x| x == "merged_without_independent_approval"));
+        if obj.get("independent_approval") == Some(&Value::Bool(false)) || flagged {
             let n = obj.get("number").map(|n| n.to_string()).unwrap_or_default();
             let repo = obj.get("repository").and_then(Value::as_str).unwrap_or("");
             unapproved.push(format!("{repo}#{n}").trim_start_matches('#').to_string());
@@ -297,5 +352,31 @@ mod tests {
             "{h:?}"
         );
         assert!(h[1].message.contains("acme/app#7"), "{h:?}");
+    }
+
+    #[test]
+    fn rules_fire_on_flags_that_flip() {
+        let before = json!({
+            "users": [{"arn": "u/svc", "is_admin": false, "attached_policies": []}],
+            "unprotected": ["web"],
+            "repositories": [{"repository": "api", "protected": true}, {"repository": "web", "protected": false}],
+        });
+        let after = json!({
+            "users": [{"arn": "u/svc", "is_admin": true, "attached_policies": [
+                {"policy_name": "AdministratorAccess", "policy_arn": "arn:aws:iam::aws:policy/AdministratorAccess"}]}],
+            "unprotected": ["api", "web", "new"],
+            "repositories": [{"repository": "api", "protected": false}, {"repository": "web", "protected": false}],
+        });
+        let h = from_changes(&crate::diff::diff(&before, &after));
+        let messages: Vec<&str> = h.iter().map(|h| h.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "New administrator access: users[arn=u/svc]",
+                "Now unprotected: \"new\"",
+                "Branch protection removed: repositories[repository=api]",
+            ],
+            "one highlight per entity; the list speaks only where no flag does"
+        );
     }
 }

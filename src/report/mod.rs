@@ -192,22 +192,35 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
                 error: st.predicate.error.clone(),
             })
             .collect();
-        let mut good = window
+        // The window's good snapshots, oldest first.
+        let good: Vec<&Value> = window
             .iter()
+            .rev()
             .filter(|(st, _)| st.predicate.status == Status::Ok)
-            .filter_map(|(_, p)| p.as_ref());
-        let latest = good.next();
+            .filter_map(|(_, p)| p.as_ref())
+            .collect();
         // A stream new in this window is compared with its own first
         // snapshot in the window.
-        let baseline = before_ok.as_ref().or_else(|| good.next_back());
-        let changes = match (baseline, latest) {
-            (Some(b), Some(l)) => crate::diff::diff(b, l),
+        let (baseline, after_baseline): (Option<&Value>, &[&Value]) = match &before_ok {
+            Some(b) => (Some(b), &good[..]),
+            None => match good.split_first() {
+                Some((first, rest)) => (Some(*first), rest),
+                None => (None, &[][..]),
+            },
+        };
+        // A stream whose records hold their own window of events is read
+        // over every window since the baseline, not only the last one.
+        let windowed = crate::collect::kind(&last.predicate.collector.kind)
+            .map(|k| k.windowed)
+            .unwrap_or_default();
+        let changes = match (baseline, crate::diff::span(after_baseline, windowed)) {
+            (Some(b), Some(l)) => crate::diff::diff_windows(b, &l, windowed),
             _ => Vec::new(),
         };
         let in_window = window.len();
         let mut highlights = highlights::from_changes(&changes);
-        if let Some(latest) = latest {
-            highlights.extend(highlights::from_snapshot(latest, now));
+        if let Some(latest) = crate::diff::span(&good, windowed) {
+            highlights.extend(highlights::from_snapshot(&latest, now));
         }
         for f in &failures {
             highlights.push(Highlight::failure(f));

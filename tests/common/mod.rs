@@ -67,6 +67,21 @@ pub fn wait_for(path: &Path, secs: u64, what: &str) {
     }
 }
 
+/// Runs git in `dir` as Alice (author) and Bob (committer); panics with
+/// git's output when it fails.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Alice Example")
+        .env("GIT_AUTHOR_EMAIL", "alice@example.com")
+        .env("GIT_COMMITTER_NAME", "Bob Merger")
+        .env("GIT_COMMITTER_EMAIL", "bob@example.com")
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out));
+}
+
 /// Exit code of an output.
 pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)

@@ -125,6 +125,28 @@ impl Drop for Moto {
     }
 }
 
+/// Points an `exhibit` command at the AWS endpoint `endpoint` with test
+/// credentials (`secret` is the agent's secret access key) and nothing from
+/// the developer's own ~/.aws: `empty` is an empty file standing for the
+/// AWS config and credentials files.
+pub fn aws_env<'a>(
+    cmd: &'a mut Command,
+    endpoint: &str,
+    secret: &str,
+    empty: &Path,
+) -> &'a mut Command {
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIAAGENTTESTKEY0001")
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_CONFIG_FILE", empty)
+        .env("AWS_SHARED_CREDENTIALS_FILE", empty)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_DEFAULT_REGION")
+}
+
 /// The fault-injecting proxy (`tests/support/aws_proxy.py`) in front of a
 /// server.
 pub struct Proxy {

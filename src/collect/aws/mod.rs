@@ -630,6 +630,7 @@ pub(crate) const fn spec(
         criteria,
         secrets: SECRETS,
         build,
+        windowed: &[],
     }
 }
 

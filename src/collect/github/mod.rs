@@ -307,6 +307,7 @@ pub(crate) const fn spec(
         criteria,
         secrets: SECRETS,
         build,
+        windowed: &[],
     }
 }
 

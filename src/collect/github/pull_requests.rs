@@ -25,16 +25,25 @@ use super::{Common, Kind, per_repo};
 use crate::collect::{CollectError, Context, KindSpec, Previous, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("github-pull-requests", &["CC8.1"], |s| {
-    super::build_kind(s, &["initial_window", "checks"], |x| {
-        Box::new(PullRequests {
-            initial_window: x
-                .initial_window
-                .unwrap_or(Duration::from_secs(90 * 24 * 3600)),
-            checks: x.checks.unwrap_or(true),
+pub const SPEC: KindSpec = KindSpec {
+    windowed: &[
+        "window",
+        "count",
+        "flagged_count",
+        "flagged",
+        "pull_requests",
+    ],
+    ..super::spec("github-pull-requests", &["CC8.1"], |s| {
+        super::build_kind(s, &["initial_window", "checks"], |x| {
+            Box::new(PullRequests {
+                initial_window: x
+                    .initial_window
+                    .unwrap_or(Duration::from_secs(90 * 24 * 3600)),
+                checks: x.checks.unwrap_or(true),
+            })
         })
     })
-});
+};
 
 struct PullRequests {
     initial_window: Duration,

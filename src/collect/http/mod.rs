@@ -40,6 +40,7 @@ pub const SPEC: KindSpec = KindSpec {
         "private_key",
     ],
     build,
+    windowed: &[],
 };
 
 /// Minutes of overlap between consecutive windows.
