@@ -313,8 +313,13 @@ fn init_logging(format: LogFormat, level: Option<&str>, verbose: u8, default: &s
         _ => "trace".into(),
     };
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person at a terminal: journald, container logs and
+    // log shippers would store the escape codes as text. NO_COLOR is honoured.
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
