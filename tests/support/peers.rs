@@ -123,8 +123,16 @@ fn prism_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().unwrap().port()
+    free_ports::<1>()[0]
+}
+
+/// Distinct free ports: the listeners are all held until every port is
+/// known, so that none is handed out twice.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<_> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 /// Starts `prism <mode...> SPEC [rest...]` on `port`, not waiting for it.
@@ -197,7 +205,7 @@ pub fn described(
     let python = which("python3").unwrap_or_else(|| {
         panic!("python3 is needed for the scenario layer: run `bash tests/run.sh`")
     });
-    let (mock_port, public_port) = (free_port(), free_port());
+    let [mock_port, public_port] = free_ports::<2>();
     let mut mock = start_prism(&["mock"], spec, mock_port);
     let scenario_path = root().join("tests/fixtures/saas").join(scenario);
     assert!(
