@@ -65,20 +65,30 @@ if [ -s tests/requirements.txt ]; then
   export PATH="$env_dir/venv/bin:$PATH"
 fi
 
-# --- Vendors' recorded API responses (pinned PyPI sdists) -------------------
-# The SDKs' own VCR cassettes: real responses the SaaS collectors must parse.
+# --- Vendors' recorded API responses and descriptions (pinned PyPI sdists) ---
+# The SDKs' own VCR cassettes: real responses the SaaS collectors must parse;
+# and API descriptions that Prism serves.
 sdists="$env_dir/sdists"
-fetch_sdist() { # NAME VERSION [DIRECTORY NAME, when the sdist normalises it]
+fetch_sdist() { # NAME VERSION [DIRECTORY NAME, when the sdist normalises it] [MEMBER...]
   local dir="${3:-$1}-$2"
+  local members=("${@:4}")
   if [ ! -d "$sdists/$dir" ]; then
-    say "sdist $1==$2 (recorded API responses)"
+    say "sdist $1==$2"
     mkdir -p "$sdists"
     python3 -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: "$1==$2" -d "$sdists"
-    tar -xzf "$sdists/$dir.tar.gz" -C "$sdists"
+    # Of a large sdist, only the files the tests read.
+    tar -xzf "$sdists/$dir.tar.gz" -C "$sdists" "${members[@]/#/$dir/}"
+    rm -f "$sdists/$dir.tar.gz"
   fi
 }
 fetch_sdist okta 3.4.6
 fetch_sdist datadog-api-client 2.62.0 datadog_api_client
+# Google's Admin SDK Directory discovery document.
+fetch_sdist google-api-python-client 2.202.0 google_api_python_client \
+  googleapiclient/discovery_cache/documents/admin.directory_v1.json
+# Atlassian's Jira Cloud platform OpenAPI description (a copy kept by this
+# client's sdist; Atlassian publishes it on its developer site only).
+fetch_sdist jirapi 0.4.0 jirapi docs/jira-cloud-api-openapi.json
 
 # --- npm peers (package-lock.json) -----------------------------------------
 if [ -f tests/peers/package-lock.json ]; then

@@ -1,7 +1,12 @@
 //! The Google Workspace Directory definition: service-account JWT with
 //! domain-wide delegation, then users (2SV enrolled/enforced, suspended,
-//! admin) over two pages, admin roles and their assignments. Responses are
-//! written to the Admin SDK discovery schema (no vendor recording exists).
+//! admin) over three pages, admin roles and their assignments. The peer is
+//! Prism serving Google's own Admin SDK Directory discovery document (from
+//! the pinned `google-api-python-client` sdist, converted to Swagger by
+//! `google-discovery-to-swagger`), with scenario users layered on and every
+//! response checked against the description (tests/support/peers.rs,
+//! `described`). The token endpoint, Google's OAuth server rather than the
+//! Directory API, is the scenario server's.
 
 mod common;
 #[path = "support/peers.rs"]
@@ -47,16 +52,19 @@ fn users_with_2sv_admins_and_roles_via_a_delegated_service_account() {
     let private_pem = std::fs::read_to_string(&pem).unwrap();
 
     let journal = dir.path().join("journal.jsonl");
-    let google = peers::replay_with_journal(
-        "google-workspace.yaml",
+    let description = peers::google_directory_description(dir.path());
+    let google = peers::described(
+        &description,
+        "google-workspace-scenario.yaml",
         &[("Authorization", &format!("Bearer {ACCESS_TOKEN}"))],
         Some(&journal),
     );
-    let ws = Workspace::new(&format!(
-        r#"
+    let config = |page_size: &str| {
+        format!(
+            r#"
 [log]
 format = "json"
-level = "info"
+level = "debug"
 
 [[collectors]]
 name = "google"
@@ -67,21 +75,21 @@ base_url = "{url}"
 private_key_file = "sa.json"
 subject = "admin@example.com"
 retries = 0
-vars = {{ page_size = "2" }}
+vars = {{ page_size = "{page_size}" }}
 "#,
-        url = google.url
-    ));
-    std::fs::write(
-        ws.path().join("sa.json"),
-        json!({
-            "type": "service_account",
-            "client_email": "exhibit@acme-audit.iam.gserviceaccount.com",
-            "private_key": private_pem,
-            "token_uri": format!("{}/token", google.url),
-        })
-        .to_string(),
-    )
-    .unwrap();
+            url = google.url
+        )
+    };
+    let token_uri = format!("{}/token", google.scenario_url);
+    let key = json!({
+        "type": "service_account",
+        "client_email": "exhibit@acme-audit.iam.gserviceaccount.com",
+        "private_key": private_pem,
+        "token_uri": token_uri,
+    })
+    .to_string();
+    let ws = Workspace::new(&config("2"));
+    std::fs::write(ws.path().join("sa.json"), &key).unwrap();
 
     let out = ws.run(&["collect"]);
     let logs = text(&out);
@@ -105,7 +113,7 @@ vars = {{ page_size = "2" }}
     );
     let assertion = body.split("assertion=").nth(1).unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-    validation.set_audience(&[format!("{}/token", google.url)]);
+    validation.set_audience(&[&token_uri]);
     let claims = jsonwebtoken::decode::<Value>(
         assertion,
         &jsonwebtoken::DecodingKey::from_rsa_pem(&std::fs::read(&public).unwrap()).unwrap(),
@@ -124,8 +132,9 @@ vars = {{ page_size = "2" }}
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["statement"]["predicate"]["status"], "ok");
     let p = &shown["payload"];
-    assert_eq!(p["users"]["pages"], 2, "the last page has no nextPageToken");
-    assert_eq!(p["users"]["count"], 3);
+    assert_eq!(p["users"]["pages"], 3, "the last page has no nextPageToken");
+    assert_eq!(p["users"]["complete"], true);
+    assert_eq!(p["users"]["count"], 5);
     let by_email = |e: &str| {
         p["users"]["items"]
             .as_array()
@@ -135,29 +144,82 @@ vars = {{ page_size = "2" }}
             .cloned()
             .unwrap_or_else(|| panic!("{e} missing"))
     };
+    let facts = |u: &Value| {
+        (
+            u["is_admin"].as_bool().unwrap(),
+            u["is_delegated_admin"].as_bool().unwrap(),
+            u["is_enrolled_in_2sv"].as_bool().unwrap(),
+            u["is_enforced_in_2sv"].as_bool().unwrap(),
+            u["suspended"].as_bool().unwrap(),
+            u["archived"].as_bool().unwrap(),
+        )
+    };
+    // (admin, delegated admin, 2SV enrolled, 2SV enforced, suspended, archived)
     let ada = by_email("ada@example.com");
+    assert_eq!(facts(&ada), (true, false, true, true, false, false));
+    assert_eq!(ada["id"], "100000000000000000001");
+    assert_eq!(ada["org_unit"], "/");
     assert_eq!(
-        (ada["is_admin"].clone(), ada["is_enrolled_in_2sv"].clone()),
-        (json!(true), json!(true))
-    );
-    let bob = by_email("bob@example.com");
-    assert_eq!(
-        bob["is_enrolled_in_2sv"], false,
+        facts(&by_email("bob@example.com")),
+        (false, false, false, false, false, false),
         "a user without 2-Step Verification"
     );
-    assert_eq!(bob["is_enforced_in_2sv"], false);
-    let carol = by_email("carol@example.com");
-    assert_eq!(carol["suspended"], true);
-    let super_admin = &p["roles"]["items"][0];
-    assert_eq!(super_admin["is_super_admin"], true);
     assert_eq!(
-        p["role_assignments"]["items"][0]["assigned_to"],
-        "100000000000000000001"
+        facts(&by_email("carol@example.com")),
+        (false, false, true, false, true, false),
+        "a suspended user"
     );
+    assert_eq!(
+        facts(&by_email("dan@example.com")),
+        (false, true, true, false, false, false)
+    );
+    let erin = by_email("erin@example.com");
+    assert_eq!(facts(&erin), (false, false, false, false, false, true));
+    assert_eq!(erin["last_login_time"], "2024-06-01T00:00:00.000Z");
+    let without_2sv: Vec<_> = p["users"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["is_enrolled_in_2sv"] == false)
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(without_2sv, ["bob@example.com", "erin@example.com"]);
+
+    let roles = p["roles"]["items"].as_array().unwrap();
+    assert_eq!(p["roles"]["pages"], 1);
+    assert_eq!(roles[0]["name"], "_SEED_ADMIN_ROLE");
+    assert_eq!(roles[0]["is_super_admin"], true);
+    assert_eq!(roles[1]["is_super_admin"], false);
+    assert_eq!(
+        roles[1]["privileges"],
+        json!(["USERS_RETRIEVE", "USERS_RESET_PASSWORD"])
+    );
+    let assignments = p["role_assignments"]["items"].as_array().unwrap();
+    assert_eq!(assignments[0]["assigned_to"], "100000000000000000001");
+    assert_eq!(assignments[0]["role_id"], "300000000000001");
+    assert_eq!(assignments[1]["assigned_to"], "100000000000000000004");
+    assert_eq!(assignments[1]["scope"], "ORG_UNIT");
+    // The schema's `password` field, which Prism fills in, is never kept.
+    assert!(p["users"]["items"][0].get("password").is_none());
 
     let store = peers::all_text_under(&ws.store());
     assert!(!store.contains(ACCESS_TOKEN) && !logs.contains(ACCESS_TOKEN));
     assert!(!store.contains("BEGIN PRIVATE KEY") && !logs.contains("PRIVATE KEY"));
+
+    // The layer cannot drift from Google's shapes: a page that breaks the
+    // description (isAdmin as a string) is refused by the validating Prism,
+    // and the engine records the failure rather than fewer users.
+    let ws = Workspace::new(&config("3"));
+    std::fs::write(ws.path().join("sa.json"), &key).unwrap();
+    let out = ws.run(&["collect"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let out = ws.run(&["show", "google/my_customer", "--json"]);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["statement"]["predicate"]["status"], "partial");
+    let users = &shown["payload"]["users"];
+    assert_eq!(users["complete"], false, "{users:#}");
+    let error = users["error"].as_str().unwrap();
+    assert!(error.contains("500"), "{error}");
 }
 
 #[test]
