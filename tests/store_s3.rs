@@ -201,6 +201,22 @@ fn verify(endpoint: &str, bucket: &str) -> Output {
     c.output().unwrap()
 }
 
+/// An object's bytes, read with the plain SDK client.
+async fn object(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    c.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
 fn keys(endpoint: &str, bucket: &str, prefix: &str) -> Vec<String> {
     rt().block_on(async {
         let out = client(endpoint)
@@ -246,18 +262,7 @@ fn objects_are_locked_in_compliance_mode_with_sha256_checksums() {
     let key = "org/records/u/local/000000000001.json";
     rt().block_on(async {
         let c = client(&ep);
-        let bytes = c
-            .get_object()
-            .bucket("locked")
-            .key(key)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
+        let bytes = object(&c, "locked", key).await;
         let head = c
             .head_object()
             .bucket("locked")
@@ -314,7 +319,7 @@ fn objects_are_locked_in_compliance_mode_with_sha256_checksums() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(again, bytes.to_vec());
+        assert_eq!(again, bytes);
     });
 }
 
@@ -588,18 +593,7 @@ fn mirror(endpoint: &str, bucket: &str, prefix: &str, dir: &std::path::Path) -> 
                 if rel.starts_with('.') {
                     continue;
                 }
-                let bytes = c
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .unwrap()
-                    .body
-                    .collect()
-                    .await
-                    .unwrap()
-                    .into_bytes();
+                let bytes = object(&c, bucket, key).await;
                 let path = dir.join(rel);
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
                 std::fs::write(path, bytes).unwrap();

@@ -341,6 +341,21 @@ impl S3Store {
         }
     }
 
+    /// Writes a new evidence object, locked for the retention period.
+    async fn put_evidence(&self, key: &str, body: Body<'_>) -> Result<(), StoreError> {
+        validate_key(key)?;
+        self.check_bucket().await?;
+        let object_key = self.object_key(key);
+        match self
+            .put(&object_key, body, Condition::New, self.opts.retention)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(PutError::Precondition) => Err(StoreError::Exists(key.to_string())),
+            Err(PutError::Store(e)) => Err(e),
+        }
+    }
+
     /// The SHA-256 (base64) S3 recorded for a key, from HeadObject.
     pub async fn checksum(&self, key: &str) -> Result<Option<String>, StoreError> {
         let object_key = self.object_key(key);
@@ -524,47 +539,17 @@ impl S3Store {
 #[async_trait]
 impl Store for S3Store {
     async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        validate_key(key)?;
-        self.check_bucket().await?;
-        let object_key = self.object_key(key);
         // `If-None-Match: *` makes S3 itself refuse an existing key (AWS
         // since 2024, and moto, which the tests run against). There is no
         // check-then-put here: it would double the requests and still race.
         // Servers that ignore the condition are covered by the lease, which
         // guarantees one writer per stream, and by content addressing
         // (a blob's key is its hash).
-        match self
-            .put(
-                &object_key,
-                Body::Bytes(bytes),
-                Condition::New,
-                self.opts.retention,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(PutError::Precondition) => Err(StoreError::Exists(key.to_string())),
-            Err(PutError::Store(e)) => Err(e),
-        }
+        self.put_evidence(key, Body::Bytes(bytes)).await
     }
 
     async fn put_new_from_path(&self, key: &str, path: &std::path::Path) -> Result<(), StoreError> {
-        validate_key(key)?;
-        self.check_bucket().await?;
-        let object_key = self.object_key(key);
-        match self
-            .put(
-                &object_key,
-                Body::File(path),
-                Condition::New,
-                self.opts.retention,
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(PutError::Precondition) => Err(StoreError::Exists(key.to_string())),
-            Err(PutError::Store(e)) => Err(e),
-        }
+        self.put_evidence(key, Body::File(path)).await
     }
 
     async fn hash(&self, key: &str) -> Result<Option<(String, u64)>, StoreError> {
