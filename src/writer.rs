@@ -219,7 +219,7 @@ impl Writer {
         let keys = self.store.list(&format!("records/{stream}/")).await?;
         let prefix = format!("records/{stream}/");
         // Only direct children: `records/a/` also lists `records/a/b/…`.
-        let last = keys
+        let mut numbered: Vec<(u64, &String)> = keys
             .iter()
             .filter(|k| !k[prefix.len()..].contains('/'))
             .filter_map(|k| {
@@ -228,8 +228,9 @@ impl Writer {
                     .and_then(|n| n.parse::<u64>().ok())
                     .map(|n| (n, k))
             })
-            .max_by_key(|(n, _)| *n);
-        let Some((seq, key)) = last else {
+            .collect();
+        numbered.sort_unstable_by_key(|(n, _)| *n);
+        let Some(&(seq, key)) = numbered.last() else {
             return Ok(Head {
                 seq: 0,
                 sha256: None,
@@ -253,17 +254,41 @@ impl Writer {
             )));
         }
         let p = statement.predicate;
+        let cursor = if p.status == Status::Ok {
+            p.cursor
+        } else {
+            self.last_ok_cursor(&numbered[..numbered.len() - 1]).await?
+        };
         Ok(Head {
             seq,
             sha256: Some(sha256_hex(&bytes)),
             finished_at: Some(p.finished_at),
             scheduled_for: p.scheduled_for,
-            cursor: if p.status == Status::Ok {
-                p.cursor
-            } else {
-                None
-            },
+            cursor,
         })
+    }
+
+    /// The cursor of the newest successful record among `records` (sorted
+    /// by sequence number). After failed attempts the next collection must
+    /// start where the last good one ended, exactly as a daemon that never
+    /// restarted would: starting afresh would overlap (or, with a short
+    /// initial window, miss) what happened in between.
+    async fn last_ok_cursor(
+        &self,
+        records: &[(u64, &String)],
+    ) -> Result<Option<Value>, WriteError> {
+        for (_, key) in records.iter().rev() {
+            let Some(bytes) = self.store.get(key).await? else {
+                return Ok(None);
+            };
+            let Ok(statement) = peek::<RecordPredicate>(&bytes) else {
+                return Ok(None);
+            };
+            if statement.predicate.status == Status::Ok {
+                return Ok(statement.predicate.cursor);
+            }
+        }
+        Ok(None)
     }
 
     /// What the last record of `stream` said; claims the stream for this

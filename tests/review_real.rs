@@ -214,6 +214,18 @@ fn git_diff_lists_exactly_the_new_commits_and_tags() {
     assert_eq!(code(&out), 0, "{}", text(&out));
 
     let stream = "git-history/app";
+    // Each `collect` is a new process: the third record's window starts at
+    // the last successful record's head, not afresh after the failure.
+    let shown = ws.run(&["show", stream, "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let window = &shown["payload"]["window"];
+    assert_eq!(window["kind"], "since_previous_record", "{window}");
+    assert_eq!(window["from_commit"], head1.as_str(), "{window}");
+    assert_eq!(
+        shown["payload"]["commits"].as_array().map(Vec::len),
+        Some(3),
+        "only the commits made since record #1"
+    );
     let d = diff(&ws, stream, &[]);
     assert_eq!(d["from"]["seq"], 1);
     assert_eq!(d["to"]["seq"], 3);
