@@ -54,7 +54,10 @@ if [ -s tests/requirements.txt ]; then
   # A virtualenv moved from another checkout keeps scripts that name the old
   # path; exec then falls through to whatever moto_server is next on PATH,
   # an unpinned one. Rebuild it rather than test against the wrong peer.
-  if [ ! -x "$env_dir/venv/bin/python" ] || ! "$env_dir/venv/bin/pip" --version >/dev/null 2>&1; then
+  # A copied one may even run, with the original's interpreter, installing
+  # into the original: its pip must name this venv's python.
+  if [ ! -x "$env_dir/venv/bin/python" ] || ! "$env_dir/venv/bin/pip" --version >/dev/null 2>&1 \
+    || [ "$(head -n1 "$env_dir/venv/bin/pip" | sed 's/python3*$//')" != "#!$env_dir/venv/bin/" ]; then
     rm -rf "$env_dir/venv"
     python3 -m venv "$env_dir/venv"
   fi
