@@ -19,24 +19,11 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use common::{Workspace, code, text};
-use moto::{Moto, Proxy};
+use moto::{ALL_KINDS, Moto, Proxy};
 use serde_json::{Value, json};
 
 /// The agent's own secret access key: it must not show anywhere either.
 const AGENT_SECRET: &str = "agent-secret-Zq81xWv0pLm3";
-
-const ALL_KINDS: &[&str] = &[
-    "aws-iam-users",
-    "aws-iam-credential-report",
-    "aws-iam-password-policy",
-    "aws-iam-roles",
-    "aws-iam-policies",
-    "aws-iam-groups",
-    "aws-account-summary",
-    "aws-s3-buckets",
-    "aws-cloudtrail",
-    "aws-monitoring",
-];
 
 const ACCOUNT: &str = "123456789012";
 

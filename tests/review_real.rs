@@ -306,19 +306,6 @@ fn git_diff_lists_exactly_the_new_commits_and_tags() {
     );
 }
 
-const AWS_KINDS: &[&str] = &[
-    "aws-iam-users",
-    "aws-iam-credential-report",
-    "aws-iam-password-policy",
-    "aws-iam-roles",
-    "aws-iam-policies",
-    "aws-iam-groups",
-    "aws-account-summary",
-    "aws-s3-buckets",
-    "aws-cloudtrail",
-    "aws-monitoring",
-];
-
 fn aws_collect(ws: &Workspace, endpoint: &str) {
     let empty = ws.path().join("aws-config");
     std::fs::write(&empty, "").unwrap();
@@ -360,7 +347,7 @@ fn aws_diff_and_review_on_moto() {
     let ep = moto.endpoint();
     python("aws_seed.py", &ep, &["--roles", "3", "--policies", "2"]);
     let mut config = String::from("[agent]\nid = \"review\"\n");
-    for k in AWS_KINDS {
+    for k in moto::ALL_KINDS {
         config.push_str(&format!(
             "[[collectors]]\nname = \"{k}\"\nkind = \"{k}\"\nschedule = \"@daily\"\nretries = 0\nregions = [\"us-east-1\", \"eu-west-1\"]\n"
         ));

@@ -17,6 +17,21 @@ pub struct Moto {
     child: Mutex<Child>,
 }
 
+/// Every AWS collector kind, listed here rather than taken from the
+/// registry so that a kind dropped from it fails the tests that cover all.
+pub const ALL_KINDS: &[&str] = &[
+    "aws-iam-users",
+    "aws-iam-credential-report",
+    "aws-iam-password-policy",
+    "aws-iam-roles",
+    "aws-iam-policies",
+    "aws-iam-groups",
+    "aws-account-summary",
+    "aws-s3-buckets",
+    "aws-cloudtrail",
+    "aws-monitoring",
+];
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
