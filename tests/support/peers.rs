@@ -85,17 +85,25 @@ pub fn replay_with_journal(
     for (k, v) in required_headers {
         cmd.arg("--require-header").arg(format!("{k}={v}"));
     }
+    start_python_peer(cmd, "the replay server")
+}
+
+/// Starts one of the Python peers of tests/support, which print
+/// `READY <port>` once they listen.
+fn start_python_peer(mut cmd: Command, what: &str) -> Peer {
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().expect("start the replay server");
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
-        .expect("read the replay server's port");
+        .unwrap_or_else(|e| panic!("read the port of {what}: {e}"));
     let port = line
         .strip_prefix("READY ")
         .map(str::trim)
-        .unwrap_or_else(|| panic!("the replay server did not start (is PyYAML installed? run `bash tests/run.sh`): {line:?}"));
+        .unwrap_or_else(|| {
+            panic!("{what} did not start (is PyYAML installed? run `bash tests/run.sh`): {line:?}")
+        });
     Peer {
         child,
         url: format!("http://127.0.0.1:{port}"),
@@ -226,20 +234,7 @@ pub fn described(
     for (k, v) in required_headers {
         cmd.arg("--require-header").arg(format!("{k}={v}"));
     }
-    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
-    die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().expect("start the scenario server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the scenario server's port");
-    let port = line.strip_prefix("READY ").map(str::trim).unwrap_or_else(|| {
-        panic!("the scenario server did not start (is PyYAML installed? run `bash tests/run.sh`): {line:?}")
-    });
-    let layer = Peer {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
+    let layer = start_python_peer(cmd, "the scenario server");
     let mut proxy = start_prism_then(&["proxy", "--errors"], spec, public_port, &[&layer.url]);
     wait_listening(&mut mock, mock_port, "prism (mock)");
     wait_listening(&mut proxy, public_port, "prism (validating proxy)");
