@@ -18,7 +18,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -66,13 +65,7 @@ fn prism_port() -> u16 {
                 .arg(spec)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit());
-            // SAFETY: prctl is async-signal-safe and touches no parent memory.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
+            common::die_with_parent(&mut cmd);
             let mut child = match cmd.spawn() {
                 Ok(c) => c,
                 Err(e) => {

@@ -5,6 +5,20 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Makes a peer server die with the thread that started it, so that none
+/// outlives a test run that panicked or was killed. (PR_SET_PDEATHSIG fires
+/// when the spawning *thread* ends: spawn from one that lives long enough.)
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
 /// A temporary directory holding `exhibit.toml`, the key and the store.
 pub struct Workspace {
     pub dir: tempfile::TempDir,

@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -40,24 +39,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Makes the child die with the thread that spawned it.
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork
-    // and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
-
 /// Spawns `cmd` from a thread that lives as long as the process, because
 /// the parent-death signal fires when the spawning *thread* exits.
 fn spawn_for_good(mut cmd: Command, what: &'static str) -> Child {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        die_with_parent(&mut cmd);
+        crate::common::die_with_parent(&mut cmd);
         let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => panic!(
@@ -190,7 +177,7 @@ impl Proxy {
         if let Some(c) = capture {
             cmd.arg("--capture").arg(c);
         }
-        die_with_parent(&mut cmd);
+        crate::common::die_with_parent(&mut cmd);
         let mut child = cmd.spawn().expect("the AWS test proxy starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())

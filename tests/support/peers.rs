@@ -6,7 +6,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,17 +31,6 @@ impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Makes the child die with the thread that started it, so that no server
-/// outlives a test run that panicked or was killed.
-fn die_with_parent(cmd: &mut Command) {
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
     }
 }
 
@@ -92,7 +80,7 @@ pub fn replay_with_journal(
 /// `READY <port>` once they listen.
 fn start_python_peer(mut cmd: Command, what: &str) -> Peer {
     cmd.stdout(Stdio::piped()).stderr(Stdio::null());
-    die_with_parent(&mut cmd);
+    crate::common::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("stdout"))
@@ -161,7 +149,7 @@ fn start_prism_then(mode: &[&str], spec: &std::path::Path, port: u16, rest: &[&s
         .args(rest)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    die_with_parent(&mut cmd);
+    crate::common::die_with_parent(&mut cmd);
     Peer {
         child: cmd.spawn().expect("start prism"),
         url: format!("http://127.0.0.1:{port}"),
