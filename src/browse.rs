@@ -8,17 +8,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::evidence::record::{RecordPredicate, Statement, Status, peek};
-use crate::evidence::{blob_key, record_key};
+use crate::evidence::layout;
 use crate::store::Store;
 
 /// Every stream in the store, with its record keys in order.
 pub async fn streams(store: &dyn Store) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for key in store.list("records/").await? {
-        if let Some((stream, file)) = key["records/".len()..].rsplit_once('/')
-            && file.ends_with(".json")
-        {
-            out.entry(stream.to_string()).or_default().push(key);
+    for key in store.list(layout::RECORDS).await? {
+        if let Some((stream, _)) = layout::stream_record(&key) {
+            out.entry(stream).or_default().push(key);
         }
     }
     Ok(out)
@@ -128,7 +126,7 @@ pub async fn show(store: &dyn Store, spec: &str) -> anyhow::Result<Shown> {
         None => (spec, None),
     };
     let key = match seq {
-        Some(n) => record_key(stream, n),
+        Some(n) => layout::record(stream, n),
         None => {
             let all = streams(store).await?;
             match all.get(stream).and_then(|k| k.last()) {
@@ -146,7 +144,7 @@ pub async fn show(store: &dyn Store, spec: &str) -> anyhow::Result<Shown> {
         .with_context(|| format!("{key} does not exist in {}", store.describe()))?;
     let statement: Statement<RecordPredicate> = peek(&bytes).with_context(|| key.clone())?;
     let payload = match statement.subject.first() {
-        Some(s) => match store.get(&blob_key(&s.digest.sha256)).await? {
+        Some(s) => match store.get(&layout::blob(&s.digest.sha256)).await? {
             Some(b) => {
                 Some(serde_json::from_slice(&b).with_context(|| format!("payload of {key}"))?)
             }

@@ -1067,7 +1067,7 @@ async fn collect(cli: &Cli, config: Config, names: &[String]) -> Result<ExitCode
     }
     println!("checkpoint {checkpoint} in {}", store.describe());
     if let Some(t) = writer.timestamper() {
-        let token = crate::evidence::timestamp::token_key(&checkpoint);
+        let token = crate::evidence::layout::token(&checkpoint);
         if store.exists(&token).await.unwrap_or(false) {
             println!("timestamp  {token}");
         } else {

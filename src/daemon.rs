@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CollectorInstance, Config};
+use crate::evidence::layout;
 use crate::evidence::record::Trigger;
 use crate::runner::Runner;
 
@@ -150,15 +151,11 @@ async fn record_downtime(
     let run = runner.writer.begin_run(Trigger::Gap);
     let mut behind = BTreeSet::new();
     for inst in instances {
-        let prefix = format!("records/{}/", inst.name);
         let streams: BTreeSet<String> = store
-            .list(&prefix)
+            .list(&layout::collector_prefix(&inst.name))
             .await?
             .iter()
-            .filter_map(|k| {
-                k.rsplit_once('/')
-                    .map(|(s, _)| s["records/".len()..].to_string())
-            })
+            .filter_map(|k| layout::stream_record(k).map(|(s, _)| s))
             .collect();
         for stream in streams.into_iter().filter(|s| runner.shard.owns(s)) {
             let Some(last) = runner.writer.last_slot(&stream).await? else {

@@ -18,14 +18,12 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Timestamping;
 use crate::evidence::checkpoint::CheckpointPredicate;
+use crate::evidence::layout;
 use crate::evidence::record::peek;
 use crate::evidence::timestamp::{self, TokenError, Verified};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
-/// Where the agent publishes the TSA certificates it trusts, so that a
-/// sample bundle can carry them: `tsa/<sha256 of the DER>.pem`.
-pub const TRUST_PREFIX: &str = "tsa/";
 
 /// Largest reply accepted; real tokens are a few kilobytes.
 const MAX_REPLY: usize = 1 << 20;
@@ -115,7 +113,7 @@ impl Timestamper {
     pub async fn publish_trust(&self, store: &dyn Store) -> Result<(), StoreError> {
         for (sha, pem) in self.cfg.trust.pems() {
             match store
-                .put_new(&format!("{TRUST_PREFIX}{sha}.pem"), pem.as_bytes())
+                .put_new(&layout::tsa_cert(sha), pem.as_bytes())
                 .await
             {
                 Ok(()) | Err(StoreError::Exists(_)) => {}
@@ -142,7 +140,7 @@ impl Timestamper {
                 return Err(e);
             }
         };
-        let token_key = timestamp::token_key(key);
+        let token_key = layout::token(key);
         match store.put_new(&token_key, &reply).await {
             Ok(()) | Err(StoreError::Exists(_)) => {}
             Err(e) => {
@@ -249,15 +247,15 @@ impl Timestamper {
     /// Finds this agent's checkpoints that lack a token and are recent
     /// enough (within `max_delay`) for one to corroborate their time.
     pub async fn scan(&self, store: &dyn Store, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let keys = store.list("checkpoints/").await?;
+        let keys = store.list(layout::CHECKPOINTS).await?;
         let have: std::collections::HashSet<&str> = keys.iter().map(String::as_str).collect();
         let horizon = now - chrono::Duration::from_std(self.cfg.max_delay).unwrap_or_default();
         // Keys start with their finish day: older days need not be read.
-        let horizon_day = crate::evidence::checkpoint::checkpoint_key(horizon, "");
+        let horizon_day = layout::checkpoint(horizon, "");
         let horizon_day = horizon_day.trim_end_matches(".json");
         let mut too_old = 0usize;
-        for key in keys.iter().filter(|k| k.ends_with(".json")) {
-            if have.contains(timestamp::token_key(key).as_str()) {
+        for key in keys.iter().filter(|k| layout::is_checkpoint(k)) {
+            if have.contains(layout::token(key).as_str()) {
                 continue;
             }
             if key.as_str() < horizon_day {
@@ -308,7 +306,7 @@ impl Timestamper {
                 self.set_pending(&key, None);
                 continue;
             }
-            match store.exists(&timestamp::token_key(&key)).await {
+            match store.exists(&layout::token(&key)).await {
                 Ok(true) => {
                     self.set_pending(&key, None);
                     continue;

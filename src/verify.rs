@@ -16,7 +16,7 @@ use crate::evidence::checkpoint::{Checkpoint, open_checkpoint};
 use crate::evidence::keys::{KeyRing, PublicKey};
 use crate::evidence::record::{Record, Status, open_record};
 use crate::evidence::timestamp::{self, TrustAnchors};
-use crate::evidence::{blob_key, sha256_hex};
+use crate::evidence::{layout, sha256_hex};
 use crate::schedule::Schedule;
 use crate::store::{Store, StoreError};
 
@@ -220,12 +220,12 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
         Some(k) => (k.clone(), "given with --key".to_string()),
         None => {
             let mut ring = KeyRing::default();
-            for key in store.list("keys/").await? {
+            for key in store.list(layout::KEYS).await? {
                 let Some(bytes) = store.get(&key).await? else {
                     continue;
                 };
                 match PublicKey::from_pem(&String::from_utf8_lossy(&bytes)) {
-                    Ok(k) if key == format!("keys/{}.pub", k.id()) => ring.insert(k),
+                    Ok(k) if key == layout::public_key(k.id()) => ring.insert(k),
                     Ok(k) => problem(&key, "key_misnamed", format!("holds key {}", k.id())),
                     Err(e) => problem(&key, "key_malformed", e),
                 }
@@ -237,8 +237,8 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
         }
     };
     let empty = keys.is_empty()
-        && store.list("records/").await?.is_empty()
-        && store.list("checkpoints/").await?.is_empty();
+        && store.list(layout::RECORDS).await?.is_empty()
+        && store.list(layout::CHECKPOINTS).await?.is_empty();
     if empty {
         // Never "intact" over nothing: a mistyped path must not pass.
         problem(
@@ -248,14 +248,14 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
         );
     } else if keys.is_empty() {
         problem(
-            "keys/",
+            layout::KEYS,
             "no_keys",
             "no public key to verify signatures with".into(),
         );
     }
 
     // Records, by stream.
-    let record_keys = store.list("records/").await?;
+    let record_keys = store.list(layout::RECORDS).await?;
     // Each record is opened as it arrives and its bytes dropped, so that
     // memory follows the number of records, not their size.
     let opened: Vec<(String, Fetched<Result<Record, String>>)> =
@@ -314,7 +314,7 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
             .map(|sha| {
                 let store = store.clone();
                 async move {
-                    let r = store.hash(&blob_key(&sha)).await;
+                    let r = store.hash(&layout::blob(&sha)).await;
                     (sha, r)
                 }
             })
@@ -329,7 +329,7 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
                 payload_bytes += len;
                 if actual != sha {
                     problem(
-                        &blob_key(sha),
+                        &layout::blob(sha),
                         "payload_mismatch",
                         format!(
                             "content hashes to {actual}, not {sha} (referenced by {referrers})"
@@ -338,11 +338,11 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
                 }
             }
             Ok(None) => problem(
-                &blob_key(sha),
+                &layout::blob(sha),
                 "payload_missing",
                 format!("payload blob is missing (referenced by {referrers})"),
             ),
-            Err(e) => problem(&blob_key(sha), "payload_unreadable", e.to_string()),
+            Err(e) => problem(&layout::blob(sha), "payload_unreadable", e.to_string()),
         }
     }
 
@@ -436,12 +436,12 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
 
     // Checkpoints.
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
-    let checkpoint_listing = store.list("checkpoints/").await?;
+    let checkpoint_listing = store.list(layout::CHECKPOINTS).await?;
     // Every checkpoint's hash, signed or not: a token is checked against
     // the bytes, so that an edited checkpoint is also an imprint mismatch.
     let mut checkpoint_hashes: BTreeMap<String, String> = BTreeMap::new();
     for key in checkpoint_listing.iter().cloned() {
-        if !key.ends_with(".json") {
+        if !layout::is_checkpoint(&key) {
             continue;
         }
         let Some(bytes) = store.get(&key).await? else {
@@ -452,10 +452,7 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
             Ok(c) => {
                 if !key.ends_with(&format!("/{}.json", c.predicate().run_id))
                     || key
-                        != crate::evidence::checkpoint::checkpoint_key(
-                            c.predicate().finished_at,
-                            &c.predicate().run_id,
-                        )
+                        != layout::checkpoint(c.predicate().finished_at, &c.predicate().run_id)
                 {
                     problem(
                         &key,
@@ -745,15 +742,16 @@ async fn check_timestamps(
         Some((trust, from)) => (trust.clone(), Some(from.clone())),
         None => {
             let mut trust = TrustAnchors::default();
-            for key in store.list(crate::tsa::TRUST_PREFIX).await? {
+            for key in store.list(layout::TSA).await? {
                 let Some(bytes) = store.get(&key).await? else {
                     continue;
                 };
                 match TrustAnchors::from_pem(&bytes) {
                     Ok(certs) => {
-                        let named = certs.pems().iter().any(|(sha, _)| {
-                            key == format!("{}{sha}.pem", crate::tsa::TRUST_PREFIX)
-                        });
+                        let named = certs
+                            .pems()
+                            .iter()
+                            .any(|(sha, _)| key == layout::tsa_cert(sha));
                         if !named {
                             problem(
                                 &key,
@@ -774,7 +772,7 @@ async fn check_timestamps(
         }
     };
     let present: HashSet<&str> = listing.iter().map(String::as_str).collect();
-    let tokens: Vec<&String> = listing.iter().filter(|k| k.ends_with(".tsr")).collect();
+    let tokens: Vec<&String> = listing.iter().filter(|k| layout::is_token(k)).collect();
     let mut summary = TimestampSummary {
         trusted: trust.subjects(),
         in_use: !tokens.is_empty() || !trust.is_empty() || t.require,
@@ -782,7 +780,7 @@ async fn check_timestamps(
         ..Default::default()
     };
     for token in &tokens {
-        let owner = timestamp::checkpoint_key_of(token).unwrap_or_default();
+        let owner = layout::checkpoint_of_token(token).unwrap_or_default();
         if !present.contains(owner.as_str()) {
             problem(
                 token,
@@ -804,7 +802,7 @@ async fn check_timestamps(
         .to_string()
     };
     for (key, sha) in hashes {
-        let token_key = timestamp::token_key(key);
+        let token_key = layout::token(key);
         if !present.contains(token_key.as_str()) {
             summary.missing += 1;
             let message = format!(
@@ -909,7 +907,7 @@ async fn coverage(
         let p = l.record.predicate();
         if p.status == Status::Missed {
             if let Some(sha) = l.record.payload_sha256()
-                && let Ok(Some(bytes)) = store.get(&blob_key(sha)).await
+                && let Ok(Some(bytes)) = store.get(&layout::blob(sha)).await
                 && let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes)
             {
                 for s in doc["slots"].as_array().into_iter().flatten() {
@@ -962,17 +960,12 @@ fn outside_bundle(b: &BundleScope, streams: &BTreeMap<String, Vec<Loaded>>, key:
     matches!((seq, first), (Some(n), Some(f)) if n < f)
 }
 
-/// `records/<stream>/<seq>.json` → (stream, seq).
+/// A record's key → (stream, seq); the number is `None` when the file name
+/// is not a well-formed record number.
 fn split_record_key(key: &str) -> (String, Option<u64>) {
-    let rest = key.strip_prefix("records/").unwrap_or(key);
-    match rest.rsplit_once('/') {
-        Some((stream, file)) => (
-            stream.to_string(),
-            file.strip_suffix(".json")
-                .filter(|n| n.len() == 12)
-                .and_then(|n| n.parse().ok()),
-        ),
-        None => (String::new(), None),
+    match layout::stream_record(key) {
+        Some((stream, seq)) => (stream, Some(seq)),
+        None => (layout::stream_of(key).unwrap_or_default().to_string(), None),
     }
 }
 

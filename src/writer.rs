@@ -13,15 +13,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::collect::Previous;
-use crate::evidence::checkpoint::{
-    CheckpointPredicate, KeyRotation, PrevCheckpoint, checkpoint_key,
-};
+use crate::evidence::checkpoint::{CheckpointPredicate, KeyRotation, PrevCheckpoint};
 use crate::evidence::keys::Signer;
 use crate::evidence::record::{
     CHECKPOINT_PREDICATE_TYPE, CollectorInfo, Digest, JSON_MEDIA_TYPE, PayloadInfo,
     RECORD_PREDICATE_TYPE, RecordPredicate, Status, Subject, Trigger, peek, seal,
 };
-use crate::evidence::{blob_key, canonical, record_key, sha256_hex, validate_stream_id};
+use crate::evidence::{canonical, layout, sha256_hex, validate_stream_id};
 use crate::store::{Lease, Store, StoreError};
 
 /// Errors while writing evidence.
@@ -216,17 +214,14 @@ impl Writer {
     }
 
     async fn load_head(&self, stream: &str) -> Result<Head, WriteError> {
-        let keys = self.store.list(&format!("records/{stream}/")).await?;
-        let prefix = format!("records/{stream}/");
-        // Only direct children: `records/a/` also lists `records/a/b/…`.
+        let keys = self.store.list(&layout::stream_prefix(stream)).await?;
+        // Only this stream's records: its prefix also lists the streams
+        // nested under it.
         let mut numbered: Vec<(u64, &String)> = keys
             .iter()
-            .filter(|k| !k[prefix.len()..].contains('/'))
-            .filter_map(|k| {
-                k[prefix.len()..]
-                    .strip_suffix(".json")
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .map(|n| (n, k))
+            .filter_map(|k| match layout::stream_record(k) {
+                Some((s, n)) if s == stream => Some((n, k)),
+                _ => None,
             })
             .collect();
         numbered.sort_unstable_by_key(|(n, _)| *n);
@@ -339,7 +334,7 @@ impl Writer {
         })
         .await
         .expect("canonicalisation does not panic")?;
-        let blob = blob_key(&payload_sha);
+        let blob = layout::blob(&payload_sha);
         match self.store.put_new_file(&blob, staged).await {
             Ok(()) | Err(StoreError::Exists(_)) => {}
             Err(e) => return Err(e.into()),
@@ -382,7 +377,7 @@ impl Writer {
             },
         }];
         let stored = seal(subject, RECORD_PREDICATE_TYPE, &predicate, &self.signer);
-        let key = record_key(&entry.stream, seq);
+        let key = layout::record(&entry.stream, seq);
         self.store.put_new(&key, &stored).await?;
         let sha256 = sha256_hex(&stored);
         *h = Head {
@@ -471,7 +466,7 @@ impl Writer {
             &predicate,
             &self.signer,
         );
-        let key = checkpoint_key(finished_at, &run.id);
+        let key = layout::checkpoint(finished_at, &run.id);
         self.store.put_new(&key, &stored).await?;
         let sha = sha256_hex(&stored);
         // Logged so that the head of the chain is also anchored in the log
@@ -487,7 +482,7 @@ impl Writer {
 
 /// Puts the public key into `keys/` (once; an existing file must match).
 async fn publish_key(store: &dyn Store, signer: &Signer) -> Result<(), WriteError> {
-    let key_path = format!("keys/{}.pub", signer.key_id());
+    let key_path = layout::public_key(signer.key_id());
     let pem = signer.public().to_pem();
     match store.put_new(&key_path, pem.as_bytes()).await {
         Ok(()) | Err(StoreError::Exists(_)) => {}
@@ -509,9 +504,9 @@ async fn find_last_checkpoint(
     store: &dyn Store,
     agent: &str,
 ) -> Result<Option<PrevCheckpoint>, WriteError> {
-    let keys = store.list("checkpoints/").await?;
+    let keys = store.list(layout::CHECKPOINTS).await?;
     let mut by_day: std::collections::BTreeMap<&str, Vec<&String>> = Default::default();
-    for key in keys.iter().filter(|k| k.ends_with(".json")) {
+    for key in keys.iter().filter(|k| layout::is_checkpoint(k)) {
         let day = key.rsplit_once('/').map_or("", |(d, _)| d);
         by_day.entry(day).or_default().push(key);
     }

@@ -201,7 +201,7 @@ fn verify_sh_and_exhibit_agree_on_genuine_and_tampered_bundles() {
             let rec = std::fs::read(r.join(&sampled[0])).unwrap();
             let st: exhibit::evidence::record::Statement<Value> =
                 exhibit::evidence::record::peek(&rec).unwrap();
-            let blob = r.join(exhibit::evidence::blob_key(&st.subject[0].digest.sha256));
+            let blob = r.join(exhibit::evidence::layout::blob(&st.subject[0].digest.sha256));
             let t = std::fs::read_to_string(&blob)
                 .unwrap()
                 .replace("true", "false");

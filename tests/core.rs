@@ -312,7 +312,7 @@ fn every_tampering_is_detected_and_named() {
         let st: exhibit::evidence::record::Statement<Value> =
             exhibit::evidence::record::peek(&rec).unwrap();
         let sha = st.subject[0].digest.sha256.clone();
-        let blob = s.join(exhibit::evidence::blob_key(&sha));
+        let blob = s.join(exhibit::evidence::layout::blob(&sha));
         let mut bytes = std::fs::read(&blob).unwrap();
         bytes[3] ^= 0x01;
         std::fs::write(&blob, bytes).unwrap();

@@ -2,7 +2,7 @@
 //! the run wrote and the hash of its previous checkpoint, so that deleting a
 //! whole run breaks a chain `verify` can follow (as CloudTrail digest files).
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::keys::KeyRing;
@@ -74,16 +74,6 @@ impl Checkpoint {
     pub fn records(&self) -> &[Subject] {
         &self.statement.subject
     }
-}
-
-/// The store key of a checkpoint.
-pub fn checkpoint_key(finished_at: DateTime<Utc>, run_id: &str) -> String {
-    format!(
-        "checkpoints/{:04}/{:02}/{:02}/{run_id}.json",
-        finished_at.year(),
-        finished_at.month(),
-        finished_at.day()
-    )
 }
 
 /// Checks the signature and decodes a stored checkpoint.

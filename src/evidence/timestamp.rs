@@ -60,21 +60,6 @@ const ID_KP_TIME_STAMPING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.
 /// have one or two intermediates.
 const MAX_CHAIN: usize = 6;
 
-/// The store key of the token of the checkpoint at `checkpoint_key`.
-pub fn token_key(checkpoint_key: &str) -> String {
-    let stem = checkpoint_key
-        .strip_suffix(".json")
-        .unwrap_or(checkpoint_key);
-    format!("{stem}.tsr")
-}
-
-/// The checkpoint key a token key belongs to.
-pub fn checkpoint_key_of(token_key: &str) -> Option<String> {
-    token_key
-        .strip_suffix(".tsr")
-        .map(|stem| format!("{stem}.json"))
-}
-
 /// What went wrong with a token; each maps to a stable problem code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -777,14 +762,6 @@ fn parse_gen_time(any: &Any) -> Result<DateTime<Utc>, TokenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_keys_sit_beside_their_checkpoints() {
-        let k = "checkpoints/2026/01/02/0190-abc.json";
-        assert_eq!(token_key(k), "checkpoints/2026/01/02/0190-abc.tsr");
-        assert_eq!(checkpoint_key_of(&token_key(k)).as_deref(), Some(k));
-        assert_eq!(checkpoint_key_of(k), None);
-    }
 
     #[test]
     fn a_request_carries_the_digest_a_nonce_and_cert_req() {

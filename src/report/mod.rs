@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::diff::Change;
-use crate::evidence::blob_key;
+use crate::evidence::layout;
 use crate::evidence::record::{RecordPredicate, Statement, Status, peek};
 use crate::store::Store;
 use crate::verify::Coverage;
@@ -122,7 +122,7 @@ async fn load(
     let st: Statement<RecordPredicate> = peek(&bytes)?;
     let payload = match st.subject.first() {
         Some(s) => store
-            .get(&blob_key(&s.digest.sha256))
+            .get(&layout::blob(&s.digest.sha256))
             .await?
             .and_then(|b| serde_json::from_slice(&b).ok()),
         None => None,

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::evidence::checkpoint::CheckpointPredicate;
 use crate::evidence::record::{RecordPredicate, Statement, peek};
-use crate::evidence::{blob_key, sha256_hex};
+use crate::evidence::{layout, sha256_hex};
 use crate::schedule::Schedule;
 use crate::store::Store;
 
@@ -161,7 +161,7 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
         let mut sampled = Vec::new();
         for i in picked {
             let (key, sha) = &period[i];
-            let blob = blob_key(sha);
+            let blob = layout::blob(sha);
             let bytes = store
                 .get(&blob)
                 .await?
@@ -180,8 +180,8 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
     }
     // Checkpoints of the period, and those of every run a record of the
     // period belongs to, so the chain can be followed end to end.
-    for key in store.list("checkpoints/").await? {
-        if !key.ends_with(".json") {
+    for key in store.list(layout::CHECKPOINTS).await? {
+        if !layout::is_checkpoint(&key) {
             continue;
         }
         let Some(bytes) = store.get(&key).await? else {
@@ -191,7 +191,7 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
         let p = &st.predicate;
         if runs.contains(&p.run_id) || (p.finished_at >= req.from && p.finished_at <= req.to) {
             // Its RFC 3161 token travels with it.
-            let token = crate::evidence::timestamp::token_key(&key);
+            let token = layout::token(&key);
             if let Some(t) = store.get(&token).await? {
                 files.insert(token, t);
             }
@@ -200,12 +200,12 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
     }
     // The TSA certificates the agent trusted, so that the tokens can be
     // checked offline (an auditor may pass their own copy instead).
-    for key in store.list(crate::tsa::TRUST_PREFIX).await? {
+    for key in store.list(layout::TSA).await? {
         if let Some(bytes) = store.get(&key).await? {
             files.insert(key, bytes);
         }
     }
-    for key in store.list("keys/").await? {
+    for key in store.list(layout::KEYS).await? {
         if let Some(bytes) = store.get(&key).await? {
             files.insert(key, bytes);
         }

@@ -248,7 +248,9 @@ impl Inner {
         }
         self.mark_synced();
         self.offline.store(false, Ordering::Relaxed);
-        if !key.starts_with("blobs/") {
+        // Payloads are content-addressed and large: only the small objects
+        // are kept, for reading back while the store is out of reach.
+        if !crate::evidence::layout::is_blob(key) {
             let bytes = std::fs::read(&object).map_err(|e| StoreError::io(key, e))?;
             match self.shipped.put_new(key, &bytes).await {
                 Ok(()) | Err(StoreError::Exists(_)) => {}
