@@ -34,26 +34,16 @@ fn payload(bytes: usize, salt: u64) -> Value {
 }
 
 fn entry(stream: &str, payload: Value) -> Entry {
-    let now = chrono::Utc::now();
-    Entry {
-        stream: stream.to_string(),
-        collector: CollectorInfo {
-            name: "bench".into(),
-            kind: "bench".into(),
-            version: "0".into(),
-        },
-        source: json!({"account": "123456789012"}),
-        started_at: now,
-        finished_at: now,
-        status: Status::Ok,
-        error: None,
-        attempts: 1,
-        payload,
-        criteria: vec!["CC6.1".into()],
-        schedule: None,
-        scheduled_for: None,
-        cursor: None,
-    }
+    let collector = CollectorInfo {
+        name: "bench".into(),
+        kind: "bench".into(),
+        version: "0".into(),
+    };
+    let mut entry = Entry::new(stream, collector, Status::Ok, chrono::Utc::now(), payload);
+    entry.predicate.source = json!({"account": "123456789012"});
+    entry.predicate.attempts = 1;
+    entry.predicate.criteria = vec!["CC6.1".into()];
+    entry
 }
 
 fn pipeline(c: &mut Criterion) {

@@ -1,10 +1,12 @@
-//! `exhibit run`: the scheduler.
+//! `exhibit run`: the daemon, and its scheduler.
 //!
 //! Each enabled collector instance gets a task that sleeps until its next
 //! cron slot, waits for a global concurrency permit, runs, and checkpoints.
 //! One task per instance means one instance never overlaps itself; slots
 //! that pass while it is still running are recorded as missed, as are slots
-//! that passed while the agent was down (found at start-up).
+//! that passed while the agent was down (found at start-up). Slots are
+//! read on the agent's clock and waited for on tokio's timer, so a test
+//! with tokio's clock paused runs days of them in an instant.
 //!
 //! Shutdown has two stages, as two tokens: `stop` (SIGTERM/SIGINT) ends
 //! scheduling while in-flight runs continue; `hard_stop` (the grace period
@@ -12,67 +14,121 @@
 //! failed records and checkpoints before the process exits.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use anyhow::Context as _;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CollectorInstance, Config};
-use crate::evidence::layout;
+use crate::agent::Agent;
+use crate::config::CollectorInstance;
 use crate::evidence::record::Trigger;
-use crate::runner::Runner;
 
 /// Most missed slots listed one by one in a missed record; the count is
 /// always exact.
 const MISSED_LISTED: usize = 1000;
 
-/// Runs the daemon until a shutdown signal; returns once every in-flight
-/// run has written its records and checkpoint.
+/// The whole daemon: serves the admin endpoint on `admin` and publishes the
+/// spool's backlog, schedules until SIGTERM or SIGINT, then waits (a
+/// bounded time) for the spool to ship what was written.
+pub async fn serve(agent: Agent, admin: SocketAddr) -> anyhow::Result<()> {
+    // The spool's backlog, published every few seconds: often enough for an
+    // alert, cheap enough to ignore.
+    let gauges = {
+        let (store, metrics) = (agent.store().clone(), agent.metrics().clone());
+        tokio::spawn(async move {
+            loop {
+                if let Some(b) = store.backlog() {
+                    metrics.spool(&b);
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+    };
+    let ready = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
+    let admin_stop = CancellationToken::new();
+    let (bound, admin_task) = crate::admin::serve(
+        admin,
+        crate::admin::AdminState {
+            metrics: agent.metrics().clone(),
+            ready: ready.clone(),
+        },
+        admin_stop.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {admin}"))?;
+    tracing::info!(address = %bound, "admin endpoint listening");
+    let config = agent.config();
+    if config.shard.count > 1 {
+        tracing::info!(index = config.shard.index, count = config.shard.count, agent = %config.agent.id, "sharded: this replica collects its share of the streams");
+    }
+    tokio::spawn(watch_signals(stop.clone(), agent.hard_stop().clone()));
+    run(agent.clone(), ready, stop).await?;
+    let left = agent.flush().await;
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "stopping with evidence still in the spool; it is shipped at the next start"
+        );
+    }
+    gauges.abort();
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    Ok(())
+}
+
+/// Schedules every enabled instance of `agent` until `stop` is cancelled;
+/// returns once every in-flight run has written its records and checkpoint.
+/// `ready` is set while the scheduler runs. In-flight runs get the config's
+/// grace period after `stop`; then the agent's hard stop cancels them.
 pub async fn run(
-    config: Config,
-    runner: Runner,
+    agent: Agent,
     ready: Arc<AtomicBool>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let grace = config.agent.shutdown_grace;
-    let hard_stop = runner.hard_stop.clone();
-    tokio::spawn(watch_signals(stop.clone(), hard_stop.clone(), grace));
+    tokio::spawn(escalate(
+        stop.clone(),
+        agent.hard_stop().clone(),
+        agent.config().agent.shutdown_grace,
+    ));
 
-    let instances: Vec<Arc<CollectorInstance>> = config
-        .collectors
-        .into_iter()
+    let instances: Vec<Arc<CollectorInstance>> = agent
+        .instances()
+        .iter()
         .filter(|c| c.enabled)
-        .map(Arc::new)
+        .cloned()
         .collect();
     if instances.is_empty() {
         tracing::warn!("no enabled collectors: nothing will be scheduled");
     }
 
-    measure_schedules(&instances, &runner, stop.clone());
-    let behind = record_downtime(&runner, &instances).await?;
-    let permits = Arc::new(Semaphore::new(config.agent.concurrency));
+    measure_schedules(&instances, &agent, stop.clone());
+    let behind = record_downtime(&agent, &instances).await?;
+    let permits = Arc::new(Semaphore::new(agent.config().agent.concurrency));
     ready.store(true, Ordering::SeqCst);
     tracing::info!(
         collectors = instances.len(),
-        store = %runner.writer.store().describe(),
+        store = %agent.store().describe(),
         "scheduler started"
     );
 
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(t) = runner.writer.timestamper().cloned() {
-        tasks.spawn(timestamp_loop(t, runner.clone(), stop.clone()));
+    if let Some(t) = agent.timestamper().cloned() {
+        tasks.spawn(timestamp_loop(t, agent.clone(), stop.clone()));
     }
-    if let Some((schedule, report)) = config.report.clone() {
-        tasks.spawn(report_loop(schedule, report, runner.clone(), stop.clone()));
+    if let Some((schedule, report)) = agent.config().report.clone() {
+        tasks.spawn(report_loop(schedule, report, agent.clone(), stop.clone()));
     }
+    let catch_up = agent.config().agent.catch_up;
     for inst in instances {
-        let catch_up = config.agent.catch_up && behind.contains(&inst.name);
+        let catch_up = catch_up && behind.contains(&inst.name);
         tasks.spawn(instance_loop(
             inst,
-            runner.clone(),
+            agent.clone(),
             permits.clone(),
             stop.clone(),
             catch_up,
@@ -88,7 +144,9 @@ pub async fn run(
     Ok(())
 }
 
-async fn watch_signals(stop: CancellationToken, hard_stop: CancellationToken, grace: Duration) {
+/// The first SIGTERM or SIGINT stops scheduling; a second one cancels the
+/// runs in flight without waiting for the grace period.
+async fn watch_signals(stop: CancellationToken, hard_stop: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
@@ -97,13 +155,24 @@ async fn watch_signals(stop: CancellationToken, hard_stop: CancellationToken, gr
         _ = int.recv() => {}
         _ = stop.cancelled() => {}
     }
-    tracing::info!(grace = ?grace, "shutting down: no new runs; in-flight runs may finish within the grace period");
     stop.cancel();
     tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = hard_stop.cancelled() => return,
+    }
+    tracing::warn!("second signal: cancelling in-flight runs");
+    hard_stop.cancel();
+}
+
+/// Once scheduling stops, gives the runs in flight `grace` to finish, then
+/// cancels them.
+async fn escalate(stop: CancellationToken, hard_stop: CancellationToken, grace: Duration) {
+    stop.cancelled().await;
+    tracing::info!(grace = ?grace, "shutting down: no new runs; in-flight runs may finish within the grace period");
+    tokio::select! {
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over: cancelling in-flight runs"),
-        _ = term.recv() => tracing::warn!("second signal: cancelling in-flight runs"),
-        _ = int.recv() => tracing::warn!("second signal: cancelling in-flight runs"),
-        _ = hard_stop.cancelled() => {}
+        _ = hard_stop.cancelled() => return,
     }
     hard_stop.cancel();
 }
@@ -112,17 +181,13 @@ async fn watch_signals(stop: CancellationToken, hard_stop: CancellationToken, gr
 /// staleness alert. A dense schedule takes a scan of many slots to measure,
 /// so this runs beside the scheduler instead of delaying it, once per
 /// distinct expression, and gives up on shutdown.
-fn measure_schedules(
-    instances: &[Arc<CollectorInstance>],
-    runner: &Runner,
-    stop: CancellationToken,
-) {
+fn measure_schedules(instances: &[Arc<CollectorInstance>], agent: &Agent, stop: CancellationToken) {
     let schedules: Vec<(String, crate::schedule::Schedule)> = instances
         .iter()
         .map(|i| (i.name.clone(), i.schedule.clone()))
         .collect();
-    let metrics = runner.metrics.clone();
-    let now = runner.writer.now();
+    let metrics = agent.metrics().clone();
+    let now = agent.now();
     tokio::task::spawn_blocking(move || {
         let mut gaps: HashMap<String, Option<Duration>> = HashMap::new();
         for (name, schedule) in schedules {
@@ -143,27 +208,20 @@ fn measure_schedules(
 /// its last record, and records them as missed in one start-up run.
 /// Returns the names of instances that are behind.
 async fn record_downtime(
-    runner: &Runner,
+    agent: &Agent,
     instances: &[Arc<CollectorInstance>],
 ) -> anyhow::Result<BTreeSet<String>> {
-    let store = runner.writer.store().clone();
-    let now = runner.writer.now();
-    let run = runner.writer.begin_run(Trigger::Gap);
+    let now = agent.now();
+    let run = agent.begin_run(Trigger::Gap);
     let mut behind = BTreeSet::new();
     for inst in instances {
-        let streams: BTreeSet<String> = store
-            .list(&layout::collector_prefix(&inst.name))
-            .await?
-            .iter()
-            .filter_map(|k| layout::stream_record(k).map(|(s, _)| s))
-            .collect();
-        for stream in streams.into_iter().filter(|s| runner.shard.owns(s)) {
-            let Some(last) = runner.writer.last_slot(&stream).await? else {
+        for stream in agent.streams(inst).await? {
+            let Some(last) = agent.last_slot(&stream).await? else {
                 continue;
             };
             let (slots, total) = inst.schedule.slots_between(last, now, MISSED_LISTED);
             if total > 0 {
-                runner
+                agent
                     .record_missed(
                         inst,
                         &run,
@@ -178,7 +236,7 @@ async fn record_downtime(
         }
     }
     if !run.written().is_empty() {
-        runner.writer.checkpoint(run).await?;
+        agent.checkpoint(run).await?;
     }
     Ok(behind)
 }
@@ -189,38 +247,32 @@ async fn record_downtime(
 async fn report_loop(
     schedule: crate::schedule::Schedule,
     cfg: crate::config::ReportConfig,
-    runner: Runner,
+    agent: Agent,
     stop: CancellationToken,
 ) {
-    let mut after = Utc::now();
+    let clock = agent.clock();
+    let mut after = clock.now();
     while let Some(slot) = schedule.next_after(after) {
         tokio::select! {
-            _ = sleep_until(slot) => {}
+            _ = clock.sleep_until(slot) => {}
             _ = stop.cancelled() => return,
         }
         after = slot;
-        let since = Utc::now() - chrono::Duration::from_std(cfg.since).unwrap_or_default();
+        let since = clock.now() - chrono::Duration::from_std(cfg.since).unwrap_or_default();
         let result = async {
-            let report = crate::report::build(runner.writer.store().clone(), since).await?;
+            let report = crate::report::build(agent.store().clone(), since).await?;
             if let Some(out) = &cfg.out {
                 tokio::fs::write(out, crate::report::html(&report)).await?;
             }
             if let Some(url) = &cfg.webhook {
-                let text = crate::report::summary(&report, cfg.out.as_deref());
-                runner
-                    .http
-                    .post(url)
-                    .json(&serde_json::json!({ "text": text }))
-                    .send()
-                    .await?
-                    .error_for_status()?;
+                crate::report::post_summary(agent.http(), url, &report, cfg.out.as_deref()).await?;
             }
             Ok::<_, anyhow::Error>(report.all_highlights().count())
         }
         .await;
         match result {
             Ok(n) => tracing::info!(highlights = n, "nightly review made"),
-            Err(e) => tracing::error!(error = %e, "cannot make the nightly review"),
+            Err(e) => tracing::error!(error = format!("{e:#}"), "cannot make the nightly review"),
         }
     }
 }
@@ -230,7 +282,7 @@ async fn report_loop(
 /// next scheduled run.
 async fn timestamp_loop(
     stamper: Arc<crate::tsa::Timestamper>,
-    runner: Runner,
+    agent: Agent,
     stop: CancellationToken,
 ) {
     let every = stamper.config().retry_interval;
@@ -241,21 +293,16 @@ async fn timestamp_loop(
         }
         if stamper.pending() > 0 {
             let left = stamper
-                .retry_pending(runner.writer.store().as_ref(), runner.writer.now())
+                .retry_pending(agent.store().as_ref(), agent.now())
                 .await;
             tracing::debug!(left, "retried checkpoints lacking a timestamp");
         }
     }
 }
 
-async fn sleep_until(t: DateTime<Utc>) {
-    let wait = (t - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-    tokio::time::sleep(wait).await;
-}
-
 async fn instance_loop(
     inst: Arc<CollectorInstance>,
-    runner: Runner,
+    agent: Agent,
     permits: Arc<Semaphore>,
     stop: CancellationToken,
     catch_up: bool,
@@ -264,35 +311,36 @@ async fn instance_loop(
         && !stop.is_cancelled()
         && let Ok(_permit) = permits.acquire().await
     {
-        let run = runner.writer.begin_run(Trigger::CatchUp);
-        runner.run_instance(&inst, &run, None).await;
-        if let Err(e) = runner.writer.checkpoint(run).await {
+        let run = agent.begin_run(Trigger::CatchUp);
+        agent.collect(&inst, &run, None).await;
+        if let Err(e) = agent.checkpoint(run).await {
             tracing::error!(collector = %inst.name, error = %e, "cannot write checkpoint");
         }
     }
-    let mut after = runner.writer.now();
+    let clock = agent.clock();
+    let mut after = clock.now();
     loop {
         let Some(slot) = inst.schedule.next_after(after) else {
             tracing::warn!(collector = %inst.name, "schedule has no future slot");
             return;
         };
         tokio::select! {
-            _ = sleep_until(slot) => {}
+            _ = clock.sleep_until(slot) => {}
             _ = stop.cancelled() => return,
         }
         let _permit = tokio::select! {
             p = permits.acquire() => p.expect("the semaphore is never closed"),
             _ = stop.cancelled() => return,
         };
-        let run = runner.writer.begin_run(Trigger::Scheduled);
-        let outcomes = runner.run_instance(&inst, &run, Some(slot)).await;
+        let run = agent.begin_run(Trigger::Scheduled);
+        let outcomes = agent.collect(&inst, &run, Some(slot)).await;
         // Slots that came and went while this run (or its wait for a
         // permit) took too long: they did not run, and the record says so.
-        let now = runner.writer.now();
+        let now = clock.now();
         let (skipped, total) = inst.schedule.slots_between(slot, now, MISSED_LISTED);
         if total > 0 {
             for o in outcomes.iter().filter(|o| o.written.is_some()) {
-                if let Err(e) = runner
+                if let Err(e) = agent
                     .record_missed(
                         &inst,
                         &run,
@@ -307,7 +355,7 @@ async fn instance_loop(
                 }
             }
         }
-        if let Err(e) = runner.writer.checkpoint(run).await {
+        if let Err(e) = agent.checkpoint(run).await {
             tracing::error!(collector = %inst.name, error = %e, "cannot write checkpoint");
         }
         after = skipped.last().copied().unwrap_or(slot).max(slot);
@@ -316,3 +364,6 @@ async fn instance_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,11 +7,16 @@
 //! ([`evidence::record`], [`evidence::dsse`]), chains it, and puts it in a
 //! [`store`]; every run ends with a checkpoint ([`evidence::checkpoint`]).
 //! The [`daemon`] schedules runs; [`verify`] checks everything back.
+//! [`agent`] is where the pieces are put together, once, for the commands
+//! that collect; [`cli`] and its commands only read arguments and print.
 
 pub mod admin;
+pub mod agent;
 pub mod browse;
 pub mod cli;
+pub mod clock;
 pub mod collect;
+mod commands;
 pub mod config;
 pub mod daemon;
 pub mod diff;

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::collect::{CollectError, Context, Snapshot, Target, VERSION};
 use crate::config::CollectorInstance;
-use crate::evidence::record::{CollectorInfo, Status};
+use crate::evidence::record::{CollectorInfo, RecordPredicate, Status};
 use crate::metrics::Metrics;
 use crate::writer::{Entry, Run, WriteError, Writer, Written};
 
@@ -38,22 +38,46 @@ pub struct Outcome {
     pub written: Option<Written>,
 }
 
-/// Shared pieces a run needs.
+/// Runs collector instances and writes what comes of them: the pieces a
+/// collection needs, shared by every run of the agent.
 #[derive(Clone, Debug)]
 pub struct Runner {
-    /// The writer.
-    pub writer: Arc<Writer>,
-    /// Metrics to update.
-    pub metrics: Arc<Metrics>,
-    /// The shared HTTP client.
-    pub http: reqwest::Client,
-    /// Cancelled when in-flight work must stop (after the grace period).
-    pub hard_stop: CancellationToken,
-    /// This agent's share of the streams.
-    pub shard: crate::shard::Shard,
+    writer: Arc<Writer>,
+    metrics: Arc<Metrics>,
+    http: reqwest::Client,
+    hard_stop: CancellationToken,
+    shard: crate::shard::Shard,
 }
 
 impl Runner {
+    /// A runner writing through `writer` the streams that `shard` owns.
+    pub fn new(
+        writer: Arc<Writer>,
+        metrics: Arc<Metrics>,
+        http: reqwest::Client,
+        shard: crate::shard::Shard,
+    ) -> Self {
+        Runner {
+            writer,
+            metrics,
+            http,
+            hard_stop: CancellationToken::new(),
+            shard,
+        }
+    }
+
+    /// Cancelled when in-flight collections must stop (after the grace
+    /// period, or on Ctrl-C): they end as failed records, and their runs
+    /// still get their checkpoints.
+    pub fn hard_stop(&self) -> &CancellationToken {
+        &self.hard_stop
+    }
+
+    /// Whether this replica owns `stream`.
+    pub fn owns(&self, stream: &str) -> bool {
+        self.shard.owns(stream)
+    }
+
     /// Collects every target of `inst` within `run`.
     pub async fn run_instance(
         &self,
@@ -178,29 +202,16 @@ impl Runner {
                 (Status::Failed, Some(e.to_string()), doc, None)
             }
         };
-        let meta = Entry {
-            stream: stream.clone(),
-            collector: CollectorInfo {
-                name: inst.name.clone(),
-                kind: inst.kind.clone(),
-                version: VERSION.to_string(),
-            },
-            source: target.source.clone(),
-            started_at,
-            finished_at,
-            status,
-            error: error.clone(),
-            attempts,
-            payload: Value::Null,
-            criteria: inst.criteria.clone(),
-            schedule: Some(inst.schedule.expression().to_string()),
-            scheduled_for,
-            cursor,
-        };
-        let entry = Entry {
-            payload,
-            ..meta.clone()
-        };
+        let mut entry = describe(inst, &stream, status, finished_at, payload);
+        let p = &mut entry.predicate;
+        p.source = target.source.clone();
+        p.started_at = started_at;
+        p.error = error.clone();
+        p.attempts = attempts;
+        p.scheduled_for = scheduled_for;
+        p.cursor = cursor;
+        // Kept for a fallback record, without the payload.
+        let described = p.clone();
         let seconds = (finished_at - started_at).num_milliseconds() as f64 / 1000.0;
         let (status, error, appended) = match self.writer.append(run, entry).await {
             // The payload could not be stored (a full disk, say): a small
@@ -209,11 +220,13 @@ impl Runner {
                 let msg = format!("collected, but the payload could not be stored: {e}");
                 tracing::error!(collector = %inst.name, stream = %stream, error = %e, "cannot store the payload");
                 let fallback = Entry {
-                    status: Status::Failed,
-                    error: Some(msg.clone()),
+                    predicate: RecordPredicate {
+                        status: Status::Failed,
+                        error: Some(msg.clone()),
+                        cursor: None,
+                        ..described
+                    },
                     payload: json!({"error": msg, "error_kind": "store", "stream": stream}),
-                    cursor: None,
-                    ..meta
                 };
                 (
                     Status::Failed,
@@ -262,36 +275,41 @@ impl Runner {
         reason: &str,
     ) -> Result<Written, WriteError> {
         let now = self.writer.now();
-        let entry = Entry {
-            stream: stream.to_string(),
-            collector: CollectorInfo {
-                name: inst.name.clone(),
-                kind: inst.kind.clone(),
-                version: VERSION.to_string(),
-            },
-            source: Value::Null,
-            started_at: now,
-            finished_at: now,
-            status: Status::Missed,
-            error: Some(format!("{total} scheduled slot(s) did not run: {reason}")),
-            attempts: 0,
-            payload: json!({
-                "reason": reason,
-                "count": total,
-                "first": slots.first(),
-                "last": slots.last(),
-                "slots": slots,
-            }),
-            criteria: inst.criteria.clone(),
-            schedule: Some(inst.schedule.expression().to_string()),
-            scheduled_for: slots.last().copied(),
-            cursor: None,
-        };
+        let payload = json!({
+            "reason": reason,
+            "count": total,
+            "first": slots.first(),
+            "last": slots.last(),
+            "slots": slots,
+        });
+        let mut entry = describe(inst, stream, Status::Missed, now, payload);
+        entry.predicate.error = Some(format!("{total} scheduled slot(s) did not run: {reason}"));
+        entry.predicate.scheduled_for = slots.last().copied();
         let w = self.writer.append(run, entry).await?;
         self.metrics.missed(&inst.name, stream, total as u64);
         tracing::warn!(collector = %inst.name, stream, missed = total, reason, "missed slots recorded");
         Ok(w)
     }
+}
+
+/// The description every record of `inst` on `stream` starts from: who
+/// collected, for which criteria, on which schedule.
+fn describe(
+    inst: &CollectorInstance,
+    stream: &str,
+    status: Status,
+    at: DateTime<Utc>,
+    payload: Value,
+) -> Entry {
+    let collector = CollectorInfo {
+        name: inst.name.clone(),
+        kind: inst.kind.clone(),
+        version: VERSION.to_string(),
+    };
+    let mut entry = Entry::new(stream, collector, status, at, payload);
+    entry.predicate.criteria = inst.criteria.clone();
+    entry.predicate.schedule = Some(inst.schedule.expression().to_string());
+    entry
 }
 
 /// Calls `attempt` until it succeeds, fails fatally, runs out of retries or
@@ -402,14 +420,14 @@ mod tests {
         let writer = Writer::open(store.clone(), Arc::new(Signer::generate()), "t")
             .await
             .unwrap()
-            .with_clock(fixed_clock);
-        let runner = Runner {
-            writer: Arc::new(writer),
-            metrics: Arc::new(Metrics::new()),
-            http: reqwest::Client::new(),
-            hard_stop: CancellationToken::new(),
-            shard: Default::default(),
-        };
+            .with_clock(crate::clock::Clock::from_fn(fixed_clock));
+        let writer = Arc::new(writer);
+        let runner = Runner::new(
+            writer.clone(),
+            Arc::new(Metrics::new()),
+            reqwest::Client::new(),
+            Default::default(),
+        );
         let mut loaded = crate::config::parse(
             std::path::Path::new("exhibit.toml"),
             "[[collectors]]\nname = \"intro\"\nkind = \"command\"\nschedule = \"@daily\"\ncommand = [\"true\"]\n".to_string(),
@@ -417,9 +435,7 @@ mod tests {
         .unwrap();
         let mut inst = loaded.collectors.remove(0);
         inst.collector = Box::new(Introspect);
-        let run = runner
-            .writer
-            .begin_run(crate::evidence::record::Trigger::Manual);
+        let run = writer.begin_run(crate::evidence::record::Trigger::Manual);
         let outcomes = runner.run_instance(&inst, &run, None).await;
         assert_eq!(outcomes.len(), 1);
         assert_eq!(outcomes[0].status, Status::Ok, "{:?}", outcomes[0].error);

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::clock::Clock;
 use crate::collect::Previous;
 use crate::evidence::checkpoint::{CheckpointPredicate, KeyRotation, PrevCheckpoint};
 use crate::evidence::keys::Signer;
@@ -45,35 +46,60 @@ struct Head {
     cursor: Option<Value>,
 }
 
-/// One record to write.
+/// One record to write: what its predicate says about the attempt, and the
+/// payload.
+///
+/// The writer owns the predicate's place in the chain and in the run, and
+/// what it says of the stored payload: it sets `seq`, `prev`, `agent`,
+/// `run_id`, `trigger` and `payload` (size and media type), replacing
+/// whatever the entry held there. Everything else is stored as given.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// The stream.
-    pub stream: String,
-    /// Who collected.
-    pub collector: CollectorInfo,
-    /// From where.
-    pub source: Value,
-    /// When the attempt began.
-    pub started_at: DateTime<Utc>,
-    /// When it ended.
-    pub finished_at: DateTime<Utc>,
-    /// The outcome.
-    pub status: Status,
-    /// The error, when failed or partial.
-    pub error: Option<String>,
-    /// Tries made.
-    pub attempts: u32,
+    /// The record's predicate.
+    pub predicate: RecordPredicate,
     /// The payload (snapshot or error document).
     pub payload: Value,
-    /// SOC 2 criteria.
-    pub criteria: Vec<String>,
-    /// The cron expression in force.
-    pub schedule: Option<String>,
-    /// The slot served.
-    pub scheduled_for: Option<DateTime<Utc>>,
-    /// The cursor for the next incremental run.
-    pub cursor: Option<Value>,
+}
+
+impl Entry {
+    /// An attempt on `stream` by `collector` that began and ended `at` with
+    /// `status`; the rest of its description (source, error, tries,
+    /// criteria, schedule, slot, cursor) is empty until set.
+    pub fn new(
+        stream: impl Into<String>,
+        collector: CollectorInfo,
+        status: Status,
+        at: DateTime<Utc>,
+        payload: Value,
+    ) -> Self {
+        Entry {
+            predicate: RecordPredicate {
+                stream: stream.into(),
+                collector,
+                source: Value::Null,
+                started_at: at,
+                finished_at: at,
+                status,
+                error: None,
+                attempts: 0,
+                criteria: Vec::new(),
+                schedule: None,
+                scheduled_for: None,
+                cursor: None,
+                // The writer's own fields.
+                seq: 0,
+                prev: None,
+                agent: String::new(),
+                run_id: String::new(),
+                trigger: Trigger::Manual,
+                payload: PayloadInfo {
+                    size: 0,
+                    media_type: JSON_MEDIA_TYPE.to_string(),
+                },
+            },
+            payload,
+        }
+    }
 }
 
 /// What was written.
@@ -118,7 +144,7 @@ pub struct Writer {
     heads: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Head>>>>>,
     leases: Mutex<Vec<Box<dyn Lease>>>,
     checkpoint: tokio::sync::Mutex<Option<PrevCheckpoint>>,
-    clock: fn() -> DateTime<Utc>,
+    clock: Clock,
     timestamper: Option<Arc<crate::tsa::Timestamper>>,
 }
 
@@ -149,14 +175,15 @@ impl Writer {
             heads: Default::default(),
             leases: Mutex::new(vec![lease]),
             checkpoint: tokio::sync::Mutex::new(head),
-            clock: Utc::now,
+            clock: Clock::system(),
             timestamper: None,
         })
     }
 
-    /// Stamps records by `clock` instead of the system clock (tests that
-    /// need a known time).
-    pub fn with_clock(mut self, clock: fn() -> DateTime<Utc>) -> Self {
+    /// Stamps records and checkpoints by `clock` instead of the system
+    /// clock: the agent's clock, or a fixed one in tests that need a known
+    /// time.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
     }
@@ -179,12 +206,17 @@ impl Writer {
 
     /// The current time by the writer's clock.
     pub fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
+        self.clock.now()
     }
 
     /// The writer's clock, for collectors to measure windows by.
-    pub fn clock(&self) -> fn() -> DateTime<Utc> {
+    pub fn clock(&self) -> Clock {
         self.clock
+    }
+
+    /// The id of the key this writer signs with.
+    pub fn key_id(&self) -> &str {
+        self.signer.key_id()
     }
 
     /// Starts a run.
@@ -316,7 +348,10 @@ impl Writer {
     pub async fn append(&self, run: &Run, entry: Entry) -> Result<Written, WriteError> {
         // Canonicalise and hash off the async threads, straight into a
         // staged file: a payload can be large, and is then never held twice.
-        let payload = entry.payload;
+        let Entry {
+            mut predicate,
+            payload,
+        } = entry;
         let staging = self.store.staging_dir().unwrap_or_else(std::env::temp_dir);
         let (staged, payload_sha, size) = tokio::task::spawn_blocking(move || {
             let io = |e: std::io::Error| {
@@ -340,35 +375,21 @@ impl Writer {
             Err(e) => return Err(e.into()),
         }
 
-        let slot = self.head_slot(&entry.stream).await?;
+        let slot = self.head_slot(&predicate.stream).await?;
         let mut head = slot.lock().await;
         if head.is_none() {
-            *head = Some(self.load_head(&entry.stream).await?);
+            *head = Some(self.load_head(&predicate.stream).await?);
         }
         let h = head.as_mut().expect("loaded above");
         let seq = h.seq + 1;
-        let predicate = RecordPredicate {
-            stream: entry.stream.clone(),
-            seq,
-            prev: h.sha256.clone(),
-            agent: self.agent.clone(),
-            run_id: run.id.clone(),
-            trigger: run.trigger,
-            schedule: entry.schedule,
-            scheduled_for: entry.scheduled_for,
-            collector: entry.collector,
-            source: entry.source,
-            started_at: entry.started_at,
-            finished_at: entry.finished_at,
-            status: entry.status,
-            error: entry.error,
-            attempts: entry.attempts,
-            payload: PayloadInfo {
-                size,
-                media_type: JSON_MEDIA_TYPE.to_string(),
-            },
-            criteria: entry.criteria,
-            cursor: entry.cursor,
+        predicate.seq = seq;
+        predicate.prev = h.sha256.clone();
+        predicate.agent = self.agent.clone();
+        predicate.run_id = run.id.clone();
+        predicate.trigger = run.trigger;
+        predicate.payload = PayloadInfo {
+            size,
+            media_type: JSON_MEDIA_TYPE.to_string(),
         };
         let subject = vec![Subject {
             name: blob.clone(),
@@ -377,7 +398,7 @@ impl Writer {
             },
         }];
         let stored = seal(subject, RECORD_PREDICATE_TYPE, &predicate, &self.signer);
-        let key = layout::record(&entry.stream, seq);
+        let key = layout::record(&predicate.stream, seq);
         self.store.put_new(&key, &stored).await?;
         let sha256 = sha256_hex(&stored);
         *h = Head {
@@ -398,7 +419,7 @@ impl Writer {
             },
         });
         Ok(Written {
-            stream: entry.stream,
+            stream: predicate.stream,
             seq,
             sha256,
             payload_sha256: payload_sha,
@@ -538,3 +559,6 @@ async fn find_last_checkpoint(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,25 +45,21 @@ fn build(signer: Arc<Signer>, salt: &str, runs: usize) -> Objects {
             let run = writer.begin_run(Trigger::Manual);
             for s in ["iam/111", "iam/222", "git/app"] {
                 let now = chrono::Utc::now();
-                let entry = Entry {
-                    stream: s.to_string(),
-                    collector: CollectorInfo {
+                let mut entry = Entry::new(
+                    s,
+                    CollectorInfo {
                         name: s.split('/').next().unwrap().into(),
                         kind: "test".into(),
                         version: "1".into(),
                     },
-                    source: json!({"account": s}),
-                    started_at: now,
-                    finished_at: now,
-                    status: if r == 2 { Status::Failed } else { Status::Ok },
-                    error: None,
-                    attempts: 1,
-                    payload: json!({"salt": salt, "run": r, "stream": s, "users": [{"name": "bob", "mfa": r % 2 == 0}]}),
-                    criteria: vec!["CC6.1".into()],
-                    schedule: Some("@daily".into()),
-                    scheduled_for: None,
-                    cursor: None,
-                };
+                    if r == 2 { Status::Failed } else { Status::Ok },
+                    now,
+                    json!({"salt": salt, "run": r, "stream": s, "users": [{"name": "bob", "mfa": r % 2 == 0}]}),
+                );
+                entry.predicate.source = json!({"account": s});
+                entry.predicate.attempts = 1;
+                entry.predicate.criteria = vec!["CC6.1".into()];
+                entry.predicate.schedule = Some("@daily".into());
                 writer.append(&run, entry).await.unwrap();
             }
             writer.checkpoint(run).await.unwrap();

@@ -145,7 +145,7 @@ pub struct Context {
     /// The agent's clock, the one its records are stamped by: a window
     /// such as "since the previous record" must be measured on the same
     /// clock as the record's own times, or evidence falls between two runs.
-    pub clock: fn() -> DateTime<Utc>,
+    pub clock: crate::clock::Clock,
     /// The span of this collection (collector, and stream once known).
     /// Events logged inside a collection carry it already; a collector that
     /// spawns tasks instruments them with it, so that their logs say which
@@ -159,14 +159,14 @@ impl Context {
         Context {
             http,
             cancel,
-            clock: Utc::now,
+            clock: crate::clock::Clock::system(),
             span: tracing::Span::current(),
         }
     }
 
     /// The current time by the agent's clock.
     pub fn now(&self) -> DateTime<Utc> {
-        (self.clock)()
+        self.clock.now()
     }
 }
 

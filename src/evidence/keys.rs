@@ -202,6 +202,46 @@ impl Signer {
     }
 }
 
+/// A successor signing key, written beside the current key file as
+/// `<key>.new` while the store records the rotation (a checkpoint signed by
+/// the current key that names it); [`StagedKey::install`] then moves it
+/// into place. Staged first, so that a crash between the two steps leaves
+/// the new key on disk rather than a rotation naming a key nobody has.
+#[derive(Debug)]
+pub struct StagedKey {
+    signer: Signer,
+    path: PathBuf,
+    staged: PathBuf,
+}
+
+impl StagedKey {
+    /// Generates a key and writes it (mode 0600) to `<path>.new`; fails if
+    /// that file exists.
+    pub fn beside(path: &Path) -> Result<Self, KeyError> {
+        let signer = Signer::generate();
+        let staged = PathBuf::from(format!("{}.new", path.display()));
+        signer.save(&staged)?;
+        Ok(StagedKey {
+            signer,
+            path: path.to_path_buf(),
+            staged,
+        })
+    }
+
+    /// The new key.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// Keeps the current key file as `<path>.retired-<retired_id>` and
+    /// moves the staged key to `path`; returns where the retired key is.
+    pub fn install(self, retired_id: &str) -> std::io::Result<PathBuf> {
+        let retired = PathBuf::from(format!("{}.retired-{retired_id}", self.path.display()));
+        fs::rename(&self.path, &retired).and_then(|()| fs::rename(&self.staged, &self.path))?;
+        Ok(retired)
+    }
+}
+
 fn private_permissions() -> fs::Permissions {
     use std::os::unix::fs::PermissionsExt;
     fs::Permissions::from_mode(0o600)
@@ -265,6 +305,31 @@ mod tests {
         let sig = a.sign(b"msg");
         assert!(a.public().verify(b"msg", &sig));
         assert!(!a.public().verify(b"msh", &sig));
+    }
+
+    #[test]
+    fn a_staged_key_replaces_the_current_one_which_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.pem");
+        let (old, _) = Signer::load_or_create(&path).unwrap();
+        let staged = StagedKey::beside(&path).unwrap();
+        let new_id = staged.signer().key_id().to_string();
+        assert_ne!(new_id, old.key_id());
+        assert!(dir.path().join("agent.pem.new").exists());
+        // A second rotation cannot start while one is staged.
+        assert!(StagedKey::beside(&path).is_err());
+        let retired = staged.install(old.key_id()).unwrap();
+        assert_eq!(
+            retired,
+            dir.path()
+                .join(format!("agent.pem.retired-{}", old.key_id()))
+        );
+        assert_eq!(Signer::load_or_create(&path).unwrap().0.key_id(), new_id);
+        assert_eq!(
+            Signer::load_or_create(&retired).unwrap().0.key_id(),
+            old.key_id()
+        );
+        assert!(!dir.path().join("agent.pem.new").exists());
     }
 
     #[test]

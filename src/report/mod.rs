@@ -291,6 +291,29 @@ pub fn summary(r: &Report, location: Option<&std::path::Path>) -> String {
     s
 }
 
+/// Posts the summary of `r` (see [`summary`]) to a Slack-compatible
+/// webhook as `{"text": …}`: the one delivery of `report --webhook` and of
+/// the daemon's nightly review. Anything but a 2xx answer is an error.
+pub async fn post_summary(
+    http: &reqwest::Client,
+    url: &str,
+    r: &Report,
+    location: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let text = summary(r, location);
+    let resp = http
+        .post(url)
+        .json(&serde_json::json!({ "text": text }))
+        .send()
+        .await
+        .context("cannot reach the report webhook")?;
+    if !resp.status().is_success() {
+        anyhow::bail!("the report webhook answered {}", resp.status());
+    }
+    Ok(())
+}
+
 /// The Markdown form.
 pub fn markdown(r: &Report) -> String {
     use std::fmt::Write;

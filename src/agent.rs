@@ -1,0 +1,334 @@
+//! The composition root of a collecting agent. From a loaded [`Config`] and
+//! a store location it opens, once, everything that `run`, `collect` and
+//! `keys rotate` share: the store, the signing key and the writer (with its
+//! RFC 3161 timestamper, after fetching the tokens earlier runs lacked), the
+//! metrics, the HTTP client, the runner and the collector instances. The
+//! daemon asks the [`Agent`] for what it needs and never reaches into the
+//! pieces.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::{CollectorInstance, Config};
+use crate::evidence::keys::{Signer, StagedKey};
+use crate::evidence::layout;
+use crate::evidence::record::Trigger;
+use crate::metrics::Metrics;
+use crate::runner::{Outcome, Runner};
+use crate::store::{self, Store, StoreError};
+use crate::tsa::Timestamper;
+use crate::writer::{Run, WriteError, Writer, Written};
+
+/// Why an agent (or a store) could not be opened, by whose fault.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The config or the command line asks for what cannot be: a store
+    /// location no backend serves, an unprotected bucket, a signing key
+    /// that cannot be read.
+    #[error(transparent)]
+    Usage(anyhow::Error),
+    /// Something failed on the way: the store cannot be reached, its
+    /// streams are held by another agent, it holds what cannot be extended.
+    #[error(transparent)]
+    Runtime(anyhow::Error),
+}
+
+/// Opens the store at `location` (else the config's, else `evidence` in
+/// the current directory); `write` for the commands that collect (an S3
+/// store is then checked and written through the spool).
+pub async fn open_store(
+    location: Option<&str>,
+    config: Option<&Config>,
+    write: bool,
+) -> Result<Arc<dyn Store>, OpenError> {
+    let (location, base) = match (location, config) {
+        (Some(s), _) => (s.to_string(), PathBuf::from(".")),
+        (None, Some(c)) => (c.store.clone(), c.base_dir()),
+        (None, None) => ("evidence".to_string(), PathBuf::from(".")),
+    };
+    // `--store` replaces the location only; the S3 and spool settings still
+    // come from the config when there is one.
+    let mut opts = config
+        .map(|c| c.store_settings.open_options(write))
+        .unwrap_or_else(|| store::config_free_options(write));
+    if let (Some(c), Some(spool)) = (config, opts.spool.as_mut())
+        && spool.is_relative()
+    {
+        // Absolute, so that it means the same whatever `base` the store
+        // location resolves against.
+        let joined = c.base_dir().join(&*spool);
+        *spool = std::path::absolute(&joined).unwrap_or(joined);
+    }
+    store::open(&location, &base, &opts)
+        .await
+        .map_err(|e| match e {
+            StoreError::Config(_) => OpenError::Usage(e.into()),
+            e => OpenError::Runtime(
+                anyhow::Error::from(e).context(format!("cannot open the store {location}")),
+            ),
+        })
+}
+
+/// The HTTP client every collector, the timestamper and the report webhook
+/// share (one connection pool).
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("exhibit/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+/// What a key rotation did.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// The id of the key retired.
+    pub retired_id: String,
+    /// Where the retired key is kept.
+    pub retired_path: PathBuf,
+    /// The id of the new key.
+    pub new_id: String,
+    /// Where the new key is (the configured key file).
+    pub path: PathBuf,
+    /// The rotation checkpoint, signed by the retired key.
+    pub checkpoint: String,
+}
+
+/// An agent ready to collect: cheap to clone, every clone the same agent.
+#[derive(Clone, Debug)]
+pub struct Agent {
+    config: Arc<Config>,
+    instances: Arc<[Arc<CollectorInstance>]>,
+    store: Arc<dyn Store>,
+    writer: Arc<Writer>,
+    runner: Runner,
+    metrics: Arc<Metrics>,
+    http: reqwest::Client,
+    clock: Clock,
+}
+
+impl Agent {
+    /// Opens the agent of `config`, writing to `store` (the `--store`
+    /// override) or else the config's store, on the system clock.
+    pub async fn open(mut config: Config, store: Option<&str>) -> Result<Self, OpenError> {
+        // The one place collector instances are made from the config.
+        let instances = std::mem::take(&mut config.collectors);
+        let store = open_store(store, Some(&config), true).await?;
+        Self::assemble(config, instances, store, Clock::system()).await
+    }
+
+    /// Opens an agent on a store already open, running `instances` by
+    /// `clock` (what [`Agent::open`] does after opening the store; tests
+    /// give their own store, collectors and clock). The config's own
+    /// `collectors` play no part.
+    pub async fn assemble(
+        config: Config,
+        instances: Vec<CollectorInstance>,
+        store: Arc<dyn Store>,
+        clock: Clock,
+    ) -> Result<Self, OpenError> {
+        let metrics = Arc::new(Metrics::new());
+        let http = http_client().map_err(OpenError::Runtime)?;
+        let (signer, created) =
+            Signer::load_or_create(&config.agent.key).map_err(|e| OpenError::Usage(e.into()))?;
+        if created {
+            tracing::info!(key = %config.agent.key.display(), key_id = signer.key_id(), "created a new signing key");
+        }
+        let writer = Writer::open(store.clone(), Arc::new(signer), &config.agent.id)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the store for writing as agent `{}`",
+                    config.agent.id
+                )
+            })
+            .map_err(OpenError::Runtime)?
+            .with_clock(clock);
+        let writer = match &config.timestamping {
+            Some(t) => {
+                let stamper = Arc::new(Timestamper::new(
+                    t.clone(),
+                    http.clone(),
+                    metrics.clone(),
+                    &config.agent.id,
+                ));
+                backfill_timestamps(&stamper, store.as_ref(), clock.now()).await;
+                writer.with_timestamper(stamper)
+            }
+            None => writer,
+        };
+        let writer = Arc::new(writer);
+        let runner = Runner::new(writer.clone(), metrics.clone(), http.clone(), config.shard);
+        Ok(Agent {
+            config: Arc::new(config),
+            instances: instances.into_iter().map(Arc::new).collect(),
+            store,
+            writer,
+            runner,
+            metrics,
+            http,
+            clock,
+        })
+    }
+
+    /// The config the agent was opened with (its collectors are
+    /// [`Agent::instances`]).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every collector instance, enabled or not, in config order.
+    pub fn instances(&self) -> &[Arc<CollectorInstance>] {
+        &self.instances
+    }
+
+    /// The store written to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The agent's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The shared HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The agent's clock: records, collection windows and schedules all
+    /// read it.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// The current time by the agent's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The timestamper, when timestamps are configured.
+    pub fn timestamper(&self) -> Option<&Arc<Timestamper>> {
+        self.writer.timestamper()
+    }
+
+    /// Cancels the collections in flight (they are recorded as failed, and
+    /// their runs still checkpointed).
+    pub fn hard_stop(&self) -> &CancellationToken {
+        self.runner.hard_stop()
+    }
+
+    /// Starts a run.
+    pub fn begin_run(&self, trigger: Trigger) -> Run {
+        self.writer.begin_run(trigger)
+    }
+
+    /// Closes `run` with its signed checkpoint; returns its key.
+    pub async fn checkpoint(&self, run: Run) -> Result<String, WriteError> {
+        self.writer.checkpoint(run).await
+    }
+
+    /// Collects every target of `inst` within `run`, serving `slot` when
+    /// scheduled.
+    pub async fn collect(
+        &self,
+        inst: &CollectorInstance,
+        run: &Run,
+        slot: Option<DateTime<Utc>>,
+    ) -> Vec<Outcome> {
+        self.runner.run_instance(inst, run, slot).await
+    }
+
+    /// Records `total` slots of `stream` that did not run (`slots` lists
+    /// the first of them) and why.
+    pub async fn record_missed(
+        &self,
+        inst: &CollectorInstance,
+        run: &Run,
+        stream: &str,
+        slots: &[DateTime<Utc>],
+        total: usize,
+        reason: &str,
+    ) -> Result<Written, WriteError> {
+        self.runner
+            .record_missed(inst, run, stream, slots, total, reason)
+            .await
+    }
+
+    /// The last slot `stream` served or, failing that, when it last wrote;
+    /// claims the stream for this agent.
+    pub async fn last_slot(&self, stream: &str) -> Result<Option<DateTime<Utc>>, WriteError> {
+        self.writer.last_slot(stream).await
+    }
+
+    /// The streams of `inst` that the store holds and this replica owns.
+    pub async fn streams(&self, inst: &CollectorInstance) -> Result<BTreeSet<String>, StoreError> {
+        Ok(self
+            .store
+            .list(&layout::collector_prefix(&inst.name))
+            .await?
+            .iter()
+            .filter_map(|k| layout::stream_record(k).map(|(s, _)| s))
+            .filter(|s| self.runner.owns(s))
+            .collect())
+    }
+
+    /// Waits, at most the config's `flush_timeout`, for a spool to ship
+    /// what was written; returns how many objects are left in it.
+    pub async fn flush(&self) -> u64 {
+        self.store
+            .flush(self.config.store_settings.flush_timeout)
+            .await
+    }
+
+    /// Starts a new signing key: stages it beside the key file, has the
+    /// store record the rotation (a checkpoint signed by the current key
+    /// naming its successor), then keeps the current key file as
+    /// `<key>.retired-<id>` and moves the new one into its place. The agent
+    /// must not write afterwards.
+    pub async fn rotate_key(&self) -> anyhow::Result<Rotation> {
+        let path = self.config.agent.key.clone();
+        let retired_id = self.writer.key_id().to_string();
+        let staged = StagedKey::beside(&path)?;
+        let new_id = staged.signer().key_id().to_string();
+        let checkpoint = self.writer.rotate_key(staged.signer()).await?;
+        let retired_path = staged
+            .install(&retired_id)
+            .with_context(|| format!("moving the new key into place at {}", path.display()))?;
+        Ok(Rotation {
+            retired_id,
+            retired_path,
+            new_id,
+            path,
+            checkpoint,
+        })
+    }
+}
+
+/// Publishes the trusted TSA certificates and fetches the tokens earlier
+/// runs could not get. Failures are logged: timestamps never stop a run.
+async fn backfill_timestamps(stamper: &Timestamper, store: &dyn Store, now: DateTime<Utc>) {
+    if let Err(e) = stamper.publish_trust(store).await {
+        tracing::warn!(error = %e, "cannot publish the trusted TSA certificates into the store");
+    }
+    if let Err(e) = stamper.scan(store, now).await {
+        tracing::warn!(error = %e, "cannot look for checkpoints lacking a timestamp");
+        return;
+    }
+    if stamper.pending() > 0 {
+        let before = stamper.pending();
+        let left = stamper.retry_pending(store, now).await;
+        tracing::info!(
+            fetched = before - left.min(before),
+            left,
+            "RFC 3161 tokens fetched for earlier checkpoints"
+        );
+    }
+}

@@ -1,0 +1,79 @@
+//! One module per command, each with one `exec`: it reads what it needs
+//! (config, store, agent), calls the library, and prints. What is not
+//! presentation lives in the library ([`crate::agent`], [`crate::daemon`],
+//! [`crate::report`], …); the argument types and exit codes are in
+//! [`crate::cli`].
+
+pub(crate) mod collect;
+pub(crate) mod config;
+pub(crate) mod diff;
+pub(crate) mod export;
+pub(crate) mod health;
+pub(crate) mod keys;
+pub(crate) mod list;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod sample;
+pub(crate) mod show;
+pub(crate) mod verify;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::cli::{Cli, Failure, init_logging};
+use crate::config::Config;
+use crate::store::Store;
+
+/// Loads the config; for read-only commands a missing default config is
+/// fine (the store then defaults to `evidence` in the current directory).
+fn load_config(cli: &Cli, required: bool) -> Result<Option<Config>, Failure> {
+    // Reading a store named on the command line needs nothing from the
+    // config (nor the collectors' secrets in the environment).
+    if !required && cli.store.is_some() {
+        return Ok(None);
+    }
+    let explicit =
+        cli.config != Path::new("exhibit.toml") || std::env::var_os("EXHIBIT_CONFIG").is_some();
+    if !required && !explicit && !cli.config.exists() {
+        return Ok(None);
+    }
+    Ok(Some(crate::config::load(&cli.config)?))
+}
+
+/// The config of the commands that cannot do without one.
+fn require_config(cli: &Cli) -> Result<Config, Failure> {
+    Ok(load_config(cli, true)?.expect("required"))
+}
+
+/// The store for the read-only commands (verify, list, show, diff, sample,
+/// report, export): from `--store`, or the config when there is one.
+async fn read_store(cli: &Cli) -> Result<Arc<dyn Store>, Failure> {
+    let config = load_config(cli, false)?;
+    init_logging(
+        cli.log_format.unwrap_or_default(),
+        None,
+        cli.verbose,
+        "warn",
+    );
+    Ok(crate::agent::open_store(cli.store.as_deref(), config.as_ref(), false).await?)
+}
+
+/// `--from`/`--to`: an RFC 3339 time, or a date (its midnight, UTC).
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    Err(format!(
+        "`{s}` is not an RFC 3339 time or a YYYY-MM-DD date"
+    ))
+}
+
+/// `--since`, `--max-delay`: a duration such as `24h` or `7d`.
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))
+}

@@ -1,0 +1,25 @@
+//! `exhibit run`: the daemon.
+
+use std::process::ExitCode;
+
+use crate::agent::Agent;
+use crate::cli::{Cli, Failure, init_logging};
+
+/// Opens the agent and runs the daemon, its admin endpoint on `admin_listen`
+/// (default: the config's), until SIGTERM or SIGINT.
+pub(crate) async fn exec(
+    cli: &Cli,
+    admin_listen: Option<std::net::SocketAddr>,
+) -> Result<ExitCode, Failure> {
+    let config = super::require_config(cli)?;
+    init_logging(
+        cli.log_format.unwrap_or(config.log.format),
+        config.log.level.as_deref(),
+        cli.verbose,
+        "info",
+    );
+    let admin = admin_listen.unwrap_or(config.admin.listen);
+    let agent = Agent::open(config, cli.store.as_deref()).await?;
+    crate::daemon::serve(agent, admin).await?;
+    Ok(ExitCode::SUCCESS)
+}

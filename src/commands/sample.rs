@@ -1,0 +1,36 @@
+//! `exhibit sample`: an auditor's sample, as a bundle that verifies itself.
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Failure, SampleArgs};
+
+/// Draws the sample, writes the bundle to `--out`, and lists what it holds.
+pub(crate) async fn exec(cli: &Cli, args: &SampleArgs) -> Result<ExitCode, Failure> {
+    let store = super::read_store(cli).await?;
+    let req = crate::sample::Request {
+        streams: args.streams.clone(),
+        from: args.from,
+        to: args.to,
+        size: args.size,
+        seed: args.seed.clone(),
+    };
+    let m = crate::sample::bundle(store, &req, &args.out).await?;
+    for s in &m.streams {
+        println!(
+            "{:<40} {:>4} of {:>5} record(s){}",
+            s.stream,
+            s.size,
+            s.population,
+            s.frequency
+                .as_deref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "bundle {} (seed `{}`): verify with `sh verify.sh` inside it, or `exhibit verify --bundle`",
+        args.out.display(),
+        m.seed
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,20 @@
+//! `exhibit show`: one record and its payload.
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Failure, ShowArgs};
+
+/// Shows STREAM's last record, or STREAM@SEQ.
+pub(crate) async fn exec(cli: &Cli, args: &ShowArgs) -> Result<ExitCode, Failure> {
+    let store = super::read_store(cli).await?;
+    let shown = crate::browse::show(store.as_ref(), &args.record).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&shown).expect("serialises")
+        );
+    } else {
+        print!("{}", crate::browse::render_show(&shown));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,108 @@
+//! `exhibit verify`: checks a store, or a sample bundle, and prints the
+//! verdict.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::{Cli, Failure, VerifyArgs};
+use crate::evidence::keys::{KeyRing, PublicKey};
+use crate::store::Store;
+
+/// Verifies the store (or `--bundle`) over the period; exits 1 unless it
+/// is intact.
+pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failure> {
+    let store = super::read_store(cli).await?;
+    let timestamps = timestamp_options(
+        cli,
+        &args.tsa_certs,
+        args.require_timestamps,
+        args.max_delay,
+    )?;
+    let keys = if args.keys.is_empty() {
+        None
+    } else {
+        let mut ring = KeyRing::default();
+        for k in &args.keys {
+            ring.insert(PublicKey::load(k).map_err(|e| Failure::Usage(e.into()))?);
+        }
+        Some(ring)
+    };
+    let mut opts = crate::verify::Options {
+        from: args.from,
+        to: args.to,
+        keys,
+        bundle: None,
+        timestamps,
+    };
+    let unpacked = tempfile::tempdir().map_err(anyhow::Error::from)?;
+    let mut manifest_problems = Vec::new();
+    let store: Arc<dyn Store> = match &args.bundle {
+        Some(b) => {
+            let root = crate::sample::unpack(b, unpacked.path()).map_err(Failure::Usage)?;
+            let (scope, problems) = crate::sample::scope(&root)?;
+            manifest_problems = problems;
+            opts.bundle = Some(scope);
+            Arc::new(crate::store::fs::FsStore::new(root))
+        }
+        None => store,
+    };
+    let mut report = crate::verify::verify(store, &opts)
+        .await
+        .map_err(anyhow::Error::from)?;
+    if let Some(b) = &args.bundle {
+        report.store = b.display().to_string();
+        report.problems.extend(manifest_problems);
+        report.intact = report.problems.is_empty();
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("reports serialise")
+        );
+    } else {
+        print!("{}", report.render(args.coverage));
+    }
+    Ok(if report.intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// How `verify` judges RFC 3161 tokens: trust from `--tsa-cert`, else the
+/// config's `[timestamping]`, else (left to verify) the store's own `tsa/`.
+fn timestamp_options(
+    cli: &Cli,
+    tsa_certs: &[PathBuf],
+    require: bool,
+    max_delay: Option<std::time::Duration>,
+) -> Result<crate::verify::TimestampOptions, Failure> {
+    let configured = super::load_config(cli, false)?.and_then(|c| c.timestamping);
+    let mut opts = crate::verify::TimestampOptions {
+        require,
+        ..Default::default()
+    };
+    if let Some(t) = &configured {
+        opts.tolerance = t.tolerance;
+        opts.max_delay = t.max_delay;
+    }
+    if let Some(d) = max_delay {
+        opts.max_delay = d;
+    }
+    if !tsa_certs.is_empty() {
+        let mut trust = crate::evidence::timestamp::TrustAnchors::default();
+        for path in tsa_certs {
+            let bytes = std::fs::read(path).map_err(|e| {
+                Failure::Usage(anyhow::anyhow!("cannot read {}: {e}", path.display()))
+            })?;
+            let certs = crate::evidence::timestamp::TrustAnchors::from_pem(&bytes)
+                .map_err(|e| Failure::Usage(anyhow::anyhow!("{}: {e}", path.display())))?;
+            trust.extend(certs);
+        }
+        opts.trust = Some((trust, "given with --tsa-cert".into()));
+    } else if let Some(t) = configured {
+        opts.trust = Some((t.trust, "the config's [timestamping] tsa_certs".into()));
+    }
+    Ok(opts)
+}
