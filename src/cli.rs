@@ -397,6 +397,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match &cli.command {
         Command::Run { admin_listen } => {
             let config = load_config(&cli, true)?.expect("required");
+            let collectors = crate::collect::instance::build_all(&config)?;
             init_logging(
                 cli.log_format.unwrap_or(config.log.format),
                 config.log.level.as_deref(),
@@ -445,7 +446,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 tracing::info!(index = config.shard.index, count = config.shard.count, agent = %config.agent.id, "sharded: this replica collects its share of the streams");
             }
             let flush = config.store_settings.flush_timeout;
-            crate::daemon::run(config, runner, ready, stop).await?;
+            crate::daemon::run(config, collectors, runner, ready, stop).await?;
             let left = store.flush(flush).await;
             if left > 0 {
                 tracing::warn!(
@@ -658,6 +659,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let changes = crate::diff::diff_windows(
                 older.payload.as_ref().unwrap_or(&serde_json::Value::Null),
                 &pair.after,
+                pair.identities,
                 pair.windowed,
             );
             let side = |s: &crate::browse::Shown| {
@@ -788,10 +790,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             command: ConfigCommand::Check,
         } => {
             let config = load_config(&cli, true)?.expect("required");
+            let collectors = crate::collect::instance::build_all(&config)?;
             println!(
                 "{}: OK — {} collector(s), store {}",
                 config.path.display(),
-                config.collectors.len(),
+                collectors.len(),
                 cli.store.as_deref().unwrap_or(&config.store)
             );
             if let Some(t) = &config.timestamping {
@@ -806,7 +809,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                     t.trust.subjects().join("; ")
                 );
             }
-            for c in &config.collectors {
+            for c in &collectors {
                 println!(
                     "  {:<24} {:<10} {:<16} {}{}",
                     c.name,
@@ -966,6 +969,7 @@ async fn backfill_timestamps(
 }
 
 async fn collect(cli: &Cli, config: Config, names: &[String]) -> Result<ExitCode, Failure> {
+    let collectors = crate::collect::instance::build_all(&config)?;
     for n in names {
         if !config.collectors.iter().any(|c| &c.name == n) {
             let known: Vec<_> = config.collectors.iter().map(|c| c.name.as_str()).collect();
@@ -994,8 +998,7 @@ async fn collect(cli: &Cli, config: Config, names: &[String]) -> Result<ExitCode
             hard_stop.cancel();
         }
     });
-    let selected: Vec<_> = config
-        .collectors
+    let selected: Vec<_> = collectors
         .iter()
         .filter(|c| {
             if names.is_empty() {

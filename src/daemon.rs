@@ -20,7 +20,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CollectorInstance, Config};
+use crate::collect::instance::CollectorInstance;
+use crate::config::Config;
 use crate::evidence::layout;
 use crate::evidence::record::Trigger;
 use crate::runner::Runner;
@@ -33,6 +34,7 @@ const MISSED_LISTED: usize = 1000;
 /// run has written its records and checkpoint.
 pub async fn run(
     config: Config,
+    collectors: Vec<CollectorInstance>,
     runner: Runner,
     ready: Arc<AtomicBool>,
     stop: CancellationToken,
@@ -41,8 +43,7 @@ pub async fn run(
     let hard_stop = runner.hard_stop.clone();
     tokio::spawn(watch_signals(stop.clone(), hard_stop.clone(), grace));
 
-    let instances: Vec<Arc<CollectorInstance>> = config
-        .collectors
+    let instances: Vec<Arc<CollectorInstance>> = collectors
         .into_iter()
         .filter(|c| c.enabled)
         .map(Arc::new)
