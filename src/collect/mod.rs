@@ -2,8 +2,8 @@
 //! the registry of kinds, and ([`instance`]) building configured collectors.
 //! Each family of kinds lists its own (`aws::KINDS`, `github::KINDS`);
 //! adding a kind means one module in its family and one line in that list
-//! (or, for a kind of its own, one line in [`kinds`]); the scheduler and the
-//! store never change. A kind also says what the read side needs to know of
+//! (or, for a kind of its own, one line in `FAMILIES`); the scheduler and
+//! the store never change. A kind also says what the read side needs to know of
 //! its payloads: the identities of their entities and their windowed fields.
 
 #[cfg(feature = "aws")]
