@@ -134,8 +134,10 @@ fn setup() -> Setup {
         "[[collectors]]\nname = \"okta\"\nkind = \"http\"\nschedule = \"@daily\"\ndefinition = \"okta-users\"\ncollectors_dir = \"defs\"\nbase_url = \"http://{addr}\"\ntoken = \"bench-token\"\n"
     );
     let path = dir.path().join("exhibit.toml");
-    let mut loaded = exhibit::config::parse(&path, config).unwrap();
-    let collector = loaded.collectors.remove(0).collector;
+    let loaded = exhibit::config::parse(&path, config).unwrap();
+    let collector = exhibit::collect::instance::build(&loaded.collectors[0])
+        .unwrap()
+        .collector;
     let ctx = Context::new(reqwest::Client::new(), CancellationToken::new());
     let target = rt.block_on(collector.targets(&ctx)).unwrap().remove(0);
     Setup {

@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{CollectorInstance, Config};
+use crate::collect::instance::CollectorInstance;
+use crate::config::Config;
 use crate::evidence::keys::{Signer, StagedKey};
 use crate::evidence::layout;
 use crate::evidence::record::Trigger;
@@ -116,9 +117,10 @@ pub struct Agent {
 impl Agent {
     /// Opens the agent of `config`, writing to `store` (the `--store`
     /// override) or else the config's store, on the system clock.
-    pub async fn open(mut config: Config, store: Option<&str>) -> Result<Self, OpenError> {
+    pub async fn open(config: Config, store: Option<&str>) -> Result<Self, OpenError> {
         // The one place collector instances are made from the config.
-        let instances = std::mem::take(&mut config.collectors);
+        let instances = crate::collect::instance::build_all(&config)
+            .map_err(|e| OpenError::Usage(e.into()))?;
         let store = open_store(store, Some(&config), true).await?;
         Self::assemble(config, instances, store, Clock::system()).await
     }

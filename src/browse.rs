@@ -172,6 +172,8 @@ pub struct Pair {
     pub after: Value,
     /// The windowed fields of the stream's kind.
     pub windowed: &'static [&'static str],
+    /// The identities of the stream's kind's entities (none: generic).
+    pub identities: &'static [&'static [&'static str]],
     /// Records the defaults passed over, newest first: failed and
     /// missed ones, whose payloads are error documents, not snapshots.
     pub skipped: Vec<(u64, Status)>,
@@ -233,9 +235,9 @@ pub async fn pick_pair(
     };
     let older = show(store, &format!("{stream}@{a}")).await?;
     let newer = show(store, &format!("{stream}@{b}")).await?;
-    let windowed = crate::collect::kind(&newer.statement.predicate.collector.kind)
-        .map(|k| k.windowed)
-        .unwrap_or_default();
+    let spec = crate::collect::kind(&newer.statement.predicate.collector.kind);
+    let windowed = spec.map(|k| k.windowed).unwrap_or_default();
+    let identities = spec.map(|k| k.identities).unwrap_or_default();
     let newest = newer.payload.clone().unwrap_or(Value::Null);
     let after = if windowed.is_empty() {
         newest
@@ -251,13 +253,14 @@ pub async fn pick_pair(
         }
         run.push(newest);
         let refs: Vec<&Value> = run.iter().collect();
-        crate::diff::span(&refs, windowed).unwrap_or(Value::Null)
+        crate::diff::span(&refs, identities, windowed).unwrap_or(Value::Null)
     };
     Ok(Pair {
         older,
         newer,
         after,
         windowed,
+        identities,
         skipped,
     })
 }

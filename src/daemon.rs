@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agent;
-use crate::config::CollectorInstance;
+use crate::collect::instance::CollectorInstance;
 use crate::evidence::record::Trigger;
 
 /// Most missed slots listed one by one in a missed record; the count is

@@ -3,28 +3,32 @@
 //! repositories by full name, pull requests by number…), not by their
 //! position in an array, so that a new user at the top of a list shows as
 //! one added user rather than every user changed.
+//!
+//! Which fields are identities is the payload's kind's knowledge
+//! ([`KindSpec::identities`](crate::collect::KindSpec)), given to every
+//! function here, most specific first: an array of objects is matched by
+//! the first identity that every element of both arrays has, with values
+//! unique within each array. Objects without any (policy statements, ACL
+//! grants) are compared as a collection whose order means nothing. A kind
+//! that declares none gets [`GENERIC`].
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::Value;
 
-/// Fields that name an entity, most specific first: an array of objects is
-/// matched by the first of these that every element of both arrays has,
-/// with values unique within each array. A list of several fields is one
-/// identity made of all of them. Objects without any (policy statements,
-/// ACL grants) are compared as a collection whose order means nothing.
-const IDENTITY_KEYS: &[&[&str]] = &[
-    // A pull request's number is unique only within its repository.
+/// The identities of free-form payloads, whose kind declares none (see
+/// [`KindSpec::identities`](crate::collect::KindSpec)): a command's output,
+/// a SaaS API read by a definition. These are the names JSON APIs commonly
+/// identify entities by (AWS's ARNs, GitHub's logins and full names, the
+/// `name`, `id` and `key` of most others), most specific first; a list of
+/// several fields is one identity made of all of them.
+pub const GENERIC: &[&[&str]] = &[
+    // A number such as a pull request's is unique only within its
+    // repository.
     &["repository", "number"],
-    // A ruleset brings at most one rule of each type.
-    &["ruleset_id", "type"],
     &["arn"],
     &["Arn"],
-    &["policy_arn"],
-    &["serial_number"],
-    &["access_key_id"],
-    &["detector_id"],
     &["full_name"],
     &["repository"],
     &["user_name"],
@@ -35,18 +39,19 @@ const IDENTITY_KEYS: &[&[&str]] = &[
     &["number"],
     &["name"],
     &["Name"],
-    &["policy_name"],
-    &["version_id"],
-    // A policy statement's optional id.
-    &["Sid"],
-    &["bucket"],
     &["id"],
     &["Id"],
-    &["review_id"],
     &["key"],
-    &["context"],
-    &["user"],
 ];
+
+/// A kind's identities, or the generic ones when it declares none.
+fn or_generic<'i>(identities: &'i [&'i [&'i str]]) -> &'i [&'i [&'i str]] {
+    if identities.is_empty() {
+        GENERIC
+    } else {
+        identities
+    }
+}
 
 /// How an entity or value changed.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -75,10 +80,11 @@ pub struct Change {
     pub after: Option<Value>,
 }
 
-/// The changes from `before` to `after`.
-pub fn diff(before: &Value, after: &Value) -> Vec<Change> {
+/// The changes from `before` to `after`, entities matched by `identities`
+/// (the payload's kind's; none: the generic ones).
+pub fn diff(before: &Value, after: &Value, identities: &[&[&str]]) -> Vec<Change> {
     let mut out = Vec::new();
-    walk("", before, after, &mut out);
+    walk("", before, after, or_generic(identities), &mut out);
     out
 }
 
@@ -90,7 +96,7 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<Change>) {
+fn walk(path: &str, a: &Value, b: &Value, ids: &[&[&str]], out: &mut Vec<Change>) {
     if a == b {
         return;
     }
@@ -98,7 +104,7 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<Change>) {
         (Value::Object(ma), Value::Object(mb)) => {
             for (k, va) in ma {
                 match mb.get(k) {
-                    Some(vb) => walk(&join(path, k), va, vb, out),
+                    Some(vb) => walk(&join(path, k), va, vb, ids, out),
                     None => out.push(Change {
                         path: join(path, k),
                         kind: ChangeKind::Removed,
@@ -118,14 +124,14 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<Change>) {
                 }
             }
         }
-        (Value::Array(xa), Value::Array(xb)) => match identity_key(xa, xb) {
+        (Value::Array(xa), Value::Array(xb)) => match identity_key(ids, xa, xb) {
             Some(id) => {
                 let here = |v: &Value| format!("{path}[{}]", label(id, v));
                 let in_a: HashSet<String> = xa.iter().map(|v| ident(id, v)).collect();
                 let in_b: HashMap<String, &Value> = xb.iter().map(|v| (ident(id, v), v)).collect();
                 for va in xa {
                     match in_b.get(&ident(id, va)) {
-                        Some(vb) => walk(&here(va), va, vb, out),
+                        Some(vb) => walk(&here(va), va, vb, ids, out),
                         None => out.push(Change {
                             path: here(va),
                             kind: ChangeKind::Removed,
@@ -177,7 +183,7 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<Change>) {
                 for i in 0..xa.len().max(xb.len()) {
                     let here = format!("{path}[{i}]");
                     match (xa.get(i), xb.get(i)) {
-                        (Some(va), Some(vb)) => walk(&here, va, vb, out),
+                        (Some(va), Some(vb)) => walk(&here, va, vb, ids, out),
                         (Some(va), None) => out.push(Change {
                             path: here,
                             kind: ChangeKind::Removed,
@@ -233,13 +239,13 @@ fn has_scalar(v: &Value, k: &str) -> bool {
         .is_some_and(|id| !id.is_object() && !id.is_array() && !id.is_null())
 }
 
-/// The identity shared, with unique values, by every object of both
+/// The first of `ids` shared, with unique values, by every object of both
 /// arrays.
-fn identity_key(a: &[Value], b: &[Value]) -> Option<&'static [&'static str]> {
+fn identity_key<'i>(ids: &[&'i [&'i str]], a: &[Value], b: &[Value]) -> Option<&'i [&'i str]> {
     if a.is_empty() && b.is_empty() {
         return None;
     }
-    IDENTITY_KEYS.iter().copied().find(|id| {
+    ids.iter().copied().find(|id| {
         [a, b].iter().all(|xs| {
             let mut seen = HashSet::new();
             xs.iter()
@@ -248,14 +254,13 @@ fn identity_key(a: &[Value], b: &[Value]) -> Option<&'static [&'static str]> {
     })
 }
 
-/// The identity every element of `xs` has, unique or not (a run of
+/// The first of `ids` every element of `xs` has, unique or not (a run of
 /// windows may hold one entity twice).
-fn common_key(xs: &[Value]) -> Option<&'static [&'static str]> {
+fn common_key<'i>(ids: &[&'i [&'i str]], xs: &[Value]) -> Option<&'i [&'i str]> {
     if xs.is_empty() {
         return None;
     }
-    IDENTITY_KEYS
-        .iter()
+    ids.iter()
         .copied()
         .find(|id| xs.iter().all(|v| id.iter().all(|k| has_scalar(v, k))))
 }
@@ -266,7 +271,14 @@ fn common_key(xs: &[Value]) -> Option<&'static [&'static str]> {
 /// newer window is added unless the older window held it too (then it is
 /// compared), an entity only in the older window is not reported, and the
 /// windowed fields that are not arrays (counts, bounds) are left out.
-pub fn diff_windows(before: &Value, after: &Value, windowed: &[&str]) -> Vec<Change> {
+/// Entities are matched by `identities`, as in [`diff`].
+pub fn diff_windows(
+    before: &Value,
+    after: &Value,
+    identities: &[&[&str]],
+    windowed: &[&str],
+) -> Vec<Change> {
+    let ids = or_generic(identities);
     let (mut b, mut a) = (before.clone(), after.clone());
     if let (Some(bo), Some(ao)) = (b.as_object_mut(), a.as_object_mut()) {
         for f in windowed {
@@ -276,7 +288,7 @@ pub fn diff_windows(before: &Value, after: &Value, windowed: &[&str]) -> Vec<Cha
                         Some(Value::Array(xb)) => xb.clone(),
                         _ => Vec::new(),
                     };
-                    let kept: Vec<Value> = match identity_key(&xb, xa) {
+                    let kept: Vec<Value> = match identity_key(ids, &xb, xa) {
                         Some(id) => {
                             let newer: HashSet<String> = xa.iter().map(|v| ident(id, v)).collect();
                             xb.into_iter()
@@ -294,14 +306,16 @@ pub fn diff_windows(before: &Value, after: &Value, windowed: &[&str]) -> Vec<Cha
             }
         }
     }
-    diff(&b, &a)
+    diff(&b, &a, ids)
 }
 
 /// One payload standing for a run of consecutive records of a windowed
 /// stream, oldest first: the newest payload, with each windowed array
 /// holding the entities of every window of the run (an entity seen in
-/// several, as after a partial record, once, as last seen).
-pub fn span(payloads: &[&Value], windowed: &[&str]) -> Option<Value> {
+/// several, as after a partial record, once, as last seen, entities told
+/// apart by `identities` as in [`diff`]).
+pub fn span(payloads: &[&Value], identities: &[&[&str]], windowed: &[&str]) -> Option<Value> {
+    let ids = or_generic(identities);
     let mut out = (*payloads.last()?).clone();
     for f in windowed {
         if !out.get(*f).is_some_and(Value::is_array) {
@@ -315,7 +329,7 @@ pub fn span(payloads: &[&Value], windowed: &[&str]) -> Option<Value> {
             .collect();
         let mut merged: Vec<Value> = Vec::with_capacity(all.len());
         let mut at: HashMap<String, usize> = HashMap::new();
-        let key = common_key(&all);
+        let key = common_key(ids, &all);
         for v in all {
             let k = match key {
                 Some(id) => ident(id, &v),
@@ -385,7 +399,7 @@ mod tests {
             {"login": "carol", "mfa": true},
             {"login": "alice", "mfa": false, "groups": ["dev", "admin"]},
         ]});
-        let c = diff(&a, &b);
+        let c = diff(&a, &b, &[]);
         let paths: Vec<(&str, ChangeKind)> = c.iter().map(|c| (c.path.as_str(), c.kind)).collect();
         assert_eq!(
             paths,
@@ -397,7 +411,7 @@ mod tests {
             ]
         );
         assert_eq!(c[1].after, Some(json!("admin")));
-        assert!(diff(&a, &a).is_empty());
+        assert!(diff(&a, &a, &[]).is_empty());
     }
 
     #[test]
@@ -405,7 +419,7 @@ mod tests {
         let allow = |a: &str| json!({"Effect": "Allow", "Action": a});
         let a = json!([allow("s3:Get*"), allow("ec2:Describe*")]);
         let b = json!([allow("ec2:Describe*"), allow("s3:*")]);
-        let c = diff(&a, &b);
+        let c = diff(&a, &b, &[]);
         let got: Vec<(&str, ChangeKind, Option<&Value>)> = c
             .iter()
             .map(|c| {
@@ -424,7 +438,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            diff(&json!(["x", "x"]), &json!(["x"])).len(),
+            diff(&json!(["x", "x"]), &json!(["x"]), &[]).len(),
             1,
             "a multiset"
         );
@@ -432,7 +446,7 @@ mod tests {
 
     #[test]
     fn arrays_of_arrays_fall_back_to_position() {
-        let c = diff(&json!([[1], [2]]), &json!([[1], [3], [4]]));
+        let c = diff(&json!([[1], [2]]), &json!([[1], [3], [4]]), &[]);
         let paths: Vec<(&str, ChangeKind)> = c.iter().map(|c| (c.path.as_str(), c.kind)).collect();
         assert_eq!(
             paths,
@@ -450,7 +464,7 @@ mod tests {
                        {"repository": "web", "number": 1, "ok": true}]);
         let b = json!([{"repository": "web", "number": 1, "ok": false},
                        {"repository": "api", "number": 1, "ok": true}]);
-        let c = diff(&a, &b);
+        let c = diff(&a, &b, crate::collect::identities("github-pull-requests"));
         assert_eq!(c.len(), 1, "{c:?}");
         assert_eq!(c[0].path, "[repository=web,number=1].ok");
     }
@@ -462,7 +476,8 @@ mod tests {
                        "commits": [{"sha": "a1"}, {"sha": "a2"}]});
         let b = json!({"window": {"from": "y"}, "count": 1, "tags": [],
                        "commits": [{"sha": "b1"}]});
-        let c = diff_windows(&a, &b, &w);
+        let ids = crate::collect::identities("git");
+        let c = diff_windows(&a, &b, ids, &w);
         let paths: Vec<(&str, ChangeKind)> = c.iter().map(|c| (c.path.as_str(), c.kind)).collect();
         assert_eq!(
             paths,
@@ -473,18 +488,39 @@ mod tests {
             "the older window's commits are not removed; counts and bounds are no change"
         );
         // Without the kind's knowledge the same payloads read as removals.
-        assert_eq!(diff(&a, &b).len(), 6);
+        assert_eq!(diff(&a, &b, ids).len(), 6);
     }
 
     #[test]
     fn a_span_of_windows_holds_each_entity_once_as_last_seen() {
         let r1 = json!({"n": 1, "commits": [{"sha": "a", "v": 1}]});
         let r2 = json!({"n": 2, "commits": [{"sha": "a", "v": 2}, {"sha": "b", "v": 1}]});
-        let s = span(&[&r1, &r2], &["commits"]).unwrap();
+        let ids = crate::collect::identities("git");
+        let s = span(&[&r1, &r2], ids, &["commits"]).unwrap();
         assert_eq!(
             s,
             json!({"n": 2, "commits": [{"sha": "a", "v": 2}, {"sha": "b", "v": 1}]})
         );
-        assert_eq!(span(&[], &["commits"]), None);
+        assert_eq!(span(&[], ids, &["commits"]), None);
+    }
+
+    #[test]
+    fn a_kind_s_identities_are_the_ones_that_count() {
+        let paths = |c: Vec<Change>| c.into_iter().map(|c| c.path).collect::<Vec<_>>();
+        let a = json!({"detectors": [{"detector_id": "d1", "status": "ENABLED"}]});
+        let b = json!({"detectors": [{"detector_id": "d1", "status": "DISABLED"}]});
+        let guardduty: &[&[&str]] = &[&["detector_id"]];
+        assert_eq!(
+            paths(diff(&a, &b, guardduty)),
+            ["detectors[detector_id=d1].status"]
+        );
+        // `detector_id` is no generic identity: without the kind's, a
+        // changed detector is one gone and one new.
+        assert_eq!(paths(diff(&a, &b, &[])), ["detectors[]", "detectors[]"]);
+        // A kind's list is all its entities are matched by.
+        let a = json!([{"name": "x", "v": 1}]);
+        let b = json!([{"name": "x", "v": 2}]);
+        assert_eq!(paths(diff(&a, &b, guardduty)), ["[]", "[]"]);
+        assert_eq!(paths(diff(&a, &b, &[])), ["[name=x].v"]);
     }
 }

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::collect::instance::CollectorInstance;
 use crate::collect::{CollectError, Context, Snapshot, Target, VERSION};
-use crate::config::CollectorInstance;
 use crate::evidence::record::{CollectorInfo, RecordPredicate, Status};
 use crate::metrics::Metrics;
 use crate::writer::{Entry, Run, WriteError, Writer, Written};
@@ -428,12 +428,12 @@ mod tests {
             reqwest::Client::new(),
             Default::default(),
         );
-        let mut loaded = crate::config::parse(
+        let loaded = crate::config::parse(
             std::path::Path::new("exhibit.toml"),
             "[[collectors]]\nname = \"intro\"\nkind = \"command\"\nschedule = \"@daily\"\ncommand = [\"true\"]\n".to_string(),
         )
         .unwrap();
-        let mut inst = loaded.collectors.remove(0);
+        let mut inst = crate::collect::instance::build(&loaded.collectors[0]).unwrap();
         inst.collector = Box::new(Introspect);
         let run = writer.begin_run(crate::evidence::record::Trigger::Manual);
         let outcomes = runner.run_instance(&inst, &run, None).await;

@@ -72,15 +72,16 @@ const WITHOUT_IDENTITY: &[&str] = &[
 ];
 
 /// Paths of the arrays of objects in `v` that `exhibit diff` would not
-/// match by an identity: taking every element away shows which (removals
-/// at `[0]` or `[]` rather than at `[key=value]`).
-fn unkeyed_arrays(v: &Value, path: &str, out: &mut Vec<String>) {
+/// match by an identity of the payload's kind (`ids`): taking every element
+/// away shows which (removals at `[0]` or `[]` rather than at
+/// `[key=value]`).
+fn unkeyed_arrays(v: &Value, path: &str, ids: &[&[&str]], out: &mut Vec<String>) {
     match v {
         Value::Array(xs) => {
             if xs.iter().any(Value::is_object)
                 && !WITHOUT_IDENTITY.iter().any(|s| path.ends_with(s))
             {
-                let c = exhibit::diff::diff(&json!({ "a": v }), &json!({ "a": [] }));
+                let c = exhibit::diff::diff(&json!({ "a": v }), &json!({ "a": [] }), ids);
                 if c.iter().any(|c| {
                     c.path == "a[]"
                         || (c.path.starts_with("a[") && c.path.as_bytes()[2].is_ascii_digit())
@@ -89,20 +90,20 @@ fn unkeyed_arrays(v: &Value, path: &str, out: &mut Vec<String>) {
                 }
             }
             for x in xs {
-                unkeyed_arrays(x, &format!("{path}[]"), out);
+                unkeyed_arrays(x, &format!("{path}[]"), ids, out);
             }
         }
         Value::Object(m) => {
             for (k, x) in m {
-                unkeyed_arrays(x, &format!("{path}.{k}"), out);
+                unkeyed_arrays(x, &format!("{path}.{k}"), ids, out);
             }
         }
         _ => {}
     }
 }
 
-/// Every stream of the workspace's store: its last payload.
-fn last_payloads(ws: &Workspace) -> Vec<(String, Value)> {
+/// Every stream of the workspace's store: its kind and last payload.
+fn last_payloads(ws: &Workspace) -> Vec<(String, String, Value)> {
     let out = ws.run(&["list", "--json"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -114,18 +115,23 @@ fn last_payloads(ws: &Workspace) -> Vec<(String, Value)> {
             let out = ws.run(&["show", &stream, "--json"]);
             assert_eq!(code(&out), 0, "{}", text(&out));
             let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-            (stream, v["payload"].clone())
+            let kind = v["statement"]["predicate"]["collector"]["kind"]
+                .as_str()
+                .expect("the record names its kind")
+                .to_string();
+            (stream, kind, v["payload"].clone())
         })
         .collect()
 }
 
 /// Fails naming every array of objects in the stores' last payloads that
-/// the diff would match by position.
+/// the diff, given the identities the stream's kind declares, would match
+/// by position.
 fn assert_every_array_has_an_identity(ws: &Workspace) {
     let mut bad = BTreeSet::new();
-    for (stream, p) in last_payloads(ws) {
+    for (stream, kind, p) in last_payloads(ws) {
         let mut here = Vec::new();
-        unkeyed_arrays(&p, "", &mut here);
+        unkeyed_arrays(&p, "", exhibit::collect::identities(&kind), &mut here);
         bad.extend(here.into_iter().map(|h| format!("{stream}: {h}")));
     }
     assert!(

@@ -23,6 +23,8 @@ pub const SPEC: KindSpec = KindSpec {
     secrets: &[],
     build,
     windowed: &[],
+    // A command prints what it likes: the generic identities.
+    identities: &[],
 };
 
 /// How much of stderr a record keeps (the tail, where errors usually are).

@@ -22,6 +22,8 @@ pub const SPEC: KindSpec = KindSpec {
     secrets: &[],
     build,
     windowed: &["window", "summary", "commits"],
+    // Commits by their hash, tags by name.
+    identities: &[&["sha"], &["name"]],
 };
 
 #[derive(Debug, Deserialize)]

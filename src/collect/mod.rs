@@ -1,6 +1,10 @@
 //! Collectors: the `Collector` trait, what a collection gets to work with,
-//! and the registry of kinds. Adding a kind means one module here and one
-//! line in [`kinds`]; the scheduler and the store never change.
+//! the registry of kinds, and ([`instance`]) building configured collectors.
+//! Each family of kinds lists its own (`aws::KINDS`, `github::KINDS`);
+//! adding a kind means one module in its family and one line in that list
+//! (or, for a kind of its own, one line in `FAMILIES`); the scheduler and
+//! the store never change. A kind also says what the read side needs to know of
+//! its payloads: the identities of their entities and their windowed fields.
 
 #[cfg(feature = "aws")]
 pub mod aws;
@@ -9,6 +13,7 @@ pub mod git;
 #[cfg(feature = "github")]
 pub mod github;
 pub mod http;
+pub mod instance;
 
 use std::time::Duration;
 
@@ -208,63 +213,72 @@ pub struct KindSpec {
     /// that is absent from a newer one is outside it, not removed; the
     /// counts and bounds of a window are no change of the source.
     pub windowed: &'static [&'static str],
+    /// The identities of its payloads' entities, most specific first, by
+    /// which `diff` matches the elements of two arrays: each is the fields
+    /// that together name an entity (`["arn"]`, or `["repository",
+    /// "number"]` for a pull request, whose number is unique only in its
+    /// repository). An array is matched by the first identity that every
+    /// element of both sides has, with unique values. Empty: the payload is
+    /// free-form (a command's output), and [`crate::diff::GENERIC`] applies.
+    pub identities: &'static [&'static [&'static str]],
 }
 
+/// The kinds of this build, family by family, in the order `kinds` lists
+/// them.
+const FAMILIES: &[&[KindSpec]] = &[
+    &[command::SPEC, git::SPEC],
+    #[cfg(feature = "github")]
+    github::KINDS,
+    &[http::SPEC],
+    #[cfg(feature = "aws")]
+    aws::KINDS,
+];
+
 /// Every collector kind this build knows.
-pub fn kinds() -> &'static [KindSpec] {
-    &[
-        command::SPEC,
-        git::SPEC,
-        #[cfg(feature = "github")]
-        github::ORG,
-        #[cfg(feature = "github")]
-        github::MEMBERS,
-        #[cfg(feature = "github")]
-        github::OUTSIDE_COLLABORATORS,
-        #[cfg(feature = "github")]
-        github::INVITATIONS,
-        #[cfg(feature = "github")]
-        github::TEAMS,
-        #[cfg(feature = "github")]
-        github::REPOSITORIES,
-        #[cfg(feature = "github")]
-        github::BRANCH_PROTECTION,
-        #[cfg(feature = "github")]
-        github::PULL_REQUESTS,
-        #[cfg(feature = "github")]
-        github::DEPLOY_KEYS,
-        #[cfg(feature = "github")]
-        github::WEBHOOKS,
-        #[cfg(feature = "github")]
-        github::ACTIONS,
-        http::SPEC,
-        #[cfg(feature = "aws")]
-        aws::IAM_USERS,
-        #[cfg(feature = "aws")]
-        aws::CREDENTIAL_REPORT,
-        #[cfg(feature = "aws")]
-        aws::PASSWORD_POLICY,
-        #[cfg(feature = "aws")]
-        aws::IAM_ROLES,
-        #[cfg(feature = "aws")]
-        aws::IAM_POLICIES,
-        #[cfg(feature = "aws")]
-        aws::IAM_GROUPS,
-        #[cfg(feature = "aws")]
-        aws::ACCOUNT_SUMMARY,
-        #[cfg(feature = "aws")]
-        aws::S3_BUCKETS,
-        #[cfg(feature = "aws")]
-        aws::CLOUDTRAIL,
-        #[cfg(feature = "aws")]
-        aws::MONITORING,
-    ]
+pub fn kinds() -> impl Iterator<Item = &'static KindSpec> + Clone {
+    FAMILIES.iter().flat_map(|f| f.iter())
 }
 
 /// Looks a kind up by name.
 pub fn kind(name: &str) -> Option<&'static KindSpec> {
-    kinds().iter().find(|k| k.name == name)
+    kinds().find(|k| k.name == name)
+}
+
+/// The identities `diff` matches the entities of a `kind` stream's payloads
+/// by: the kind's own, or none (so the generic ones) for a kind this build
+/// does not know.
+pub fn identities(kind: &str) -> &'static [&'static [&'static str]] {
+    self::kind(kind).map(|k| k.identities).unwrap_or_default()
 }
 
 /// The version recorded as the collector version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_kind_is_listed_once_with_well_formed_identities() {
+        let names: Vec<&str> = super::kinds().map(|k| k.name).collect();
+        let unique: HashSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        for k in super::kinds() {
+            let ids: HashSet<_> = k.identities.iter().collect();
+            assert_eq!(ids.len(), k.identities.len(), "{}: twice", k.name);
+            assert!(
+                k.identities
+                    .iter()
+                    .all(|id| !id.is_empty() && id.iter().all(|f| !f.is_empty())),
+                "{}: {:?}",
+                k.name,
+                k.identities
+            );
+        }
+        assert_eq!(super::identities("git"), [&["sha"][..], &["name"]]);
+        // Free-form payloads, and kinds this build does not know, are left
+        // to the generic identities.
+        assert!(super::identities("command").is_empty());
+        assert!(super::identities("no-such-kind").is_empty());
+    }
+}

@@ -9,10 +9,11 @@ use crate::cli::{Cli, ConfigCommand, Failure};
 pub(crate) fn exec(cli: &Cli, command: &ConfigCommand) -> Result<ExitCode, Failure> {
     let ConfigCommand::Check = command;
     let config = super::require_config(cli)?;
+    let collectors = crate::collect::instance::build_all(&config)?;
     println!(
         "{}: OK — {} collector(s), store {}",
         config.path.display(),
-        config.collectors.len(),
+        collectors.len(),
         cli.store.as_deref().unwrap_or(&config.store)
     );
     if let Some(t) = &config.timestamping {
@@ -27,7 +28,7 @@ pub(crate) fn exec(cli: &Cli, command: &ConfigCommand) -> Result<ExitCode, Failu
             t.trust.subjects().join("; ")
         );
     }
-    for c in &config.collectors {
+    for c in &collectors {
         println!(
             "  {:<24} {:<10} {:<16} {}{}",
             c.name,

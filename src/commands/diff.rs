@@ -15,6 +15,7 @@ pub(crate) async fn exec(cli: &Cli, args: &DiffArgs) -> Result<ExitCode, Failure
     let changes = crate::diff::diff_windows(
         older.payload.as_ref().unwrap_or(&serde_json::Value::Null),
         &pair.after,
+        pair.identities,
         pair.windowed,
     );
     let side = |s: &crate::browse::Shown| {

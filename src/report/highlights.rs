@@ -316,7 +316,7 @@ mod tests {
     fn rules_fire_on_the_facts_they_name() {
         let before = json!({"users": [{"arn": "u/alice", "mfa_enabled": true}], "trails": [{"name": "main", "is_logging": true}], "branches": {"main": {"protection": {"required_reviews": 1}}}});
         let after = json!({"users": [{"arn": "u/alice", "mfa_enabled": false}, {"arn": "u/eve", "mfa_enabled": false, "policies": ["AdministratorAccess"]}], "trails": [{"name": "main", "is_logging": false}], "branches": {"main": {}}});
-        let h = from_changes(&crate::diff::diff(&before, &after));
+        let h = from_changes(&crate::diff::diff(&before, &after, &[]));
         let rules: Vec<&str> = h.iter().map(|h| h.rule).collect();
         for r in [
             "mfa_disabled",
@@ -331,7 +331,7 @@ mod tests {
             h.iter()
                 .any(|h| h.message == "MFA turned off: users[arn=u/alice]")
         );
-        assert!(from_changes(&crate::diff::diff(&before, &before)).is_empty());
+        assert!(from_changes(&crate::diff::diff(&before, &before, &[])).is_empty());
     }
 
     #[test]
@@ -367,7 +367,7 @@ mod tests {
             "unprotected": ["api", "web", "new"],
             "repositories": [{"repository": "api", "protected": false}, {"repository": "web", "protected": false}],
         });
-        let h = from_changes(&crate::diff::diff(&before, &after));
+        let h = from_changes(&crate::diff::diff(&before, &after, &[]));
         let messages: Vec<&str> = h.iter().map(|h| h.message.as_str()).collect();
         assert_eq!(
             messages,

@@ -210,16 +210,16 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
         };
         // A stream whose records hold their own window of events is read
         // over every window since the baseline, not only the last one.
-        let windowed = crate::collect::kind(&last.predicate.collector.kind)
-            .map(|k| k.windowed)
-            .unwrap_or_default();
-        let changes = match (baseline, crate::diff::span(after_baseline, windowed)) {
-            (Some(b), Some(l)) => crate::diff::diff_windows(b, &l, windowed),
+        let spec = crate::collect::kind(&last.predicate.collector.kind);
+        let windowed = spec.map(|k| k.windowed).unwrap_or_default();
+        let ids = spec.map(|k| k.identities).unwrap_or_default();
+        let changes = match (baseline, crate::diff::span(after_baseline, ids, windowed)) {
+            (Some(b), Some(l)) => crate::diff::diff_windows(b, &l, ids, windowed),
             _ => Vec::new(),
         };
         let in_window = window.len();
         let mut highlights = highlights::from_changes(&changes);
-        if let Some(latest) = crate::diff::span(&good, windowed) {
+        if let Some(latest) = crate::diff::span(&good, ids, windowed) {
             highlights.extend(highlights::from_snapshot(&latest, now));
         }
         for f in &failures {

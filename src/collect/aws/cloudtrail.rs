@@ -18,9 +18,13 @@ use super::{Kind, account_header};
 use crate::collect::{CollectError, Context, KindSpec, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("aws-cloudtrail", &["CC7.2", "CC7.3"], |s| {
-    super::build_kind(s, Box::new(Trails))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Trails by ARN, advanced event selectors by name.
+    identities: &[&["arn"], &["name"]],
+    ..super::spec("aws-cloudtrail", &["CC7.2", "CC7.3"], |s| {
+        super::build_kind(s, Box::new(Trails))
+    })
+};
 
 struct Trails;
 

@@ -16,11 +16,15 @@ use super::{Kind, account_header};
 use crate::collect::{CollectError, Context, KindSpec, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec(
-    "aws-iam-credential-report",
-    &["CC6.1", "CC6.2", "CC6.3"],
-    |s| super::build_kind(s, Box::new(CredentialReport)),
-);
+pub const SPEC: KindSpec = KindSpec {
+    // One row per user (the root account included).
+    identities: &[&["arn"], &["user"]],
+    ..super::spec(
+        "aws-iam-credential-report",
+        &["CC6.1", "CC6.2", "CC6.3"],
+        |s| super::build_kind(s, Box::new(CredentialReport)),
+    )
+};
 
 struct CredentialReport;
 

@@ -13,9 +13,13 @@ use super::{Kind, account_header};
 use crate::collect::{CollectError, Context, KindSpec, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("aws-iam-policies", &["CC6.1", "CC6.2", "CC6.3"], |s| {
-    super::build_kind(s, Box::new(Policies))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Policies by ARN, their versions by id, statements by `Sid`.
+    identities: &[&["arn"], &["policy_name"], &["version_id"], &["Sid"]],
+    ..super::spec("aws-iam-policies", &["CC6.1", "CC6.2", "CC6.3"], |s| {
+        super::build_kind(s, Box::new(Policies))
+    })
+};
 
 struct Policies;
 

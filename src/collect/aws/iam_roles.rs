@@ -14,9 +14,13 @@ use super::{Kind, account_header};
 use crate::collect::{CollectError, Context, KindSpec, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("aws-iam-roles", &["CC6.1", "CC6.2", "CC6.3"], |s| {
-    super::build_kind(s, Box::new(Roles))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Roles by ARN, their policies by ARN or name, statements by `Sid`.
+    identities: &[&["arn"], &["policy_arn"], &["policy_name"], &["Sid"]],
+    ..super::spec("aws-iam-roles", &["CC6.1", "CC6.2", "CC6.3"], |s| {
+        super::build_kind(s, Box::new(Roles))
+    })
+};
 
 struct Roles;
 

@@ -18,9 +18,22 @@ use super::{Kind, account_header};
 use crate::collect::{CollectError, Context, KindSpec, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("aws-iam-users", &["CC6.1", "CC6.2", "CC6.3"], |s| {
-    super::build_kind(s, Box::new(Users))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Users by ARN; their MFA devices, access keys and policies by
+    // their own ids; policy statements by their optional `Sid`.
+    identities: &[
+        &["arn"],
+        &["policy_arn"],
+        &["serial_number"],
+        &["access_key_id"],
+        &["user_name"],
+        &["policy_name"],
+        &["Sid"],
+    ],
+    ..super::spec("aws-iam-users", &["CC6.1", "CC6.2", "CC6.3"], |s| {
+        super::build_kind(s, Box::new(Users))
+    })
+};
 
 struct Users;
 

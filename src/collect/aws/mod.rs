@@ -38,16 +38,20 @@ use super::{CollectError, Collector, Context, KindSpec, Previous, Snapshot, Targ
 use crate::config::{ConfigError, Settings};
 use api::{AwsError, Journal, Limits, Session, call};
 
-pub use cloudtrail::SPEC as CLOUDTRAIL;
-pub use credential_report::SPEC as CREDENTIAL_REPORT;
-pub use iam_groups::SPEC as IAM_GROUPS;
-pub use iam_policies::SPEC as IAM_POLICIES;
-pub use iam_roles::SPEC as IAM_ROLES;
-pub use iam_users::SPEC as IAM_USERS;
-pub use monitoring::SPEC as MONITORING;
-pub use password_policy::SPEC as PASSWORD_POLICY;
-pub use s3::SPEC as S3_BUCKETS;
-pub use summary::SPEC as ACCOUNT_SUMMARY;
+/// Every AWS kind, for [`super::kinds`]: a new kind is its file and one
+/// line here.
+pub const KINDS: &[KindSpec] = &[
+    iam_users::SPEC,
+    credential_report::SPEC,
+    password_policy::SPEC,
+    iam_roles::SPEC,
+    iam_policies::SPEC,
+    iam_groups::SPEC,
+    summary::SPEC,
+    s3::SPEC,
+    cloudtrail::SPEC,
+    monitoring::SPEC,
+];
 
 /// Settings that may be given as `<name>_file`. The external id is not a
 /// secret to AWS, but some organisations treat it as one.
@@ -619,7 +623,8 @@ impl Collector for AwsCollector {
     }
 }
 
-/// Registration of an AWS kind, for [`super::kinds`].
+/// Registration of an AWS kind, for [`KINDS`]; each kind adds the
+/// identities of its payload's entities.
 pub(crate) const fn spec(
     name: &'static str,
     criteria: &'static [&'static str],
@@ -631,6 +636,7 @@ pub(crate) const fn spec(
         secrets: SECRETS,
         build,
         windowed: &[],
+        identities: &[],
     }
 }
 

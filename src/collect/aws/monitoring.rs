@@ -14,9 +14,13 @@ use super::{Kind, account_header};
 use crate::collect::{CollectError, Context, KindSpec, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("aws-monitoring", &["CC7.2", "CC7.3"], |s| {
-    super::build_kind(s, Box::new(Monitoring))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // GuardDuty detectors by id; Config recorders and channels by name.
+    identities: &[&["detector_id"], &["name"]],
+    ..super::spec("aws-monitoring", &["CC7.2", "CC7.3"], |s| {
+        super::build_kind(s, Box::new(Monitoring))
+    })
+};
 
 struct Monitoring;
 

@@ -16,9 +16,13 @@ use super::{Kind, account_header};
 use crate::collect::{CollectError, Context, KindSpec, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("aws-s3-buckets", &["CC6.1", "CC6.7", "A1.2"], |s| {
-    super::build_kind(s, Box::new(Buckets))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Buckets by name, policy statements by `Sid`, lifecycle rules by id.
+    identities: &[&["name"], &["Sid"], &["id"]],
+    ..super::spec("aws-s3-buckets", &["CC6.1", "CC6.7", "A1.2"], |s| {
+        super::build_kind(s, Box::new(Buckets))
+    })
+};
 
 struct Buckets;
 

@@ -7,15 +7,16 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::collect::instance::{CollectorInstance, build_all};
 use crate::config::{ConfigError, parse};
 
-fn load(settings: &str) -> Result<crate::config::Config, ConfigError> {
-    parse(
+fn load(settings: &str) -> Result<Vec<CollectorInstance>, ConfigError> {
+    build_all(&parse(
         Path::new("exhibit.toml"),
         format!(
             "[[collectors]]\nname = \"u\"\nkind = \"aws-iam-users\"\nschedule = \"@daily\"\n{settings}\n"
         ),
-    )
+    )?)
 }
 
 fn error(settings: &str) -> ConfigError {
@@ -107,10 +108,14 @@ fn aws_payloads_drive_the_report_highlights() {
         ],
         "trails": [{"name": "org-audit", "arn": "arn:aws:cloudtrail:us-east-1:1:trail/org-audit", "is_logging": false}],
     });
-    let rules: Vec<&str> = from_changes(&crate::diff::diff(&before, &after))
-        .iter()
-        .map(|h| h.rule)
-        .collect();
+    let rules: Vec<&str> = from_changes(&crate::diff::diff(
+        &before,
+        &after,
+        crate::collect::identities("aws-iam-users"),
+    ))
+    .iter()
+    .map(|h| h.rule)
+    .collect();
     for r in [
         "mfa_disabled",
         "new_admin",

@@ -15,9 +15,24 @@ use super::{Common, Kind, per_repo};
 use crate::collect::{CollectError, Context, KindSpec, Previous, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("github-branch-protection", &["CC6.1", "CC8.1"], |s| {
-    super::build_kind(s, &[], |_| Box::new(BranchProtection))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Repositories by name, rules by ruleset and type (a ruleset brings at
+    // most one rule of each); the rules' parameters, as GitHub writes them,
+    // hold required checks by `context`, workflows by `sha`, and other
+    // lists by GitHub's usual `name`, `id` or `key`.
+    identities: &[
+        &["ruleset_id", "type"],
+        &["repository"],
+        &["sha"],
+        &["name"],
+        &["id"],
+        &["key"],
+        &["context"],
+    ],
+    ..super::spec("github-branch-protection", &["CC6.1", "CC8.1"], |s| {
+        super::build_kind(s, &[], |_| Box::new(BranchProtection))
+    })
+};
 
 struct BranchProtection;
 

@@ -11,9 +11,13 @@ use super::{Common, Kind, per_repo};
 use crate::collect::{CollectError, Context, KindSpec, Previous, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("github-deploy-keys", &["CC6.1", "CC6.2"], |s| {
-    super::build_kind(s, &[], |_| Box::new(DeployKeys))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Keys by repository (usually one each), else by id.
+    identities: &[&["repository"], &["id"]],
+    ..super::spec("github-deploy-keys", &["CC6.1", "CC6.2"], |s| {
+        super::build_kind(s, &[], |_| Box::new(DeployKeys))
+    })
+};
 
 struct DeployKeys;
 

@@ -10,9 +10,13 @@ use super::{Common, Kind};
 use crate::collect::{CollectError, Context, KindSpec, Previous, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("github-invitations", &["CC6.2"], |s| {
-    super::build_kind(s, &[], |_| Box::new(Invitations))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Invitations by invitee (a login, else an email), else by id.
+    identities: &[&["login"], &["email"], &["id"]],
+    ..super::spec("github-invitations", &["CC6.2"], |s| {
+        super::build_kind(s, &[], |_| Box::new(Invitations))
+    })
+};
 
 struct Invitations;
 

@@ -14,9 +14,13 @@ use super::{Common, Kind};
 use crate::collect::{CollectError, Context, KindSpec, Previous, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("github-members", &["CC6.1", "CC6.2", "CC6.3"], |s| {
-    super::build_kind(s, &[], |_| Box::new(Members))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Members by login.
+    identities: &[&["login"], &["id"]],
+    ..super::spec("github-members", &["CC6.1", "CC6.2", "CC6.3"], |s| {
+        super::build_kind(s, &[], |_| Box::new(Members))
+    })
+};
 
 struct Members;
 

@@ -36,17 +36,21 @@ use super::{CollectError, Collector, Context, KindSpec, Previous, Snapshot, Targ
 use crate::config::{ConfigError, Settings};
 use api::{Api, Auth};
 
-pub use actions::SPEC as ACTIONS;
-pub use branch_protection::SPEC as BRANCH_PROTECTION;
-pub use deploy_keys::SPEC as DEPLOY_KEYS;
-pub use invitations::SPEC as INVITATIONS;
-pub use members::SPEC as MEMBERS;
-pub use org::SPEC as ORG;
-pub use outside_collaborators::SPEC as OUTSIDE_COLLABORATORS;
-pub use pull_requests::SPEC as PULL_REQUESTS;
-pub use repositories::SPEC as REPOSITORIES;
-pub use teams::SPEC as TEAMS;
-pub use webhooks::SPEC as WEBHOOKS;
+/// Every GitHub kind, for [`super::kinds`]: a new kind is its file and one
+/// line here.
+pub const KINDS: &[KindSpec] = &[
+    org::SPEC,
+    members::SPEC,
+    outside_collaborators::SPEC,
+    invitations::SPEC,
+    teams::SPEC,
+    repositories::SPEC,
+    branch_protection::SPEC,
+    pull_requests::SPEC,
+    deploy_keys::SPEC,
+    webhooks::SPEC,
+    actions::SPEC,
+];
 
 /// Settings that hold secrets (`token_file`, `private_key_file` work too).
 const SECRETS: &[&str] = &["token", "private_key"];
@@ -296,7 +300,8 @@ impl Collector for GitHubCollector {
     }
 }
 
-/// Registrations of every GitHub kind, for [`super::kinds`].
+/// Registration of a GitHub kind, for [`KINDS`]; each kind adds the
+/// identities of its payload's entities.
 pub(crate) const fn spec(
     name: &'static str,
     criteria: &'static [&'static str],
@@ -308,6 +313,7 @@ pub(crate) const fn spec(
         secrets: SECRETS,
         build,
         windowed: &[],
+        identities: &[],
     }
 }
 

@@ -11,9 +11,13 @@ use super::{Common, Kind};
 use crate::collect::{CollectError, Context, KindSpec, Previous, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("github-outside-collaborators", &["CC6.1", "CC6.2"], |s| {
-    super::build_kind(s, &[], |_| Box::new(Outside))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Collaborators by login.
+    identities: &[&["login"], &["id"]],
+    ..super::spec("github-outside-collaborators", &["CC6.1", "CC6.2"], |s| {
+        super::build_kind(s, &[], |_| Box::new(Outside))
+    })
+};
 
 struct Outside;
 

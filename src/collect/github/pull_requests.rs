@@ -26,6 +26,16 @@ use crate::collect::{CollectError, Context, KindSpec, Previous, Snapshot};
 
 /// Registration of the kind.
 pub const SPEC: KindSpec = KindSpec {
+    // A pull request's number is unique only within its repository; its
+    // approvals by review, its check runs by name, its statuses by context.
+    identities: &[
+        &["repository", "number"],
+        &["repository"],
+        &["number"],
+        &["name"],
+        &["review_id"],
+        &["context"],
+    ],
     windowed: &[
         "window",
         "count",

@@ -11,13 +11,17 @@ use super::{Common, Kind, per_repo};
 use crate::collect::{CollectError, Context, KindSpec, Previous, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("github-repositories", &["CC6.1", "CC8.1"], |s| {
-    super::build_kind(s, &["codeowners"], |x| {
-        Box::new(Repositories {
-            codeowners: x.codeowners.unwrap_or(true),
+pub const SPEC: KindSpec = KindSpec {
+    // Repositories by name.
+    identities: &[&["name"], &["id"]],
+    ..super::spec("github-repositories", &["CC6.1", "CC8.1"], |s| {
+        super::build_kind(s, &["codeowners"], |x| {
+            Box::new(Repositories {
+                codeowners: x.codeowners.unwrap_or(true),
+            })
         })
     })
-});
+};
 
 struct Repositories {
     codeowners: bool,

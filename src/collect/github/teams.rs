@@ -12,9 +12,13 @@ use super::{Common, Kind, per_repo};
 use crate::collect::{CollectError, Context, KindSpec, Previous, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("github-teams", &["CC6.1", "CC6.2", "CC6.3"], |s| {
-    super::build_kind(s, &[], |_| Box::new(Teams))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Teams by name; their repositories and members by their own names.
+    identities: &[&["repository"], &["login"], &["name"], &["id"]],
+    ..super::spec("github-teams", &["CC6.1", "CC6.2", "CC6.3"], |s| {
+        super::build_kind(s, &[], |_| Box::new(Teams))
+    })
+};
 
 struct Teams;
 

@@ -12,9 +12,13 @@ use super::{Common, Kind, per_repo};
 use crate::collect::{CollectError, Context, KindSpec, Previous, Snapshot};
 
 /// Registration of the kind.
-pub const SPEC: KindSpec = super::spec("github-webhooks", &["CC6.1", "CC6.6", "CC7.2"], |s| {
-    super::build_kind(s, &[], |_| Box::new(Webhooks))
-});
+pub const SPEC: KindSpec = KindSpec {
+    // Hooks by name (`web` for all: unique only alone), else by id.
+    identities: &[&["name"], &["id"]],
+    ..super::spec("github-webhooks", &["CC6.1", "CC6.6", "CC7.2"], |s| {
+        super::build_kind(s, &[], |_| Box::new(Webhooks))
+    })
+};
 
 struct Webhooks;
 

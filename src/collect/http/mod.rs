@@ -41,6 +41,9 @@ pub const SPEC: KindSpec = KindSpec {
     ],
     build,
     windowed: &[],
+    // Each definition reads another API; the generic identities serve
+    // them all, as the read side knows the kind but not the definition.
+    identities: &[],
 };
 
 /// Minutes of overlap between consecutive windows.
