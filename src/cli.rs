@@ -380,11 +380,11 @@ async fn open_store(
 
 /// Waits (a bounded time) for a spool to ship what this command wrote, and
 /// says what is left.
-async fn drain(store: &dyn Store, config: &Config) {
-    let left = store.flush(config.store_settings.flush_timeout).await;
-    if left > 0
-        && let Some(b) = store.backlog()
-    {
+async fn drain(store: &(dyn Store + 'static), config: &Config) {
+    let Some(spool) = store.spool() else { return };
+    let left = spool.flush(config.store_settings.flush_timeout).await;
+    if left > 0 {
+        let b = spool.backlog();
         eprintln!(
             "warning: {left} object(s) not yet shipped to {}; they are kept in the spool {} and shipped by the next run",
             store.describe(),
@@ -412,8 +412,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 let (store, metrics) = (store.clone(), metrics.clone());
                 tokio::spawn(async move {
                     loop {
-                        if let Some(b) = store.backlog() {
-                            metrics.spool(&b);
+                        if let Some(spool) = store.spool() {
+                            metrics.spool(&spool.backlog());
                         }
                         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
                     }
@@ -446,7 +446,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             let flush = config.store_settings.flush_timeout;
             crate::daemon::run(config, runner, ready, stop).await?;
-            let left = store.flush(flush).await;
+            let left = match store.spool() {
+                Some(spool) => spool.flush(flush).await,
+                None => 0,
+            };
             if left > 0 {
                 tracing::warn!(
                     left,
@@ -533,7 +536,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::List { json } => {
             let store = read_store(&cli).await?;
-            let lines = crate::browse::list(store.as_ref()).await?;
+            let lines = crate::browse::list(&crate::read::Reader::new(store)).await?;
             if *json {
                 println!(
                     "{}",
@@ -546,7 +549,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Show { record, json } => {
             let store = read_store(&cli).await?;
-            let shown = crate::browse::show(store.as_ref(), record).await?;
+            let shown = crate::browse::show(&crate::read::Reader::new(store), record).await?;
             if *json {
                 println!(
                     "{}",
@@ -653,7 +656,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Diff { stream, a, b, json } => {
             let store = read_store(&cli).await?;
-            let pair = crate::browse::pick_pair(store.as_ref(), stream, *a, *b).await?;
+            let pair =
+                crate::browse::pick_pair(&crate::read::Reader::new(store), stream, *a, *b).await?;
             let (older, newer) = (&pair.older, &pair.newer);
             let changes = crate::diff::diff_windows(
                 older.payload.as_ref().unwrap_or(&serde_json::Value::Null),

@@ -6,7 +6,8 @@
 //! hashes it ([`evidence::canonical`]), wraps it in a signed in-toto record
 //! ([`evidence::record`], [`evidence::dsse`]), chains it, and puts it in a
 //! [`store`]; every run ends with a checkpoint ([`evidence::checkpoint`]).
-//! The [`daemon`] schedules runs; [`verify`] checks everything back.
+//! The [`daemon`] schedules runs; [`verify`] checks everything back; the
+//! commands that show evidence read it through [`read`].
 
 pub mod admin;
 pub mod browse;
@@ -18,6 +19,7 @@ pub mod diff;
 pub mod evidence;
 pub mod metrics;
 pub mod oscal;
+pub mod read;
 pub mod report;
 pub mod runner;
 pub mod sample;
