@@ -166,27 +166,25 @@ impl Reader {
     /// [`Reader::refresh`]).
     pub async fn index(&self) -> Result<Arc<Index>, StoreError> {
         let listed = self.index.read().expect("index lock").clone();
-        if let Some(index) = listed {
-            return Ok(index);
+        match listed {
+            Some(index) => Ok(index),
+            None => Ok(self.relist().await?.0),
         }
-        self.refresh().await?;
-        Ok(self
-            .index
-            .read()
-            .expect("index lock")
-            .clone()
-            .expect("refreshed above"))
     }
 
     /// Lists the store again and returns the records that landed since the
     /// index was last listed (every record, the first time), in order.
     pub async fn refresh(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(self.relist().await?.1)
+    }
+
+    async fn relist(&self) -> Result<(Arc<Index>, Vec<(String, u64)>), StoreError> {
         let keys = self.store.list(layout::RECORDS).await?;
-        let newer = Index::from_keys(keys.iter().map(String::as_str));
+        let newer = Arc::new(Index::from_keys(keys.iter().map(String::as_str)));
         let mut slot = self.index.write().expect("index lock");
         let added = slot.as_deref().unwrap_or(&Index::default()).added(&newer);
-        *slot = Some(Arc::new(newer));
-        Ok(added)
+        *slot = Some(newer.clone());
+        Ok((newer, added))
     }
 
     /// The record numbers of `stream`, in order (`None` when it has no
