@@ -285,9 +285,14 @@ impl Agent {
     /// Waits, at most the config's `flush_timeout`, for a spool to ship
     /// what was written; returns how many objects are left in it.
     pub async fn flush(&self) -> u64 {
-        self.store
-            .flush(self.config.store_settings.flush_timeout)
-            .await
+        match self.store.spool() {
+            Some(spool) => {
+                spool
+                    .flush(self.config.store_settings.flush_timeout)
+                    .await
+            }
+            None => 0,
+        }
     }
 
     /// Starts a new signing key: stages it beside the key file, has the

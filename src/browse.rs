@@ -1,26 +1,18 @@
-//! `exhibit list` and `exhibit show`: read-only views of a store for people.
-//! They show what records claim; `verify` is what checks them.
-
-use std::collections::BTreeMap;
+//! `exhibit list`, `exhibit show` and the records `exhibit diff` compares:
+//! read-only views of a store for people, over the [`crate::read`] side.
+//! They show what records claim, and what is wrong with a record when
+//! something is; `verify` is what checks them.
 
 use anyhow::{Context as _, bail};
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::evidence::layout;
-use crate::evidence::record::{RecordPredicate, Statement, Status, peek};
-use crate::store::Store;
+use crate::evidence::record::{RecordPredicate, Statement, Status};
+use crate::read::{ReadError, Reader, Record};
 
-/// Every stream in the store, with its record keys in order.
-pub async fn streams(store: &dyn Store) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for key in store.list(layout::RECORDS).await? {
-        if let Some((stream, _)) = layout::stream_record(&key) {
-            out.entry(stream).or_default().push(key);
-        }
-    }
-    Ok(out)
-}
+/// Streams whose last records `list` reads at once.
+const LIST_AHEAD: usize = 8;
 
 /// One line of `exhibit list`.
 #[derive(Debug, Serialize)]
@@ -41,16 +33,29 @@ pub struct StreamLine {
     pub last_error: Option<String>,
 }
 
-/// Lists the streams of a store.
-pub async fn list(store: &dyn Store) -> anyhow::Result<Vec<StreamLine>> {
-    let mut out = Vec::new();
-    for (stream, keys) in streams(store).await? {
-        let last = keys.last().expect("streams have records");
-        let bytes = store.get(last).await?.context("record vanished")?;
-        let s: Statement<RecordPredicate> = peek(&bytes).with_context(|| last.clone())?;
-        out.push(StreamLine {
-            stream,
-            records: keys.len(),
+/// Lists the streams of a store. A stream whose last record cannot be read
+/// is listed with `unreadable` as its status and the reason as its error.
+pub async fn list(reader: &Reader) -> anyhow::Result<Vec<StreamLine>> {
+    let index = reader.index().await?;
+    futures::stream::iter(index.streams())
+        .map(|(stream, seqs)| async move {
+            let seq = *seqs.last().expect("indexed streams have records");
+            let last = reader
+                .record(stream, seq)
+                .await?
+                .unwrap_or_else(|| Record::vanished(stream, seq));
+            Ok::<_, anyhow::Error>(line(last, seqs.len()))
+        })
+        .buffered(LIST_AHEAD)
+        .try_collect()
+        .await
+}
+
+fn line(last: Record, records: usize) -> StreamLine {
+    match last.statement {
+        Some(s) => StreamLine {
+            stream: last.stream,
+            records,
             kind: s.predicate.collector.kind,
             last_seq: s.predicate.seq,
             last_status: s.predicate.status.as_str().to_string(),
@@ -59,9 +64,17 @@ pub async fn list(store: &dyn Store) -> anyhow::Result<Vec<StreamLine>> {
                 .finished_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             last_error: s.predicate.error,
-        });
+        },
+        None => StreamLine {
+            stream: last.stream,
+            records,
+            kind: "-".into(),
+            last_seq: last.seq,
+            last_status: "unreadable".into(),
+            last_at: "-".into(),
+            last_error: last.flaw,
+        },
     }
-    Ok(out)
 }
 
 /// Renders `list` for people.
@@ -111,10 +124,14 @@ pub struct Shown {
     pub statement: Statement<RecordPredicate>,
     /// The payload, parsed.
     pub payload: Option<Value>,
+    /// What is wrong with the record, when something is (see
+    /// [`Record::flaw`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flaw: Option<String>,
 }
 
 /// Resolves `STREAM[@SEQ]` (default: the last record) and reads it.
-pub async fn show(store: &dyn Store, spec: &str) -> anyhow::Result<Shown> {
+pub async fn show(reader: &Reader, spec: &str) -> anyhow::Result<Shown> {
     let (stream, seq) = match spec.rsplit_once('@') {
         Some((s, n)) => (
             s,
@@ -125,38 +142,56 @@ pub async fn show(store: &dyn Store, spec: &str) -> anyhow::Result<Shown> {
         ),
         None => (spec, None),
     };
-    let key = match seq {
-        Some(n) => layout::record(stream, n),
-        None => {
-            let all = streams(store).await?;
-            match all.get(stream).and_then(|k| k.last()) {
-                Some(k) => k.clone(),
-                None => bail!(
-                    "no stream `{stream}` in {}; `exhibit list` shows the streams",
-                    store.describe()
-                ),
-            }
-        }
-    };
-    let bytes = store
-        .get(&key)
-        .await?
-        .with_context(|| format!("{key} does not exist in {}", store.describe()))?;
-    let statement: Statement<RecordPredicate> = peek(&bytes).with_context(|| key.clone())?;
-    let payload = match statement.subject.first() {
-        Some(s) => match store.get(&layout::blob(&s.digest.sha256)).await? {
-            Some(b) => {
-                Some(serde_json::from_slice(&b).with_context(|| format!("payload of {key}"))?)
-            }
-            None => None,
+    match seq {
+        Some(n) => show_at(reader, stream, n).await,
+        None => match reader.latest(stream).await? {
+            Some(record) => shown(reader, record).await,
+            None => bail!(
+                "no stream `{stream}` in {}; `exhibit list` shows the streams",
+                reader.describe()
+            ),
         },
+    }
+}
+
+/// Reads record `seq` of `stream` for `show`.
+async fn show_at(reader: &Reader, stream: &str, seq: u64) -> anyhow::Result<Shown> {
+    match reader.record(stream, seq).await? {
+        Some(record) => shown(reader, record).await,
+        None => bail!(
+            "{} does not exist in {}",
+            crate::evidence::layout::record(stream, seq),
+            reader.describe()
+        ),
+    }
+}
+
+/// A record with its payload; an error when the record is not one.
+async fn shown(reader: &Reader, record: Record) -> anyhow::Result<Shown> {
+    // A record that names no payload is still shown, with its flaw.
+    let payload = match record.payload_key() {
+        Some(_) => reader.payload(&record).await?,
         None => None,
     };
-    Ok(Shown {
+    let Record {
         key,
         statement,
-        payload,
-    })
+        flaw,
+        ..
+    } = record;
+    match statement {
+        Some(statement) => Ok(Shown {
+            key,
+            statement,
+            payload,
+            flaw,
+        }),
+        None => Err(ReadError::Record {
+            key,
+            reason: flaw.unwrap_or_else(|| "not a record".into()),
+        }
+        .into()),
+    }
 }
 
 /// What `diff` compares.
@@ -189,16 +224,15 @@ fn holds_snapshot(s: Status) -> bool {
 /// default the last two records of the stream that hold snapshots (ok or
 /// partial), passing over failed and missed ones, which are listed.
 pub async fn pick_pair(
-    store: &dyn Store,
+    reader: &Reader,
     stream: &str,
     a: Option<u64>,
     b: Option<u64>,
 ) -> anyhow::Result<Pair> {
-    let all = streams(store).await?;
-    let Some(keys) = all.get(stream) else {
+    let Some(seqs) = reader.seqs(stream).await? else {
         bail!(
             "no stream `{stream}` in {}; `exhibit list` shows the streams",
-            store.describe()
+            reader.describe()
         );
     };
     let mut skipped = Vec::new();
@@ -211,16 +245,18 @@ pub async fn pick_pair(
         _ => 2,
     };
     if wanted > 0 {
-        for key in keys.iter().rev() {
-            let bytes = store.get(key).await?.context("record vanished")?;
-            let s: Statement<RecordPredicate> = peek(&bytes).with_context(|| key.clone())?;
-            if holds_snapshot(s.predicate.status) {
-                snapshots.push(s.predicate.seq);
+        let mut newest = std::pin::pin!(reader.read(stream, seqs.into_iter().rev()));
+        while let Some(record) = newest.try_next().await? {
+            let Some(p) = record.predicate() else {
+                return Err(record.error().into());
+            };
+            if holds_snapshot(p.status) {
+                snapshots.push(p.seq);
                 if snapshots.len() == wanted {
                     break;
                 }
             } else {
-                skipped.push((s.predicate.seq, s.predicate.status));
+                skipped.push((p.seq, p.status));
             }
         }
     }
@@ -233,8 +269,8 @@ pub async fn pick_pair(
              failed and missed records hold error documents"
         ),
     };
-    let older = show(store, &format!("{stream}@{a}")).await?;
-    let newer = show(store, &format!("{stream}@{b}")).await?;
+    let older = show_at(reader, stream, a).await?;
+    let newer = show_at(reader, stream, b).await?;
     let spec = crate::collect::kind(&newer.statement.predicate.collector.kind);
     let windowed = spec.map(|k| k.windowed).unwrap_or_default();
     let identities = spec.map(|k| k.identities).unwrap_or_default();
@@ -242,15 +278,16 @@ pub async fn pick_pair(
     let after = if windowed.is_empty() {
         newest
     } else {
-        let mut run = Vec::new();
-        for seq in a + 1..b {
-            let r = show(store, &format!("{stream}@{seq}")).await?;
-            if holds_snapshot(r.statement.predicate.status)
-                && let Some(p) = r.payload
-            {
-                run.push(p);
-            }
-        }
+        let between: Vec<Shown> = futures::stream::iter(a + 1..b)
+            .map(|seq| show_at(reader, stream, seq))
+            .buffered(LIST_AHEAD)
+            .try_collect()
+            .await?;
+        let mut run: Vec<Value> = between
+            .into_iter()
+            .filter(|r| holds_snapshot(r.statement.predicate.status))
+            .filter_map(|r| r.payload)
+            .collect();
         run.push(newest);
         let refs: Vec<&Value> = run.iter().collect();
         crate::diff::span(&refs, identities, windowed).unwrap_or(Value::Null)
@@ -295,10 +332,14 @@ pub fn render_show(s: &Shown) -> String {
         p.run_id,
         p.trigger,
     );
+    if let Some(flaw) = &s.flaw {
+        o.push_str(&format!("Flaw     {flaw}\n"));
+    }
     o.push('\n');
-    match &s.payload {
-        Some(v) => o.push_str(&serde_json::to_string_pretty(v).unwrap_or_default()),
-        None => o.push_str("(payload blob missing)"),
+    match (&s.payload, &s.flaw) {
+        (Some(v), _) => o.push_str(&serde_json::to_string_pretty(v).unwrap_or_default()),
+        (None, None) => o.push_str("(payload blob missing)"),
+        (None, Some(_)) => o.push_str("(payload not shown: see the flaw above)"),
     }
     o.push('\n');
     o

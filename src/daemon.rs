@@ -41,8 +41,8 @@ pub async fn serve(agent: Agent, admin: SocketAddr) -> anyhow::Result<()> {
         let (store, metrics) = (agent.store().clone(), agent.metrics().clone());
         tokio::spawn(async move {
             loop {
-                if let Some(b) = store.backlog() {
-                    metrics.spool(&b);
+                if let Some(spool) = store.spool() {
+                    metrics.spool(&spool.backlog());
                 }
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }

@@ -6,9 +6,10 @@
 //! hashes it ([`evidence::canonical`]), wraps it in a signed in-toto record
 //! ([`evidence::record`], [`evidence::dsse`]), chains it, and puts it in a
 //! [`store`]; every run ends with a checkpoint ([`evidence::checkpoint`]).
-//! The [`daemon`] schedules runs; [`verify`] checks everything back.
-//! [`agent`] is where the pieces are put together, once, for the commands
-//! that collect; [`cli`] and its commands only read arguments and print.
+//! The [`daemon`] schedules runs; [`verify`] checks everything back; the
+//! commands that show evidence read it through [`read`]. [`agent`] is where
+//! the pieces are put together, once, for the commands that collect; [`cli`]
+//! and its commands only read arguments and print.
 
 pub mod admin;
 pub mod agent;
@@ -23,6 +24,7 @@ pub mod diff;
 pub mod evidence;
 pub mod metrics;
 pub mod oscal;
+pub mod read;
 pub mod report;
 pub mod runner;
 pub mod sample;

@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::TryStreamExt as _;
 use serde_json::{Value, json};
 
-use crate::evidence::record::{RecordPredicate, Statement, Status, peek};
-use crate::evidence::sha256_hex;
+use crate::evidence::record::Status;
+use crate::read::Reader;
 use crate::store::Store;
 
 /// OSCAL version of the documents written.
@@ -34,20 +34,23 @@ pub async fn assessment_results(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> anyhow::Result<Value> {
+    let reader = Reader::new(store);
     let mut observations = Vec::new();
     let mut resources = Vec::new();
-    for (_, keys) in crate::browse::streams(store.as_ref()).await? {
-        for key in keys {
-            let bytes = store
-                .get(&key)
-                .await?
-                .with_context(|| format!("{key} vanished"))?;
-            let st: Statement<RecordPredicate> = peek(&bytes).with_context(|| key.clone())?;
-            let p = &st.predicate;
-            if p.finished_at < from || p.finished_at > to {
-                continue;
-            }
-            let payload = &st.subject[0];
+    for (stream, _) in reader.index().await?.streams() {
+        let mut period = std::pin::pin!(reader.range(stream, from, to));
+        while let Some(record) = period.try_next().await? {
+            // The document points at each record's payload by hash: a
+            // record that cannot be read, or names no payload, is refused
+            // rather than left out.
+            let (Some(st), Some(payload_sha256)) = (&record.statement, record.payload_sha256())
+            else {
+                return Err(anyhow::Error::from(record.error()).context(
+                    "cannot export a record that cannot be read; `exhibit verify` names what is wrong",
+                ));
+            };
+            let (p, key) = (&st.predicate, &record.key);
+            let payload_name = st.subject.first().map_or("", |s| s.name.as_str());
             let resource = id();
             resources.push(json!({
                 "uuid": resource,
@@ -58,12 +61,12 @@ pub async fn assessment_results(
                     {
                         "href": key,
                         "media-type": "application/json",
-                        "hashes": [{"algorithm": "SHA-256", "value": sha256_hex(&bytes)}]
+                        "hashes": [{"algorithm": "SHA-256", "value": record.sha256}]
                     },
                     {
-                        "href": payload.name,
+                        "href": payload_name,
                         "media-type": p.payload.media_type,
-                        "hashes": [{"algorithm": "SHA-256", "value": payload.digest.sha256}]
+                        "hashes": [{"algorithm": "SHA-256", "value": payload_sha256}]
                     }
                 ]
             }));
@@ -101,7 +104,7 @@ pub async fn assessment_results(
                 "types": ["control-objective"],
                 "relevant-evidence": [{
                     "href": format!("#{resource}"),
-                    "description": format!("record {key}, payload sha256 {}", payload.digest.sha256)
+                    "description": format!("record {key}, payload sha256 {payload_sha256}")
                 }],
                 "collected": ts(&p.finished_at),
             }));

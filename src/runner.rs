@@ -439,7 +439,7 @@ mod tests {
         let outcomes = runner.run_instance(&inst, &run, None).await;
         assert_eq!(outcomes.len(), 1);
         assert_eq!(outcomes[0].status, Status::Ok, "{:?}", outcomes[0].error);
-        let shown = crate::browse::show(store.as_ref(), "intro/only")
+        let shown = crate::browse::show(&crate::read::Reader::new(store), "intro/only")
             .await
             .unwrap();
         let payload = shown.payload.unwrap();

@@ -352,7 +352,10 @@ impl Writer {
             mut predicate,
             payload,
         } = entry;
-        let staging = self.store.staging_dir().unwrap_or_else(std::env::temp_dir);
+        let files = self.store.file_writes();
+        let staging = files
+            .and_then(|f| f.staging_dir())
+            .unwrap_or_else(std::env::temp_dir);
         let (staged, payload_sha, size) = tokio::task::spawn_blocking(move || {
             let io = |e: std::io::Error| {
                 WriteError::Canonical(format!("staging in {}: {e}", staging.display()))
@@ -370,7 +373,15 @@ impl Writer {
         .await
         .expect("canonicalisation does not panic")?;
         let blob = layout::blob(&payload_sha);
-        match self.store.put_new_file(&blob, staged).await {
+        let put = match files {
+            Some(files) => files.put_new_file(&blob, staged).await,
+            // A store that cannot write from files (memory) takes the bytes.
+            None => match tokio::fs::read(staged.path()).await {
+                Ok(bytes) => self.store.put_new(&blob, &bytes).await,
+                Err(e) => Err(StoreError::io(blob.clone(), e)),
+            },
+        };
+        match put {
             Ok(()) | Err(StoreError::Exists(_)) => {}
             Err(e) => return Err(e.into()),
         }

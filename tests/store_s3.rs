@@ -339,6 +339,31 @@ fn s3_opts(endpoint: &str) -> S3Options {
 }
 
 #[test]
+fn the_s3_store_keeps_the_store_contract() {
+    let m = moto();
+    let ep = m.endpoint();
+    make_bucket(&ep, "contract", true);
+    rt().block_on(async {
+        let handle = |owner: &str| {
+            let mut opts = s3_opts(&ep);
+            opts.owner = Some(owner.into());
+            S3Store::connect("s3://contract/org", opts)
+        };
+        // Two agents: the second is the rival for the leases.
+        let store: Arc<dyn Store> = Arc::new(handle("agent-a").await.unwrap());
+        let rival: Arc<dyn Store> = Arc::new(handle("agent-b").await.unwrap());
+        let rules = exhibit::store::contract::Rules::default();
+        exhibit::store::contract::check(store, rival, &rules)
+            .await
+            .unwrap();
+    });
+    // Nothing was written outside the store's prefix.
+    let all = keys(&ep, "contract", "");
+    assert!(!all.is_empty());
+    assert!(all.iter().all(|k| k.starts_with("org/")), "{all:?}");
+}
+
+#[test]
 fn a_bucket_without_object_lock_is_refused_at_start_up() {
     let m = moto();
     let ep = m.endpoint();

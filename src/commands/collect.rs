@@ -140,8 +140,9 @@ async fn drain(agent: &Agent) {
     let left = agent.flush().await;
     let store = agent.store();
     if left > 0
-        && let Some(b) = store.backlog()
+        && let Some(spool) = store.spool()
     {
+        let b = spool.backlog();
         eprintln!(
             "warning: {left} object(s) not yet shipped to {}; they are kept in the spool {} and shipped by the next run",
             store.describe(),

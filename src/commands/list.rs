@@ -8,7 +8,7 @@ use crate::cli::{Cli, Failure};
 /// machines).
 pub(crate) async fn exec(cli: &Cli, json: bool) -> Result<ExitCode, Failure> {
     let store = super::read_store(cli).await?;
-    let lines = crate::browse::list(store.as_ref()).await?;
+    let lines = crate::browse::list(&crate::read::Reader::new(store)).await?;
     if json {
         println!(
             "{}",

@@ -7,7 +7,7 @@ use crate::cli::{Cli, Failure, ShowArgs};
 /// Shows STREAM's last record, or STREAM@SEQ.
 pub(crate) async fn exec(cli: &Cli, args: &ShowArgs) -> Result<ExitCode, Failure> {
     let store = super::read_store(cli).await?;
-    let shown = crate::browse::show(store.as_ref(), &args.record).await?;
+    let shown = crate::browse::show(&crate::read::Reader::new(store), &args.record).await?;
     if args.json {
         println!(
             "{}",

@@ -13,9 +13,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
+use futures::TryStreamExt as _;
+
 use crate::diff::Change;
-use crate::evidence::layout;
-use crate::evidence::record::{RecordPredicate, Statement, Status, peek};
+use crate::evidence::record::{RecordPredicate, Statement, Status};
+use crate::read::{ReadError, Reader, Record};
 use crate::store::Store;
 use crate::verify::Coverage;
 
@@ -111,25 +113,6 @@ impl Report {
     }
 }
 
-async fn load(
-    store: &dyn Store,
-    key: &str,
-) -> anyhow::Result<(Statement<RecordPredicate>, Option<Value>)> {
-    let bytes = store
-        .get(key)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("{key} vanished"))?;
-    let st: Statement<RecordPredicate> = peek(&bytes)?;
-    let payload = match st.subject.first() {
-        Some(s) => store
-            .get(&layout::blob(&s.digest.sha256))
-            .await?
-            .and_then(|b| serde_json::from_slice(&b).ok()),
-        None => None,
-    };
-    Ok((st, payload))
-}
-
 /// Builds the review of everything since `since`.
 pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Result<Report> {
     let now = Utc::now();
@@ -144,42 +127,23 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
         },
     )
     .await?;
+    let reader = Reader::new(store.clone());
     let mut streams = Vec::new();
-    for (stream, keys) in crate::browse::streams(store.as_ref()).await? {
-        let mut timeline = Vec::new();
-        for key in keys.iter().rev().take(TIMELINE) {
-            let bytes = store.get(key).await?.unwrap_or_default();
-            if let Ok(st) = peek::<RecordPredicate>(&bytes) {
-                let p = st.predicate;
-                timeline.push(Tick {
-                    seq: p.seq,
-                    at: p.finished_at,
-                    status: p.status,
-                });
-            }
-        }
-        timeline.reverse();
-        // The window's records (newest first), and the last good snapshot
-        // before the window: the baseline the window's changes are
-        // measured from.
-        let mut window = Vec::new();
-        let mut before_ok = None;
-        for key in keys.iter().rev() {
-            let (st, payload) = load(store.as_ref(), key).await?;
-            if st.predicate.finished_at >= since {
-                window.push((st, payload));
-            } else if st.predicate.status == Status::Ok {
-                before_ok = payload;
-                break;
-            }
-        }
+    for (stream, seqs) in reader.index().await?.streams() {
+        let Some(walk) = walk(&reader, stream, seqs, since).await? else {
+            // Not one record of the stream can be read: `verify`, above,
+            // names them.
+            continue;
+        };
+        let Walk {
+            timeline,
+            window,
+            before_ok,
+            newest,
+        } = walk;
         let last = match window.first() {
             Some((st, _)) => st.clone(),
-            None => {
-                load(store.as_ref(), keys.last().expect("streams have records"))
-                    .await?
-                    .0
-            }
+            None => newest,
         };
         let failures: Vec<Failure> = window
             .iter()
@@ -236,7 +200,7 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
             highlights.push(Highlight::missed(c.missed));
         }
         streams.push(StreamReport {
-            stream,
+            stream: stream.to_string(),
             kind: last.predicate.collector.kind.clone(),
             criteria: last.predicate.criteria.clone(),
             last_status: last.predicate.status,
@@ -262,6 +226,90 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
             .collect(),
         streams,
     })
+}
+
+/// What one walk over a stream's records, newest first, gathers.
+struct Walk {
+    /// The newest records' outcomes, oldest first.
+    timeline: Vec<Tick>,
+    /// The window's records, newest first, with the payloads of the good
+    /// ones.
+    window: Vec<(Statement<RecordPredicate>, Option<Value>)>,
+    /// The last good snapshot before the window: the baseline the
+    /// window's changes are measured from.
+    before_ok: Option<Value>,
+    /// The newest record that could be read.
+    newest: Statement<RecordPredicate>,
+}
+
+/// Reads `stream` newest first, each record once, as far as the timeline
+/// and the window need; `None` when no record of it can be read.
+/// Unreadable records are passed over (`verify` names them).
+async fn walk(
+    reader: &Reader,
+    stream: &str,
+    seqs: &[u64],
+    since: DateTime<Utc>,
+) -> anyhow::Result<Option<Walk>> {
+    let mut timeline = Vec::new();
+    let mut window = Vec::new();
+    let mut before_ok = None;
+    let mut window_done = false;
+    let mut newest = None;
+    let mut records = std::pin::pin!(reader.read(stream, seqs.iter().rev().copied()));
+    let mut walked = 0;
+    while let Some(record) = records.try_next().await? {
+        let in_timeline = walked < TIMELINE;
+        walked += 1;
+        if !in_timeline && window_done {
+            break;
+        }
+        let Some(st) = record.statement.clone() else {
+            continue;
+        };
+        let p = &st.predicate;
+        if in_timeline {
+            timeline.push(Tick {
+                seq: p.seq,
+                at: p.finished_at,
+                status: p.status,
+            });
+        }
+        if newest.is_none() {
+            newest = Some(st.clone());
+        }
+        if window_done {
+            continue;
+        }
+        if p.finished_at >= since {
+            let payload = if p.status == Status::Ok {
+                snapshot(reader, &record).await?
+            } else {
+                None
+            };
+            window.push((st, payload));
+        } else if p.status == Status::Ok {
+            before_ok = snapshot(reader, &record).await?;
+            window_done = true;
+        }
+    }
+    timeline.reverse();
+    Ok(newest.map(|newest| Walk {
+        timeline,
+        window,
+        before_ok,
+        newest,
+    }))
+}
+
+/// A record's payload, or `None` when it cannot be read (the review goes
+/// on without it); only the store failing is an error.
+async fn snapshot(reader: &Reader, record: &Record) -> anyhow::Result<Option<Value>> {
+    match reader.payload(record).await {
+        Ok(p) => Ok(p),
+        Err(ReadError::Store(e)) => Err(e.into()),
+        Err(_) => Ok(None),
+    }
 }
 
 /// A short summary for chat (Slack-compatible `text`).

@@ -12,13 +12,15 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt as _;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::evidence::checkpoint::CheckpointPredicate;
-use crate::evidence::record::{RecordPredicate, Statement, peek};
+use crate::evidence::record::{Statement, peek};
 use crate::evidence::{layout, sha256_hex};
+use crate::read::{Reader, Record};
 use crate::schedule::Schedule;
 use crate::store::Store;
 
@@ -113,12 +115,13 @@ pub fn draw(seed: &str, stream: &str, population: usize, n: usize) -> Vec<usize>
 
 /// Draws the sample and writes the bundle to `out` (a .tar.gz).
 pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow::Result<Manifest> {
-    let all = crate::browse::streams(store.as_ref()).await?;
+    let reader = Reader::new(store.clone());
+    let index = reader.index().await?;
     let wanted: Vec<String> = if req.streams.is_empty() {
-        all.keys().cloned().collect()
+        index.streams().map(|(s, _)| s.to_string()).collect()
     } else {
         for s in &req.streams {
-            if !all.contains_key(s) {
+            if !index.contains(s) {
                 bail!(
                     "no stream `{s}` in {}; `exhibit list` shows the streams",
                     store.describe()
@@ -131,22 +134,21 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
     let mut runs: BTreeSet<String> = BTreeSet::new();
     let mut samples = Vec::new();
     for stream in &wanted {
-        let mut period = Vec::new();
+        // The period's records, their bytes moved into the bundle.
+        let mut period: Vec<Record> = Vec::new();
         let mut schedule = None;
-        for key in &all[stream] {
-            let bytes = store
-                .get(key)
-                .await?
-                .with_context(|| format!("{key} vanished"))?;
-            let st: Statement<RecordPredicate> = peek(&bytes).with_context(|| key.clone())?;
-            let p = &st.predicate;
-            if p.finished_at < req.from || p.finished_at > req.to {
-                continue;
-            }
+        let mut records = std::pin::pin!(reader.range(stream, req.from, req.to));
+        while let Some(mut record) = records.try_next().await? {
+            let Some(p) = record.predicate() else {
+                // Its time is unknown, so it may belong to the period: a
+                // bundle that left it out would not be complete.
+                return Err(anyhow::Error::from(record.error())
+                    .context("cannot sample a store holding a record that cannot be read; `exhibit verify` names what is wrong"));
+            };
             schedule = p.schedule.clone().or(schedule);
             runs.insert(p.run_id.clone());
-            period.push((key.clone(), st.subject[0].digest.sha256.clone()));
-            files.insert(key.clone(), bytes);
+            files.insert(record.key.clone(), std::mem::take(&mut record.bytes));
+            period.push(record);
         }
         let freq = schedule
             .as_deref()
@@ -160,14 +162,14 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
         let picked = draw(&req.seed, stream, period.len(), size);
         let mut sampled = Vec::new();
         for i in picked {
-            let (key, sha) = &period[i];
-            let blob = layout::blob(sha);
-            let bytes = store
-                .get(&blob)
+            let record = &period[i];
+            let blob = record.payload_key().unwrap_or_default();
+            let bytes = reader
+                .payload_bytes(record)
                 .await?
-                .with_context(|| format!("{blob}, the payload of {key}, is missing"))?;
+                .with_context(|| format!("{blob}, the payload of {}, is missing", record.key))?;
             files.insert(blob, bytes);
-            sampled.push(key.clone());
+            sampled.push(record.key.clone());
         }
         samples.push(StreamSample {
             stream: stream.clone(),

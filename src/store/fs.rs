@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 
 use async_trait::async_trait;
 
-use super::{Lease, Store, StoreError};
+use super::{FileWrites, Lease, Store, StoreError};
 
 /// Where lock files live, beside (not inside) the evidence layout.
 const LOCK_DIR: &str = ".locks";
@@ -37,17 +37,12 @@ impl FsStore {
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
-        if key
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-            || key.starts_with('/')
-        {
-            return Err(StoreError::Config(format!("invalid store key `{key}`")));
-        }
+        super::check_key(key)?;
         Ok(self.root.join(key))
     }
 
     fn list_sync(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        super::check_prefix(prefix)?;
         let dir = self.root.join(prefix.trim_end_matches('/'));
         let mut out = Vec::new();
         walk(&dir, prefix.trim_end_matches('/'), &mut out)
@@ -211,7 +206,10 @@ impl Store for FsStore {
     fn describe(&self) -> String {
         self.root.display().to_string()
     }
+}
 
+#[async_trait]
+impl FileWrites for FsStore {
     fn staging_dir(&self) -> Option<PathBuf> {
         Some(self.root.join(STAGING_DIR))
     }
@@ -237,10 +235,10 @@ impl Store for FsStore {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 return Err(StoreError::Exists(key.to_string()));
             }
-            // Staged elsewhere (another filesystem): copy through memory.
+            // Staged elsewhere (another filesystem): copied beside the
+            // target first, then linked.
             Err(e) if e.kind() == ErrorKind::CrossesDevices => {
-                let bytes = tokio::fs::read(file.path()).await.map_err(io)?;
-                return self.put_new(key, &bytes).await;
+                return self.put_new_from_path(key, file.path()).await;
             }
             Err(e) => return Err(io(e)),
         }
@@ -249,6 +247,28 @@ impl Store for FsStore {
             .await
             .expect("fsync does not panic")
             .map_err(io)
+    }
+
+    async fn put_new_from_path(&self, key: &str, source: &Path) -> Result<(), StoreError> {
+        // Copied by the kernel into a temporary file beside the target (never
+        // through memory), then linked into place like a staged file.
+        let path = self.path(key)?;
+        let dir = path.parent().expect("keys have a directory").to_path_buf();
+        let io = |e| StoreError::io(key, e);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Err(StoreError::Exists(key.to_string()));
+        }
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let source = source.to_path_buf();
+        let tmp = tokio::task::spawn_blocking(move || {
+            let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir)?;
+            fs::copy(&source, tmp.path())?;
+            Ok::<_, std::io::Error>(tmp)
+        })
+        .await
+        .expect("copying does not panic")
+        .map_err(io)?;
+        self.put_new_file(key, tmp).await
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{Lease, Store, StoreError};
+use super::{Lease, Store, StoreError, check_key, check_prefix};
 
 /// A store held in memory.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +52,7 @@ impl Drop for MemLease {
 #[async_trait]
 impl Store for MemStore {
     async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        check_key(key)?;
         let mut objects = self.objects.lock().expect("store lock");
         if objects.contains_key(key) {
             return Err(StoreError::Exists(key.to_string()));
@@ -61,10 +62,12 @@ impl Store for MemStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_key(key)?;
         Ok(self.objects.lock().expect("store lock").get(key).cloned())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        check_prefix(prefix)?;
         Ok(self
             .objects
             .lock()
@@ -76,6 +79,7 @@ impl Store for MemStore {
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        check_key(key)?;
         Ok(self.objects.lock().expect("store lock").contains_key(key))
     }
 

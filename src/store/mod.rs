@@ -1,18 +1,26 @@
 //! Evidence stores: a narrow key → bytes interface that knows nothing of
 //! records or chains, so that every backend stores exactly the same layout
-//! (DESIGN.md): `blobs/`, `records/`, `checkpoints/`, `keys/`.
+//! (DESIGN.md, built by [`crate::evidence::layout`]): `blobs/`, `records/`,
+//! `checkpoints/`, `keys/`. Backends: a directory ([`fs`]), S3 ([`s3`]),
+//! memory ([`mem`], for tests), and the [`spool`] that writers of a remote
+//! store write through; [`contract`] checks that each keeps the contract.
 
+#[doc(hidden)]
+pub mod contract;
 pub mod fs;
 pub mod mem;
 #[cfg(feature = "aws")]
 pub mod s3;
 pub mod spool;
 
+use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
+
+pub use spool::Backlog;
 
 /// Errors from a store.
 #[derive(Debug, thiserror::Error)]
@@ -62,53 +70,31 @@ impl StoreError {
 /// releases the lock.
 pub trait Lease: Send + Sync + std::fmt::Debug {}
 
-/// A store of immutable objects by key.
+/// A store of immutable objects by key: the contract every backend keeps
+/// (the [`contract`] module checks it, on every backend).
+///
+/// Keys are `/`-separated segments that are neither empty nor start with
+/// `.` (so no `.`, `..` or hidden names, and no leading `/`): every backend
+/// refuses other keys with [`StoreError::Config`]. Which keys make up the
+/// evidence is [`crate::evidence::layout`]'s business, not the store's: a
+/// stray key is stored and listed like any other, so that `verify` sees it.
+///
+/// Capabilities that only some backends have are not part of this trait:
+/// large objects written from files ([`FileWrites`], found with
+/// [`file_writes`](Self::file_writes)) and the spool's backlog
+/// ([`spool::Spool`], found with [`spool`](Self::spool)).
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: Any + Send + Sync + std::fmt::Debug {
     /// Writes `bytes` at `key` atomically; fails with [`StoreError::Exists`]
     /// when the key is taken.
     async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
     /// Reads a key; `None` when it does not exist.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Every key under `prefix` (which ends in `/`), sorted.
+    /// Every key under `prefix` (empty, or ending in `/`), nested ones
+    /// included, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Whether a key exists.
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
-    /// Claims `name` (e.g. `stream/aws-iam-users/123`) for this process.
-    async fn lease(&self, name: &str) -> Result<Box<dyn Lease>, StoreError>;
-    /// A human description (a path or URL).
-    fn describe(&self) -> String;
-
-    /// Where large objects are staged as files before [`Store::put_new_file`]
-    /// (on the store's own filesystem, where that lets the file be linked
-    /// into place); `None` means the system's temporary directory.
-    fn staging_dir(&self) -> Option<PathBuf> {
-        None
-    }
-
-    /// Like [`Store::put_new`], from a staged file, so that a large payload
-    /// need not be held in memory.
-    async fn put_new_file(
-        &self,
-        key: &str,
-        file: tempfile::NamedTempFile,
-    ) -> Result<(), StoreError> {
-        let bytes = tokio::fs::read(file.path())
-            .await
-            .map_err(|e| StoreError::io(key, e))?;
-        self.put_new(key, &bytes).await
-    }
-
-    /// Like [`Store::put_new`], from a file that stays in place: the spool
-    /// ships its objects this way, so that a large payload is streamed to the
-    /// store rather than held in memory.
-    async fn put_new_from_path(&self, key: &str, path: &Path) -> Result<(), StoreError> {
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|e| StoreError::io(key, e))?;
-        self.put_new(key, &bytes).await
-    }
-
     /// The SHA-256 (hex) and size of the object at `key`, or `None` when it
     /// does not exist. Backends read the object in pieces, so that checking
     /// a large payload never holds it in memory whole.
@@ -118,15 +104,89 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             .await?
             .map(|b| (crate::evidence::sha256_hex(&b), b.len() as u64)))
     }
+    /// Claims `name` (e.g. `stream/aws-iam-users/123`) for this process.
+    async fn lease(&self, name: &str) -> Result<Box<dyn Lease>, StoreError>;
+    /// A human description (a path or URL).
+    fn describe(&self) -> String;
+}
 
-    /// Writes accepted but not yet in the store proper (a spool's backlog);
-    /// `None` for stores that write straight through.
-    fn backlog(&self) -> Option<Backlog> {
+/// Writes from files, so that a large payload need not be held in memory:
+/// the writer stages a payload as a file ([`put_new_file`]), and the spool
+/// ships the files it holds ([`put_new_from_path`]). Backends that can do
+/// better than reading the file into memory implement this; the others are
+/// written their bytes.
+///
+/// [`put_new_file`]: FileWrites::put_new_file
+/// [`put_new_from_path`]: FileWrites::put_new_from_path
+#[async_trait]
+pub trait FileWrites: Store {
+    /// Where to stage a file for [`FileWrites::put_new_file`]: on the
+    /// store's own filesystem, where that lets the file be linked into
+    /// place; `None` means the system's temporary directory.
+    fn staging_dir(&self) -> Option<PathBuf> {
         None
     }
-    /// Waits up to `wait` for the backlog to drain; returns what is left.
-    async fn flush(&self, _wait: Duration) -> u64 {
-        0
+
+    /// Like [`Store::put_new`], taking a staged file (which the store may
+    /// link into place rather than copy).
+    async fn put_new_file(
+        &self,
+        key: &str,
+        file: tempfile::NamedTempFile,
+    ) -> Result<(), StoreError> {
+        self.put_new_from_path(key, file.path()).await
+    }
+
+    /// Like [`Store::put_new`], from a file that stays in place, streamed
+    /// to the store.
+    async fn put_new_from_path(&self, key: &str, path: &Path) -> Result<(), StoreError>;
+}
+
+impl dyn Store {
+    /// This store's writes from files, when its backend has them. Found by
+    /// the backend's type, so that the trait every backend (and every test
+    /// double) implements stays the narrow key → bytes contract.
+    pub fn file_writes(&self) -> Option<&dyn FileWrites> {
+        let any: &dyn Any = self;
+        if let Some(s) = any.downcast_ref::<fs::FsStore>() {
+            return Some(s);
+        }
+        if let Some(s) = any.downcast_ref::<spool::Spool>() {
+            return Some(s);
+        }
+        #[cfg(feature = "aws")]
+        if let Some(s) = any.downcast_ref::<s3::S3Store>() {
+            return Some(s);
+        }
+        None
+    }
+
+    /// The spool, when this store is one (writers of a remote store write
+    /// through one): its backlog, and a way to wait for it to drain.
+    pub fn spool(&self) -> Option<&spool::Spool> {
+        let any: &dyn Any = self;
+        any.downcast_ref()
+    }
+}
+
+/// Refuses keys that are not plain `/`-separated names (see [`Store`]).
+pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.split('/').any(|s| s.is_empty() || s.starts_with('.')) {
+        return Err(StoreError::Config(format!("invalid store key `{key}`")));
+    }
+    Ok(())
+}
+
+/// Refuses listing prefixes that are not empty or a key followed by `/`.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), StoreError> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    match prefix.strip_suffix('/') {
+        Some(dir) => check_key(dir),
+        None => Err(StoreError::Config(format!(
+            "invalid store prefix `{prefix}` (it must end in `/`)"
+        ))),
     }
 }
 
@@ -147,17 +207,6 @@ pub(crate) fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
         len += n as u64;
     }
     Ok((hex::encode(hasher.finalize()), len))
-}
-
-/// A spool's backlog.
-#[derive(Debug, Clone)]
-pub struct Backlog {
-    /// The spool directory.
-    pub spool: PathBuf,
-    /// Unshipped writes.
-    pub depth: u64,
-    /// When the oldest unshipped write was made.
-    pub oldest: Option<SystemTime>,
 }
 
 /// How a store is opened.

@@ -42,7 +42,18 @@ use async_trait::async_trait;
 use tokio::sync::{Mutex, watch};
 
 use super::fs::FsStore;
-use super::{Backlog, Lease, Store, StoreError};
+use super::{FileWrites, Lease, Store, StoreError};
+
+/// A spool's backlog.
+#[derive(Debug, Clone)]
+pub struct Backlog {
+    /// The spool directory.
+    pub spool: PathBuf,
+    /// Unshipped writes.
+    pub depth: u64,
+    /// When the oldest unshipped write was made.
+    pub oldest: Option<SystemTime>,
+}
 
 /// Longest pause between shipping attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -137,10 +148,15 @@ impl Spool {
         write: impl std::future::Future<Output = Result<(), StoreError>>,
     ) -> Result<(), StoreError> {
         let inner = &self.inner;
-        if inner.shipped.exists(key).await? {
+        let mut next = inner.next_seq.lock().await;
+        // Checked under the lock, so that no other write of the key is under
+        // way, and in this order: the shipper copies an object to `shipped/`
+        // before it removes it from `objects/`, so a key written earlier is
+        // found in one or the other. (A payload shipped earlier is in
+        // neither; its second write is shipped and found identical.)
+        if inner.objects.exists(key).await? || inner.shipped.exists(key).await? {
             return Err(StoreError::Exists(key.to_string()));
         }
-        let mut next = inner.next_seq.lock().await;
         let seq = *next;
         let entry = inner.dir.join("queue").join(format!("{seq:020}"));
         let dir = inner.dir.clone();
@@ -169,6 +185,28 @@ impl Spool {
     /// Unshipped writes.
     pub fn depth(&self) -> u64 {
         self.inner.depth.load(Ordering::Relaxed)
+    }
+
+    /// Writes accepted but not yet in the store proper.
+    pub fn backlog(&self) -> Backlog {
+        let oldest = self.inner.oldest.load(Ordering::Relaxed);
+        Backlog {
+            spool: self.inner.dir.clone(),
+            depth: self.depth(),
+            oldest: (oldest > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(oldest)),
+        }
+    }
+
+    /// Waits up to `wait` for the backlog to drain; returns what is left.
+    pub async fn flush(&self, wait: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let depth = self.depth();
+            if depth == 0 || tokio::time::Instant::now() >= deadline {
+                return depth;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -230,8 +268,16 @@ impl Inner {
             self.depth.fetch_sub(1, Ordering::Relaxed);
             return Ok(());
         }
-        // Streamed from the file: a large payload is never held in memory.
-        match self.remote.put_new_from_path(key, &object).await {
+        // Streamed from the file: a large payload is never held in memory
+        // (by a remote that can write from files; the others take bytes).
+        let shipped = match self.remote.file_writes() {
+            Some(files) => files.put_new_from_path(key, &object).await,
+            None => match tokio::fs::read(&object).await {
+                Ok(bytes) => self.remote.put_new(key, &bytes).await,
+                Err(e) => Err(StoreError::io(key, e)),
+            },
+        };
+        match shipped {
             Ok(()) => {}
             Err(StoreError::Exists(_)) => {
                 let ours = self.objects.hash(key).await?;
@@ -328,19 +374,6 @@ impl Store for Spool {
             .await
     }
 
-    fn staging_dir(&self) -> Option<PathBuf> {
-        self.inner.objects.staging_dir()
-    }
-
-    async fn put_new_file(
-        &self,
-        key: &str,
-        file: tempfile::NamedTempFile,
-    ) -> Result<(), StoreError> {
-        self.enqueue(key, self.inner.objects.put_new_file(key, file))
-            .await
-    }
-
     async fn hash(&self, key: &str) -> Result<Option<(String, u64)>, StoreError> {
         if let Some(h) = self.inner.objects.hash(key).await? {
             return Ok(Some(h));
@@ -426,25 +459,26 @@ impl Store for Spool {
     fn describe(&self) -> String {
         self.inner.remote.describe()
     }
+}
 
-    fn backlog(&self) -> Option<Backlog> {
-        let oldest = self.inner.oldest.load(Ordering::Relaxed);
-        Some(Backlog {
-            spool: self.inner.dir.clone(),
-            depth: self.inner.depth.load(Ordering::Relaxed),
-            oldest: (oldest > 0).then(|| SystemTime::UNIX_EPOCH + Duration::from_secs(oldest)),
-        })
+#[async_trait]
+impl FileWrites for Spool {
+    fn staging_dir(&self) -> Option<PathBuf> {
+        self.inner.objects.staging_dir()
     }
 
-    async fn flush(&self, wait: Duration) -> u64 {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let depth = self.depth();
-            if depth == 0 || tokio::time::Instant::now() >= deadline {
-                return depth;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    async fn put_new_file(
+        &self,
+        key: &str,
+        file: tempfile::NamedTempFile,
+    ) -> Result<(), StoreError> {
+        self.enqueue(key, self.inner.objects.put_new_file(key, file))
+            .await
+    }
+
+    async fn put_new_from_path(&self, key: &str, path: &Path) -> Result<(), StoreError> {
+        self.enqueue(key, self.inner.objects.put_new_from_path(key, path))
+            .await
     }
 }
 

@@ -8,13 +8,8 @@
 //! overwrite evidence until the retention date. Writers check at start-up
 //! that the bucket has versioning and Object Lock enabled.
 //!
-//! Leases (single writer per stream and per agent chain) are small JSON
-//! objects under `<prefix>/.leases/`, outside the evidence layout. Each one
-//! names its owner and an expiry; it is renewed while held and taken over
-//! only once expired (or by the same owner, i.e. the same agent restarted).
-//! Lease objects carry their own short COMPLIANCE retention (until the
-//! lease's expiry), which overrides a bucket's default retention: otherwise
-//! every renewal would leave a version locked for years.
+//! Leases (single writer per stream and per agent chain) live beside the
+//! evidence (the `lease` module).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,16 +24,12 @@ use aws_sdk_s3::types::{
     ServerSideEncryption,
 };
 use base64::Engine;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 pub use super::S3Options;
-use super::{Lease, Store, StoreError};
+use super::{FileWrites, Lease, Store, StoreError, check_key, check_prefix};
 
-/// Where lease objects live, relative to the store prefix. The leading dot
-/// keeps them out of every evidence listing.
-const LEASE_DIR: &str = ".leases/";
+mod lease;
 
 /// A store in an S3 bucket.
 #[derive(Clone)]
@@ -310,6 +301,9 @@ impl S3Store {
             Err(e) if status(&e) == Some(412) || e.code() == Some("PreconditionFailed") => {
                 Err(PutError::Precondition)
             }
+            Err(e) if e.code() == Some("ConditionalRequestConflict") => Err(PutError::Conflict(
+                self.remote_error(&format!("writing {object_key}"), &e),
+            )),
             Err(e) => Err(PutError::Store(
                 self.remote_error(&format!("writing {object_key}"), &e),
             )),
@@ -343,16 +337,26 @@ impl S3Store {
 
     /// Writes a new evidence object, locked for the retention period.
     async fn put_evidence(&self, key: &str, body: Body<'_>) -> Result<(), StoreError> {
-        validate_key(key)?;
+        check_key(key)?;
         self.check_bucket().await?;
         let object_key = self.object_key(key);
-        match self
-            .put(&object_key, body, Condition::New, self.opts.retention)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(PutError::Precondition) => Err(StoreError::Exists(key.to_string())),
-            Err(PutError::Store(e)) => Err(e),
+        let mut attempt = 0;
+        loop {
+            match self
+                .put(&object_key, body, Condition::New, self.opts.retention)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(PutError::Precondition) => return Err(StoreError::Exists(key.to_string())),
+                // A write racing another write of the key may be answered
+                // 409 while the other is under way; asked again, S3 names
+                // the winner.
+                Err(PutError::Conflict(_)) if attempt < 4 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(PutError::Conflict(e) | PutError::Store(e)) => return Err(e),
+            }
         }
     }
 
@@ -405,6 +409,7 @@ where
 }
 
 /// What a PUT sends.
+#[derive(Clone, Copy)]
 enum Body<'a> {
     Bytes(&'a [u8]),
     File(&'a std::path::Path),
@@ -416,124 +421,15 @@ enum Condition<'a> {
 }
 
 enum PutError {
+    /// The condition failed: the key exists, or the lease changed.
     Precondition,
+    /// Another conditional write of the key is under way (HTTP 409).
+    Conflict(StoreError),
     Store(StoreError),
 }
 
 fn status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
-}
-
-/// What a lease object says.
-#[derive(Debug, Serialize, Deserialize)]
-struct LeaseBody {
-    owner: String,
-    holder: String,
-    expires_at: DateTime<Utc>,
-}
-
-/// A held S3 lease; a background task renews it, and dropping it stops the
-/// renewal and deletes the lease object (best effort: an agent that dies
-/// leaves a lease that simply expires).
-#[derive(Debug)]
-struct S3Lease {
-    renew: tokio::task::JoinHandle<()>,
-    store: S3Store,
-    object_key: String,
-}
-
-impl Lease for S3Lease {}
-
-impl Drop for S3Lease {
-    fn drop(&mut self) {
-        self.renew.abort();
-        let store = self.store.clone();
-        let key = std::mem::take(&mut self.object_key);
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = store
-                    .client
-                    .delete_object()
-                    .bucket(&store.bucket)
-                    .key(key)
-                    .send()
-                    .await;
-            });
-        }
-    }
-}
-
-impl S3Store {
-    fn lease_body(&self) -> Vec<u8> {
-        let body = LeaseBody {
-            owner: self.owner.clone(),
-            holder: format!(
-                "pid {} on {}",
-                std::process::id(),
-                hostname::get()
-                    .ok()
-                    .and_then(|h| h.into_string().ok())
-                    .unwrap_or_else(|| "unknown host".into())
-            ),
-            expires_at: Utc::now()
-                + chrono::Duration::from_std(self.opts.lease_ttl).expect("lease ttl fits"),
-        };
-        serde_json::to_vec(&body).expect("lease bodies serialise")
-    }
-
-    async fn claim(&self, name: &str, object_key: &str) -> Result<String, StoreError> {
-        // Twice at most: a lease that vanished between read and write is
-        // simply claimed anew.
-        for _ in 0..2 {
-            let current = self.get_object(object_key).await?;
-            let condition = match &current {
-                None => Condition::New,
-                Some((bytes, etag)) => {
-                    let theirs: Option<LeaseBody> = serde_json::from_slice(bytes).ok();
-                    if let Some(t) = &theirs
-                        && t.owner != self.owner
-                        && t.expires_at > Utc::now()
-                    {
-                        return Err(StoreError::Locked {
-                            what: name.to_string(),
-                            detail: format!(
-                                "lease s3://{}/{object_key} held by {} (agent {}) until {}",
-                                self.bucket,
-                                t.holder,
-                                t.owner,
-                                t.expires_at.to_rfc3339()
-                            ),
-                        });
-                    }
-                    match etag {
-                        Some(etag) => Condition::Replace(etag),
-                        None => Condition::New,
-                    }
-                }
-            };
-            match self
-                .put(
-                    object_key,
-                    Body::Bytes(&self.lease_body()),
-                    condition,
-                    self.opts.lease_ttl,
-                )
-                .await
-            {
-                Ok(etag) => return Ok(etag.unwrap_or_default()),
-                // Someone else wrote the lease between our read and write.
-                Err(PutError::Precondition) => continue,
-                Err(PutError::Store(e)) => return Err(e),
-            }
-        }
-        Err(StoreError::Locked {
-            what: name.to_string(),
-            detail: format!(
-                "lease s3://{}/{object_key} is being claimed concurrently by another agent",
-                self.bucket
-            ),
-        })
-    }
 }
 
 #[async_trait]
@@ -548,12 +444,8 @@ impl Store for S3Store {
         self.put_evidence(key, Body::Bytes(bytes)).await
     }
 
-    async fn put_new_from_path(&self, key: &str, path: &std::path::Path) -> Result<(), StoreError> {
-        self.put_evidence(key, Body::File(path)).await
-    }
-
     async fn hash(&self, key: &str) -> Result<Option<(String, u64)>, StoreError> {
-        validate_key(key)?;
+        check_key(key)?;
         let object_key = self.object_key(key);
         let what = || format!("s3://{}/{object_key}", self.bucket);
         let out = match self
@@ -585,7 +477,7 @@ impl Store for S3Store {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        validate_key(key)?;
+        check_key(key)?;
         Ok(self
             .get_object(&self.object_key(key))
             .await?
@@ -593,6 +485,7 @@ impl Store for S3Store {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        check_prefix(prefix)?;
         let full = self.object_key(prefix);
         let mut out = Vec::new();
         // One page (up to 1,000 keys) in memory at a time besides the keys.
@@ -622,7 +515,7 @@ impl Store for S3Store {
     }
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        validate_key(key)?;
+        check_key(key)?;
         let object_key = self.object_key(key);
         match self
             .client
@@ -639,42 +532,7 @@ impl Store for S3Store {
     }
 
     async fn lease(&self, name: &str) -> Result<Box<dyn Lease>, StoreError> {
-        let object_key = self.object_key(&format!("{LEASE_DIR}{name}.json"));
-        let mut etag = self.claim(name, &object_key).await?;
-        let store = self.clone();
-        let key = object_key.clone();
-        let name = name.to_string();
-        // Renewed three times per lifetime, so that one failed renewal does
-        // not let the lease lapse.
-        let every = self.opts.lease_ttl / 3;
-        let renew = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match store
-                    .put(
-                        &key,
-                        Body::Bytes(&store.lease_body()),
-                        Condition::Replace(&etag),
-                        store.opts.lease_ttl,
-                    )
-                    .await
-                {
-                    Ok(t) => etag = t.unwrap_or_default(),
-                    Err(PutError::Precondition) => {
-                        tracing::error!(lease = %name, "lease was taken over by another agent; this agent no longer holds it");
-                        return;
-                    }
-                    Err(PutError::Store(e)) => {
-                        tracing::warn!(lease = %name, error = %e, "cannot renew lease; retrying");
-                    }
-                }
-            }
-        });
-        Ok(Box::new(S3Lease {
-            renew,
-            store: self.clone(),
-            object_key,
-        }))
+        lease::take(self, name).await
     }
 
     fn describe(&self) -> String {
@@ -682,16 +540,11 @@ impl Store for S3Store {
     }
 }
 
-fn validate_key(key: &str) -> Result<(), StoreError> {
-    if key.is_empty()
-        || key.starts_with('/')
-        || key
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == ".." || s.starts_with('.'))
-    {
-        return Err(StoreError::Config(format!("invalid store key `{key}`")));
+#[async_trait]
+impl FileWrites for S3Store {
+    async fn put_new_from_path(&self, key: &str, path: &std::path::Path) -> Result<(), StoreError> {
+        self.put_evidence(key, Body::File(path)).await
     }
-    Ok(())
 }
 
 #[cfg(test)]
