@@ -490,33 +490,24 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 }
                 Some(ring)
             };
-            let mut opts = crate::verify::Options {
+            let opts = crate::verify::Options {
                 from: *from,
                 to: *to,
                 keys,
                 bundle: None,
                 timestamps,
             };
-            let unpacked = tempfile::tempdir().map_err(anyhow::Error::from)?;
-            let mut manifest_problems = Vec::new();
-            let store: Arc<dyn Store> = match bundle {
-                Some(b) => {
-                    let root = crate::sample::unpack(b, unpacked.path()).map_err(Failure::Usage)?;
-                    let (scope, problems) = crate::sample::scope(&root)?;
-                    manifest_problems = problems;
-                    opts.bundle = Some(scope);
-                    Arc::new(crate::store::fs::FsStore::new(root))
-                }
-                None => store,
+            let report = match bundle {
+                Some(b) => crate::verify::bundle::verify_bundle(b, opts)
+                    .await
+                    .map_err(|e| match e {
+                        crate::verify::bundle::BundleError::NotABundle(e) => Failure::Usage(e),
+                        crate::verify::bundle::BundleError::Failed(e) => Failure::Runtime(e),
+                    })?,
+                None => crate::verify::verify(store, &opts)
+                    .await
+                    .map_err(anyhow::Error::from)?,
             };
-            let mut report = crate::verify::verify(store, &opts)
-                .await
-                .map_err(anyhow::Error::from)?;
-            if bundle.is_some() {
-                report.store = bundle.as_ref().expect("set").display().to_string();
-                report.problems.extend(manifest_problems);
-                report.intact = report.problems.is_empty();
-            }
             if *json {
                 println!(
                     "{}",
