@@ -185,7 +185,10 @@ pub(super) async fn load(store: Arc<dyn Store>, opts: &Options) -> Result<Loaded
     let mut checkpoint_hashes = BTreeMap::new();
     let mut checkpoints = Vec::new();
     let mut bad_checkpoints = Vec::new();
-    for key in checkpoint_listing.iter().filter(|k| layout::is_checkpoint(k)) {
+    for key in &checkpoint_listing {
+        if !layout::is_checkpoint(key) {
+            continue;
+        }
         let Some(bytes) = store.get(key).await? else {
             continue;
         };

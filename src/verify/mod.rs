@@ -5,11 +5,12 @@
 //! Nothing is trusted that can be recomputed: stream and sequence come from
 //! the key *and* the signed predicate, and must agree.
 //!
-//! The store is read once into a [`load::Loaded`] view; each check is then a
-//! function over that view that adds what it finds to one [`Findings`]:
-//! [`keys`], [`chains`] (records and per-stream chains), [`payloads`],
-//! [`checkpoints`], [`timestamps`], and [`coverage`], which only summarises.
-//! [`bundle`] verifies a sample bundle, and [`render`] gives the human form.
+//! The store is read once (`load`) into a view; each check is then a
+//! function over that view and the [`Options`] that adds the problems and
+//! warnings it finds to one list: `keys`, `chains` (records and per-stream
+//! chains), `payloads`, `checkpoints`, `timestamps`, and `coverage`, which
+//! only summarises. [`bundle`] verifies a sample bundle; `render` gives the
+//! verdict's human form.
 
 pub mod bundle;
 mod chains;

@@ -27,20 +27,26 @@ pub(super) struct Hashed {
 pub(super) async fn check(view: &Loaded, opts: &Options, found: &mut Findings) -> Hashed {
     let blobs = in_scope(view, opts);
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
-    let hashed: Vec<(&String, Result<Option<(String, u64)>, StoreError>)> =
-        futures::stream::iter(blobs.keys())
-            .map(|sha| async move { (sha, view.store.hash(&layout::blob(sha)).await) })
+    let hashed: Vec<(String, Result<Option<(String, u64)>, StoreError>)> =
+        futures::stream::iter(blobs.keys().cloned())
+            .map(|sha| {
+                let store = view.store.clone();
+                async move {
+                    let r = store.hash(&layout::blob(&sha)).await;
+                    (sha, r)
+                }
+            })
             .buffer_unordered(parallel)
             .collect()
             .await;
     let mut bytes = 0;
     for (sha, result) in &hashed {
         let blob = layout::blob(sha);
-        let referrers = blobs[*sha].join(", ");
+        let referrers = blobs[sha].join(", ");
         match result {
             Ok(Some((actual, len))) => {
                 bytes += len;
-                if actual != *sha {
+                if actual != sha {
                     found.problem(
                         &blob,
                         "payload_mismatch",

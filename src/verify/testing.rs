@@ -109,7 +109,13 @@ impl Fixture {
     /// A run on day `d` writing `entries`, interrupted before its
     /// checkpoint.
     pub async fn unfinished_run(&self, d: i64, entries: Vec<Entry>) -> Run {
-        NOW.with(|now| now.set(day(d)));
+        self.unfinished_run_at(day(d), entries).await
+    }
+
+    /// A run that starts at `at` and writes `entries`, interrupted before
+    /// its checkpoint.
+    pub async fn unfinished_run_at(&self, at: DateTime<Utc>, entries: Vec<Entry>) -> Run {
+        NOW.with(|now| now.set(at));
         let run = self.writer.begin_run(Trigger::Scheduled);
         for mut e in entries {
             let at = self.writer.now();

@@ -159,10 +159,24 @@ mod tests {
     use super::*;
     use crate::evidence::timestamp::TrustAnchors;
     use crate::verify::TimestampOptions;
-    use crate::verify::testing::{Fixture, Objects, checkpoints, load_objects, problems, warnings};
+    use crate::evidence::checkpoint::CheckpointPredicate;
+    use crate::evidence::keys::PublicKey;
+    use crate::evidence::record::{Status, peek};
+    use crate::verify::testing::{
+        Fixture, Objects, checkpoints, entry, load_objects, problems, warnings,
+    };
 
-    /// A self-signed certificate (`CN=Verify Test TSA CA`, P-256).
+    // The fixtures, and how they were made: testdata/README.md.
+    /// The CA of the test TSA.
     const TEST_CA: &str = include_str!("testdata/tsa-ca.pem");
+    /// A checkpoint listing `ts/early`, `ts/late` and `ts/ok`.
+    const CHECKPOINT: &[u8] = include_bytes!("testdata/checkpoint.json");
+    /// The key that signed it.
+    const CHECKPOINT_KEY: &str = include_str!("testdata/checkpoint-key.pub");
+    /// Its RFC 3161 token.
+    const TOKEN: &[u8] = include_bytes!("testdata/checkpoint.tsr");
+    /// The token's time.
+    const GEN_TIME: &str = "2026-12-07T13:45:45Z";
 
     /// (summary, problems, warnings) of the timestamps check.
     async fn run_check(
@@ -289,5 +303,97 @@ mod tests {
         assert!(summary.in_use);
         assert_eq!((summary.missing, summary.timestamped), (1, 0));
         assert!(summary.tokens.is_empty());
+    }
+
+    /// A store holding the fixture checkpoint, its token and the TSA's CA,
+    /// and the records it lists, each finished at the time given; returns
+    /// it with the checkpoint's and the token's keys.
+    async fn stamped(times: [(&str, DateTime<Utc>); 3]) -> (Objects, String, String) {
+        let fx = Fixture::new().await;
+        for (stream, at) in times {
+            fx.unfinished_run_at(at, vec![entry(stream, 0, Status::Ok)])
+                .await;
+        }
+        let mut objects = fx.objects();
+        let p = peek::<CheckpointPredicate>(CHECKPOINT).unwrap().predicate;
+        let checkpoint = layout::checkpoint(p.finished_at, &p.run_id);
+        let token = layout::token(&checkpoint);
+        objects.insert(checkpoint.clone(), CHECKPOINT.to_vec());
+        objects.insert(token.clone(), TOKEN.to_vec());
+        let key = PublicKey::from_pem(CHECKPOINT_KEY).unwrap();
+        objects.insert(layout::public_key(key.id()), CHECKPOINT_KEY.into());
+        objects.insert(ca_key(), TEST_CA.into());
+        (objects, checkpoint, token)
+    }
+
+    fn gen_time() -> DateTime<Utc> {
+        GEN_TIME.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn record_times_long_before_or_after_the_token_are_backdated_or_ahead() {
+        let g = gen_time();
+        let (objects, checkpoint, token) = stamped([
+            ("ts/early", g - chrono::Duration::days(2)),
+            ("ts/late", g + chrono::Duration::hours(1)),
+            ("ts/ok", g - chrono::Duration::seconds(70)),
+        ])
+        .await;
+        let (summary, p, w) = run_check(objects, &Options::default()).await;
+        assert_eq!(
+            p,
+            [
+                (layout::record("ts/early", 1), "backdated"),
+                (layout::record("ts/late", 1), "time_after_timestamp"),
+            ]
+        );
+        assert_eq!(w, []);
+        assert_eq!((summary.timestamped, summary.missing), (1, 0));
+        let t = &summary.tokens[0];
+        assert_eq!((&t.checkpoint, &t.token), (&checkpoint, &token));
+        assert_eq!(t.gen_time, g);
+        assert_eq!(t.tsa, "CN=Verify Test TSA");
+        assert_eq!(t.trusted_by, "CN=Verify Test TSA CA");
+        assert_eq!(t.policy, "1.3.6.1.4.1.55555.1.1");
+
+        // A wider window accepts both.
+        let lenient = Options {
+            timestamps: TimestampOptions {
+                tolerance: std::time::Duration::from_secs(2 * 3600),
+                max_delay: std::time::Duration::from_secs(3 * 24 * 3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (objects, ..) = stamped([
+            ("ts/early", g - chrono::Duration::days(2)),
+            ("ts/late", g + chrono::Duration::hours(1)),
+            ("ts/ok", g),
+        ])
+        .await;
+        let (summary, p, _) = run_check(objects, &lenient).await;
+        assert_eq!((p, summary.timestamped), (vec![], 1));
+    }
+
+    #[tokio::test]
+    async fn a_token_over_other_bytes_or_from_an_untrusted_tsa_is_reported() {
+        let g = gen_time();
+        let (objects, checkpoint, token) = stamped([
+            ("ts/early", g - chrono::Duration::days(2)),
+            ("ts/late", g),
+            ("ts/ok", g),
+        ])
+        .await;
+        let mut edited = objects.clone();
+        edited.get_mut(&checkpoint).unwrap().push(b' ');
+        let (summary, p, _) = run_check(edited, &Options::default()).await;
+        assert_eq!(p, [(token.clone(), "timestamp_mismatch")]);
+        assert_eq!(summary.timestamped, 0);
+
+        let mut untrusted = objects;
+        untrusted.remove(&ca_key());
+        let (summary, p, _) = run_check(untrusted, &Options::default()).await;
+        assert_eq!(p, [(token, "timestamp_untrusted")]);
+        assert!(summary.trusted.is_empty());
     }
 }
