@@ -226,7 +226,9 @@ mod tests {
         let edited = repack(&path, |root| {
             std::fs::remove_file(root.join("streams.txt")).unwrap();
         });
-        let e = verify_bundle(&edited, Options::default()).await.unwrap_err();
+        let e = verify_bundle(&edited, Options::default())
+            .await
+            .unwrap_err();
         assert!(
             matches!(&e, BundleError::Failed(e) if format!("{e:#}") == "the bundle has no streams.txt: No such file or directory (os error 2)"),
             "{e:#}"

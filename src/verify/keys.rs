@@ -68,7 +68,10 @@ mod tests {
         check(&view, &mut found);
         assert_eq!(
             problems(&found),
-            [(misnamed.clone(), "key_misnamed"), (garbage, "key_malformed")]
+            [
+                (misnamed.clone(), "key_misnamed"),
+                (garbage, "key_malformed")
+            ]
         );
         assert_eq!(
             found.problems[0].message,

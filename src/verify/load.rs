@@ -32,6 +32,9 @@ pub(super) const KEYS_FROM_STORE: &str =
 pub(super) const TSA_FROM_STORE: &str =
     "the store's tsa/ (not independent: pass --tsa-cert with the TSA's CA certificate)";
 
+/// A read that may find nothing.
+pub(super) type Fetched<T> = Result<Option<T>, StoreError>;
+
 /// The store as read for verification.
 #[derive(Debug)]
 pub(super) struct Loaded {
@@ -144,7 +147,7 @@ pub(super) async fn load(store: Arc<dyn Store>, opts: &Options) -> Result<Loaded
     let records_listed = record_listing.len();
     // Each record is opened as it arrives and its bytes dropped, so that
     // memory follows the number of records, not their size.
-    let opened: Vec<(String, Result<Option<Result<Record, String>>, StoreError>)> =
+    let opened: Vec<(String, Fetched<Result<Record, String>>)> =
         futures::stream::iter(record_listing.into_iter().filter(|k| k.ends_with(".json")))
             .map(|k| {
                 let store = store.clone();

@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use super::load::{Loaded, LoadedRecord};
+use super::load::{Fetched, Loaded, LoadedRecord};
 use super::{Findings, Options};
 use crate::evidence::layout;
-use crate::store::StoreError;
 
 /// What the payloads check hashed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +26,7 @@ pub(super) struct Hashed {
 pub(super) async fn check(view: &Loaded, opts: &Options, found: &mut Findings) -> Hashed {
     let blobs = in_scope(view, opts);
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
-    let hashed: Vec<(String, Result<Option<(String, u64)>, StoreError>)> =
+    let hashed: Vec<(String, Fetched<(String, u64)>)> =
         futures::stream::iter(blobs.keys().cloned())
             .map(|sha| {
                 let store = view.store.clone();
@@ -102,9 +101,7 @@ mod tests {
     use crate::evidence::record::Status;
     use crate::evidence::sha256_hex;
     use crate::verify::BundleScope;
-    use crate::verify::testing::{
-        Fixture, Objects, STREAMS, day, entry, load_objects, problems,
-    };
+    use crate::verify::testing::{Fixture, Objects, STREAMS, day, entry, load_objects, problems};
 
     async fn payload_check(objects: Objects, opts: &Options) -> (Findings, Hashed) {
         let view = load_objects(objects, opts).await;
@@ -172,7 +169,13 @@ mod tests {
         objects.remove(&blob);
         let (found, hashed) = payload_check(objects, &Options::default()).await;
         assert_eq!(problems(&found), [(blob, "payload_missing")]);
-        assert_eq!(hashed, Hashed { checked: 1, bytes: 0 });
+        assert_eq!(
+            hashed,
+            Hashed {
+                checked: 1,
+                bytes: 0
+            }
+        );
     }
 
     #[tokio::test]

@@ -157,11 +157,11 @@ pub(super) async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::timestamp::TrustAnchors;
-    use crate::verify::TimestampOptions;
     use crate::evidence::checkpoint::CheckpointPredicate;
     use crate::evidence::keys::PublicKey;
     use crate::evidence::record::{Status, peek};
+    use crate::evidence::timestamp::TrustAnchors;
+    use crate::verify::TimestampOptions;
     use crate::verify::testing::{
         Fixture, Objects, checkpoints, entry, load_objects, problems, warnings,
     };

@@ -122,7 +122,11 @@ async fn a_link_to_another_agents_checkpoint_or_back_in_time_is_reported() {
             (cps[2].clone(), "checkpoint_chain_broken"),
         ]
     );
-    let to_2 = found.problems.iter().find(|p| p.location == cps[2]).unwrap();
+    let to_2 = found
+        .problems
+        .iter()
+        .find(|p| p.location == cps[2])
+        .unwrap();
     assert_eq!(
         to_2.message,
         format!("previous checkpoint {} belongs to agent `other`", cps[1])
@@ -227,12 +231,7 @@ async fn listed_records_of_another_run_or_outside_its_times_are_reported() {
     let fx = Fixture::standard().await;
     let objects = fx.objects();
     let cps = checkpoints(&objects);
-    let both = |code| {
-        vec![
-            (rec("git/app", 3), code),
-            (rec("iam/111", 3), code),
-        ]
-    };
+    let both = |code| vec![(rec("git/app", 3), code), (rec("iam/111", 3), code)];
 
     let mut other_run = objects.clone();
     forge(&mut other_run, &cps[2], &fx.signer, |_| {});
