@@ -3,11 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-
 use crate::cli::{Cli, Failure, VerifyArgs};
 use crate::evidence::keys::{KeyRing, PublicKey};
-use crate::store::Store;
+use crate::verify::bundle::BundleError;
 
 /// Verifies the store (or `--bundle`) over the period; exits 1 unless it
 /// is intact.
@@ -28,33 +26,24 @@ pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failu
         }
         Some(ring)
     };
-    let mut opts = crate::verify::Options {
+    let opts = crate::verify::Options {
         from: args.from,
         to: args.to,
         keys,
         bundle: None,
         timestamps,
     };
-    let unpacked = tempfile::tempdir().map_err(anyhow::Error::from)?;
-    let mut manifest_problems = Vec::new();
-    let store: Arc<dyn Store> = match &args.bundle {
-        Some(b) => {
-            let root = crate::sample::unpack(b, unpacked.path()).map_err(Failure::Usage)?;
-            let (scope, problems) = crate::sample::scope(&root)?;
-            manifest_problems = problems;
-            opts.bundle = Some(scope);
-            Arc::new(crate::store::fs::FsStore::new(root))
-        }
-        None => store,
+    let report = match &args.bundle {
+        Some(b) => crate::verify::bundle::verify_bundle(b, opts)
+            .await
+            .map_err(|e| match e {
+                BundleError::NotABundle(e) => Failure::Usage(e),
+                BundleError::Failed(e) => Failure::Runtime(e),
+            })?,
+        None => crate::verify::verify(store, &opts)
+            .await
+            .map_err(anyhow::Error::from)?,
     };
-    let mut report = crate::verify::verify(store, &opts)
-        .await
-        .map_err(anyhow::Error::from)?;
-    if let Some(b) = &args.bundle {
-        report.store = b.display().to_string();
-        report.problems.extend(manifest_problems);
-        report.intact = report.problems.is_empty();
-    }
     if args.json {
         println!(
             "{}",

@@ -4,6 +4,9 @@
 //! The sample is drawn per stream with ChaCha20 seeded from the SHA-256 of
 //! the seed and the stream id, so the same seed over the same store always
 //! gives the same sample, whatever machine or version draws it.
+//!
+//! This module writes bundles; [`crate::verify::bundle`] reads and checks
+//! them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -260,90 +263,6 @@ fn write_tar(out: &Path, files: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<()
         tar.append_data(&mut h, format!("exhibit-sample/{name}"), bytes.as_slice())?;
     }
     tar.into_inner()?.finish()?.flush()?;
-    Ok(())
-}
-
-/// Unpacks a bundle into `dir`; returns the bundle's root directory.
-pub fn unpack(bundle: &Path, dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let file =
-        std::fs::File::open(bundle).with_context(|| format!("cannot open {}", bundle.display()))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    // Entries are confined to `dir` (tar rejects `..` and absolute paths).
-    archive
-        .unpack(dir)
-        .with_context(|| format!("{} is not a readable .tar.gz bundle", bundle.display()))?;
-    let root = dir.join("exhibit-sample");
-    if !root.join("sample.json").exists() {
-        bail!(
-            "{} is not an Exhibit sample bundle (no exhibit-sample/sample.json)",
-            bundle.display()
-        );
-    }
-    Ok(root)
-}
-
-/// What an unpacked bundle promises (its streams and sampled records), and
-/// the problems its MANIFEST.sha256 reveals: files changed, missing or
-/// added.
-pub fn scope(
-    root: &Path,
-) -> anyhow::Result<(crate::verify::BundleScope, Vec<crate::verify::Problem>)> {
-    let read = |name: &str| {
-        std::fs::read_to_string(root.join(name))
-            .with_context(|| format!("the bundle has no {name}"))
-    };
-    let lines = |text: String| -> std::collections::HashSet<String> {
-        text.lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    let scope = crate::verify::BundleScope {
-        streams: lines(read("streams.txt")?),
-        sampled: lines(read("sampled.txt")?),
-    };
-    let mut problems = Vec::new();
-    let mut listed = BTreeSet::new();
-    for line in read("MANIFEST.sha256")?.lines() {
-        let Some((hash, name)) = line.split_once("  ") else {
-            continue;
-        };
-        listed.insert(name.to_string());
-        let problem = match std::fs::read(root.join(name)) {
-            Ok(bytes) if sha256_hex(&bytes) == hash => continue,
-            Ok(_) => "differs from MANIFEST.sha256",
-            Err(_) => "is listed in MANIFEST.sha256 but missing",
-        };
-        problems.push(crate::verify::Problem {
-            location: name.to_string(),
-            code: "manifest",
-            message: problem.into(),
-        });
-    }
-    let mut present = Vec::new();
-    walk(root, "", &mut present)?;
-    for name in present {
-        if name != "MANIFEST.sha256" && !listed.contains(&name) {
-            problems.push(crate::verify::Problem {
-                location: name,
-                code: "manifest",
-                message: "is not listed in MANIFEST.sha256".into(),
-            });
-        }
-    }
-    Ok((scope, problems))
-}
-
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let name = format!("{prefix}{}", e.file_name().to_string_lossy());
-        if e.file_type()?.is_dir() {
-            walk(&e.path(), &format!("{name}/"), out)?;
-        } else {
-            out.push(name);
-        }
-    }
     Ok(())
 }
 

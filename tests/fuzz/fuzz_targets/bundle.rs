@@ -9,8 +9,8 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(&file, data).expect("write");
     let into = dir.path().join("out");
     std::fs::create_dir(&into).expect("mkdir");
-    if let Ok(root) = exhibit::sample::unpack(&file, &into) {
+    if let Ok(root) = exhibit::verify::bundle::unpack(&file, &into) {
         assert!(root.starts_with(&into));
-        let _ = exhibit::sample::scope(&root);
+        let _ = exhibit::verify::bundle::scope(&root);
     }
 });

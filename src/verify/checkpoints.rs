@@ -1,0 +1,267 @@
+//! The checkpoints check: every checkpoint opened and sits under its run's
+//! key; each agent's checkpoints form one chain without forks; a retired
+//! key signs nothing after its retirement; every record a checkpoint lists
+//! exists with that hash, in that run and its time window. And which
+//! records no checkpoint lists.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use super::load::{Loaded, split_record_key};
+use super::{BundleScope, Findings, Options};
+use crate::evidence::checkpoint::Checkpoint;
+use crate::evidence::layout;
+
+/// Reports checkpoints that did not open or are misplaced, breaks and forks
+/// in the chains, misuse of retired keys, and records a checkpoint lists
+/// that are missing or differ.
+pub(super) fn check(view: &Loaded, opts: &Options, found: &mut Findings) {
+    opened(view, found);
+    chain(view, opts, found);
+    rotation(view, found);
+    listed(view, opts, found);
+}
+
+/// Warns of each record no checkpoint lists: its run was interrupted.
+pub(super) fn not_checkpointed(view: &Loaded, found: &mut Findings) {
+    let checkpointed: HashSet<&str> = view
+        .checkpoints
+        .iter()
+        .flat_map(|c| c.records().iter().map(|s| s.name.as_str()))
+        .collect();
+    for l in view.records() {
+        if !checkpointed.contains(l.key.as_str()) {
+            found.warning(
+                &l.key,
+                "not_checkpointed",
+                format!(
+                    "not in any checkpoint: run {} was interrupted before it finished",
+                    l.record.predicate().run_id
+                ),
+            );
+        }
+    }
+}
+
+fn opened(view: &Loaded, found: &mut Findings) {
+    for (key, e) in &view.bad_checkpoints {
+        found.problem(key, "bad_checkpoint", e.clone());
+    }
+    for c in &view.checkpoints {
+        let p = c.predicate();
+        if !c.key.ends_with(&format!("/{}.json", p.run_id))
+            || c.key != layout::checkpoint(p.finished_at, &p.run_id)
+        {
+            found.problem(
+                &c.key,
+                "checkpoint_misplaced",
+                "key does not match the checkpoint's run id and date".into(),
+            );
+        }
+    }
+}
+
+/// Each checkpoint's link to the one before it, and forks: a checkpoint
+/// followed twice, or an agent with two first checkpoints.
+fn chain(view: &Loaded, opts: &Options, found: &mut Findings) {
+    let checkpoints = &view.checkpoints;
+    let by_key: HashMap<&str, &Checkpoint> =
+        checkpoints.iter().map(|c| (c.key.as_str(), c)).collect();
+    let first_checkpoint_at = checkpoints.iter().map(|c| c.predicate().finished_at).min();
+    let mut referenced: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut roots: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for c in checkpoints {
+        let Some(prev) = &c.predicate().prev else {
+            roots
+                .entry(c.predicate().agent.as_str())
+                .or_default()
+                .push(&c.key);
+            continue;
+        };
+        referenced
+            .entry(prev.key.as_str())
+            .or_default()
+            .push(&c.key);
+        match by_key.get(prev.key.as_str()) {
+            // In a bundle, only the period's first checkpoint may point
+            // before it.
+            None if opts.bundle.is_some()
+                && Some(c.predicate().finished_at) == first_checkpoint_at => {}
+            None => found.problem(
+                &c.key,
+                "checkpoint_chain_broken",
+                format!("previous checkpoint {} is missing", prev.key),
+            ),
+            Some(p) if p.sha256 != prev.sha256 => found.problem(
+                &c.key,
+                "checkpoint_chain_broken",
+                format!(
+                    "previous checkpoint {} hashes to {}, not {}",
+                    prev.key, p.sha256, prev.sha256
+                ),
+            ),
+            Some(p) if p.predicate().agent != c.predicate().agent => found.problem(
+                &c.key,
+                "checkpoint_chain_broken",
+                format!(
+                    "previous checkpoint {} belongs to agent `{}`",
+                    prev.key,
+                    p.predicate().agent
+                ),
+            ),
+            Some(p) if p.predicate().finished_at > c.predicate().finished_at => found.problem(
+                &c.key,
+                "time_backwards",
+                format!("finished before its previous checkpoint {}", prev.key),
+            ),
+            Some(_) => {}
+        }
+    }
+    for (prev, children) in &referenced {
+        if children.len() > 1 {
+            found.problem(
+                prev,
+                "checkpoint_fork",
+                format!(
+                    "followed by more than one checkpoint: {}",
+                    children.join(", ")
+                ),
+            );
+        }
+    }
+    for (agent, r) in &roots {
+        if r.len() > 1 {
+            found.problem(
+                r[1],
+                "checkpoint_fork",
+                format!(
+                    "agent `{agent}` has more than one first checkpoint: {}",
+                    r.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+/// Key rotation: a retired key signs nothing after its retirement, and
+/// only the key retired may sign its retirement.
+fn rotation(view: &Loaded, found: &mut Findings) {
+    let mut retired: HashMap<&str, (DateTime<Utc>, &str)> = HashMap::new();
+    for c in &view.checkpoints {
+        if let Some(r) = &c.predicate().rotation {
+            if c.key_id != r.retired_key {
+                found.problem(
+                    &c.key,
+                    "bad_rotation",
+                    format!(
+                        "retires key {} but is signed by {}",
+                        r.retired_key, c.key_id
+                    ),
+                );
+            } else {
+                retired.insert(&r.retired_key, (c.predicate().finished_at, &c.key));
+            }
+        }
+    }
+    for l in view.records() {
+        if let Some((at, by)) = retired.get(l.record.key_id.as_str())
+            && l.record.predicate().started_at > *at
+        {
+            found.problem(
+                &l.key,
+                "retired_key",
+                format!(
+                    "signed by key {} after it was retired by {by}",
+                    l.record.key_id
+                ),
+            );
+        }
+    }
+    for c in &view.checkpoints {
+        if let Some((at, by)) = retired.get(c.key_id.as_str())
+            && c.key != *by
+            && c.predicate().finished_at > *at
+        {
+            found.problem(
+                &c.key,
+                "retired_key",
+                format!("signed by key {} after it was retired by {by}", c.key_id),
+            );
+        }
+    }
+}
+
+/// Every record a checkpoint lists exists with that hash, and lies in its
+/// checkpoint's run and time window.
+fn listed(view: &Loaded, opts: &Options, found: &mut Findings) {
+    let record_index = view.record_index();
+    for c in &view.checkpoints {
+        let cp = c.predicate();
+        for s in c.records() {
+            match record_index.get(s.name.as_str()) {
+                None if opts
+                    .bundle
+                    .as_ref()
+                    .is_some_and(|b| outside_bundle(b, view, &s.name)) => {}
+                None => found.problem(
+                    &c.key,
+                    "record_missing",
+                    format!("lists {} which is missing or unreadable", s.name),
+                ),
+                Some(l) if l.record.sha256 != s.digest.sha256 => found.problem(
+                    &s.name,
+                    "record_mismatch",
+                    format!(
+                        "hashes to {}, but checkpoint {} recorded {}",
+                        l.record.sha256, c.key, s.digest.sha256
+                    ),
+                ),
+                Some(l) => {
+                    let p = l.record.predicate();
+                    if p.run_id != cp.run_id {
+                        found.problem(
+                            &s.name,
+                            "run_mismatch",
+                            format!(
+                                "names run {}, listed by checkpoint of run {}",
+                                p.run_id, cp.run_id
+                            ),
+                        );
+                    }
+                    if p.started_at < cp.started_at || p.finished_at > cp.finished_at {
+                        found.problem(
+                            &s.name,
+                            "outside_checkpoint",
+                            format!(
+                                "times {}–{} fall outside its run {}–{} (checkpoint {})",
+                                p.started_at.to_rfc3339(),
+                                p.finished_at.to_rfc3339(),
+                                cp.started_at.to_rfc3339(),
+                                cp.finished_at.to_rfc3339(),
+                                c.key
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a record a checkpoint lists lies outside what a bundle holds: a
+/// stream not sampled, or a record before the period.
+fn outside_bundle(b: &BundleScope, view: &Loaded, key: &str) -> bool {
+    let (stream, seq) = split_record_key(key);
+    if !b.streams.contains(&stream) {
+        return true;
+    }
+    let first = view
+        .streams
+        .get(&stream)
+        .and_then(|r| r.iter().filter_map(|l| l.seq_from_key).min());
+    matches!((seq, first), (Some(n), Some(f)) if n < f)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! The per-stream summary: records by status, first and last, and schedule
+//! coverage — the slots the stream's schedule had in the period against the
+//! records that served them. It reports no problem: a missed slot is a
+//! finding for the auditor, not tampering.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+
+use super::load::{Loaded, LoadedRecord};
+use super::{Coverage, Options, StreamSummary};
+use crate::evidence::layout;
+use crate::evidence::record::Status;
+use crate::schedule::Schedule;
+use crate::store::Store;
+
+/// Summarises every stream, its coverage counted up to `opts.to` or else
+/// the newest checkpoint.
+pub(super) async fn summarise(view: &Loaded, opts: &Options) -> Vec<StreamSummary> {
+    let as_of = opts.to.or_else(|| view.newest_checkpoint_at());
+    let mut summaries = Vec::new();
+    for (stream, records) in &view.streams {
+        let mut statuses = BTreeMap::new();
+        for l in records {
+            *statuses
+                .entry(l.record.predicate().status.as_str().to_string())
+                .or_insert(0) += 1;
+        }
+        let last = records.last().map(|l| l.record.predicate());
+        let coverage = coverage(view.store.as_ref(), records, opts.from, as_of).await;
+        summaries.push(StreamSummary {
+            stream: stream.clone(),
+            records: records.len(),
+            statuses,
+            first: records.first().map(|l| l.record.predicate().started_at),
+            last: last.map(|p| p.finished_at),
+            last_status: last.map(|p| p.status),
+            coverage,
+        });
+    }
+    summaries
+}
+
+/// The coverage of one stream's schedule (that of its newest record that
+/// has one) from `from`, else its first slot or record, to `as_of`.
+async fn coverage(
+    store: &dyn Store,
+    records: &[LoadedRecord],
+    from: Option<DateTime<Utc>>,
+    as_of: Option<DateTime<Utc>>,
+) -> Option<Coverage> {
+    let newest = records
+        .iter()
+        .rev()
+        .find_map(|l| l.record.predicate().schedule.clone())?;
+    let schedule = Schedule::parse(&newest).ok()?;
+    let first = records.first()?.record.predicate();
+    let start = from.unwrap_or(first.scheduled_for.unwrap_or(first.started_at));
+    let end = as_of?;
+    if end < start {
+        return None;
+    }
+    // Slots in [start, end]: slots_between is (from, to], so step back 1 s.
+    let (slots, expected) =
+        schedule.slots_between(start - chrono::Duration::seconds(1), end, usize::MAX);
+    let mut served: HashMap<DateTime<Utc>, Status> = HashMap::new();
+    let mut recorded_missed: HashSet<DateTime<Utc>> = HashSet::new();
+    for l in records {
+        let p = l.record.predicate();
+        if p.status == Status::Missed {
+            if let Some(sha) = l.record.payload_sha256()
+                && let Ok(Some(bytes)) = store.get(&layout::blob(sha)).await
+                && let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            {
+                for s in doc["slots"].as_array().into_iter().flatten() {
+                    if let Some(t) = s.as_str().and_then(|t| t.parse().ok()) {
+                        recorded_missed.insert(t);
+                    }
+                }
+            }
+        } else if let Some(slot) = p.scheduled_for {
+            // A later attempt for the same slot replaces an earlier one.
+            served.insert(slot, p.status);
+        }
+    }
+    let mut c = Coverage {
+        schedule: newest,
+        from: Some(start),
+        to: Some(end),
+        expected,
+        ..Default::default()
+    };
+    for slot in slots {
+        match served.get(&slot) {
+            Some(Status::Ok) => c.ok += 1,
+            Some(Status::Partial) => c.partial += 1,
+            Some(Status::Failed) => c.failed += 1,
+            Some(Status::Missed) | None => {
+                c.missed += 1;
+                if recorded_missed.contains(&slot) {
+                    c.missed_recorded += 1;
+                }
+                if c.missed_slots.len() < 20 {
+                    c.missed_slots.push(slot);
+                }
+            }
+        }
+    }
+    Some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::verify::testing::{Fixture, day, entry, load_objects};
+
+    async fn summaries(fx: &Fixture, opts: &Options) -> Vec<StreamSummary> {
+        let view = load_objects(fx.objects(), opts).await;
+        summarise(&view, opts).await
+    }
+
+    #[tokio::test]
+    async fn every_slot_served_is_full_coverage() {
+        let fx = Fixture::standard().await;
+        let s = summaries(&fx, &Options::default()).await;
+        assert_eq!(
+            s.iter().map(|s| s.stream.as_str()).collect::<Vec<_>>(),
+            ["git/app", "iam/111"]
+        );
+        let iam = &s[1];
+        assert_eq!(iam.records, 3);
+        assert_eq!(iam.statuses, BTreeMap::from([("ok".to_string(), 3)]));
+        assert_eq!(iam.last_status, Some(Status::Ok));
+        assert!(iam.first.unwrap() > day(0) && iam.first.unwrap() < day(1));
+        assert!(iam.last.unwrap() > day(2) && iam.last.unwrap() < day(3));
+        let c = iam.coverage.as_ref().unwrap();
+        assert_eq!(c.schedule, "@daily");
+        assert_eq!(c.from, Some(day(0)));
+        assert!(c.to.unwrap() > day(2), "as of the newest checkpoint");
+        assert_eq!((c.expected, c.ok, c.missed), (3, 3, 0));
+    }
+
+    #[tokio::test]
+    async fn slots_without_a_run_are_missed_and_counted_as_recorded_when_they_were() {
+        let fx = Fixture::new().await;
+        fx.run(0, &["iam/1"]).await;
+        fx.run_entries(1, vec![entry("iam/1", 1, Status::Failed)])
+            .await;
+        // Days 2 and 3 did not run; the agent noticed day 2 only.
+        let mut gap = entry("iam/1", 4, Status::Missed);
+        gap.scheduled_for = None;
+        gap.payload = json!({"slots": [day(2)]});
+        fx.run_entries(4, vec![gap, entry("iam/1", 4, Status::Partial)])
+            .await;
+        let s = summaries(&fx, &Options::default()).await;
+        let c = s[0].coverage.as_ref().unwrap();
+        assert_eq!(
+            (c.expected, c.ok, c.partial, c.failed, c.missed),
+            (5, 1, 1, 1, 2)
+        );
+        assert_eq!(c.missed_recorded, 1);
+        assert_eq!(c.missed_slots, [day(2), day(3)]);
+        assert_eq!(s[0].statuses.len(), 4);
+        assert_eq!(s[0].last_status, Some(Status::Partial));
+
+        // Counted only over the period asked for.
+        let period = Options {
+            from: Some(day(1)),
+            to: Some(day(2)),
+            ..Default::default()
+        };
+        let s = summaries(&fx, &period).await;
+        let c = s[0].coverage.as_ref().unwrap();
+        assert_eq!((c.expected, c.failed, c.missed), (2, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_a_schedule_or_a_period_has_no_coverage() {
+        let fx = Fixture::new().await;
+        let mut once = entry("once/1", 0, Status::Ok);
+        once.schedule = None;
+        fx.run_entries(0, vec![once]).await;
+        let s = summaries(&fx, &Options::default()).await;
+        assert_eq!(s[0].records, 1);
+        assert_eq!(s[0].coverage, None);
+
+        let fx = Fixture::standard().await;
+        let before = Options {
+            to: Some(day(-1)),
+            ..Default::default()
+        };
+        assert!(
+            summaries(&fx, &before)
+                .await
+                .iter()
+                .all(|s| s.coverage.is_none())
+        );
+    }
+}

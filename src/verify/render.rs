@@ -1,0 +1,216 @@
+//! The human form of the verdict (`exhibit verify` without `--json`).
+
+use super::Report;
+
+impl Report {
+    /// The human form of the verdict.
+    pub fn render(&self, show_coverage: bool) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let _ = writeln!(o, "Store:       {}", self.store);
+        let _ = writeln!(
+            o,
+            "Keys:        {} [{}]",
+            self.keys_from,
+            self.key_ids.join(", ")
+        );
+        let _ = writeln!(
+            o,
+            "Checked:     {} records in {} streams, {} payloads ({} bytes), {} checkpoints",
+            self.records,
+            self.streams.len(),
+            self.payloads_checked,
+            self.payload_bytes,
+            self.checkpoints
+        );
+        let ts = &self.timestamps;
+        if ts.in_use {
+            let _ = writeln!(
+                o,
+                "Timestamps:  {} of {} checkpoints timestamped (RFC 3161), {} without a token; TSA trust: {} [{}]",
+                ts.timestamped,
+                ts.timestamped + ts.missing,
+                ts.missing,
+                ts.trust_from.as_deref().unwrap_or("none"),
+                ts.trusted.join("; ")
+            );
+        } else if self.checkpoints > 0 {
+            let _ = writeln!(o, "Timestamps:  none (no RFC 3161 token in this store)");
+        }
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "{:<40} {:>7}  {:<8} {:<25} COVERAGE ok/partial/failed/missed of expected",
+            "STREAM", "RECORDS", "LAST", "LAST AT"
+        );
+        for s in &self.streams {
+            let cov = s.coverage.as_ref().map_or("-".to_string(), |c| {
+                format!(
+                    "{}/{}/{}/{} of {}",
+                    c.ok, c.partial, c.failed, c.missed, c.expected
+                )
+            });
+            let _ = writeln!(
+                o,
+                "{:<40} {:>7}  {:<8} {:<25} {}",
+                s.stream,
+                s.records,
+                s.last_status.map_or("-", |st| st.as_str()),
+                s.last.map_or("-".into(), |t| t
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                cov
+            );
+        }
+        if show_coverage {
+            for s in &self.streams {
+                if let Some(c) = &s.coverage
+                    && c.missed > 0
+                {
+                    let _ = writeln!(
+                        o,
+                        "  {}: {} missed slot(s) ({} recorded as missed), first: {}",
+                        s.stream,
+                        c.missed,
+                        c.missed_recorded,
+                        c.missed_slots
+                            .iter()
+                            .take(5)
+                            .map(|t| t.to_rfc3339())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
+        }
+        if !self.warnings.is_empty() {
+            let _ = writeln!(o, "\nWarnings ({}):", self.warnings.len());
+            for w in &self.warnings {
+                let _ = writeln!(o, "  {}: {}: {}", w.location, w.code, w.message);
+            }
+        }
+        if !self.problems.is_empty() {
+            let _ = writeln!(o, "\nProblems ({}):", self.problems.len());
+            for p in &self.problems {
+                let _ = writeln!(o, "  {}: {}: {}", p.location, p.code, p.message);
+            }
+        }
+        let _ = writeln!(
+            o,
+            "\nVerdict:     {}",
+            if self.intact {
+                "INTACT — every signature, hash, link and checkpoint checks out".to_string()
+            } else {
+                format!("FAILED — {} problem(s)", self.problems.len())
+            }
+        );
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::evidence::record::Status;
+    use crate::verify::{Coverage, Problem, StreamSummary, TimestampSummary};
+
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        s.parse().unwrap()
+    }
+
+    fn report() -> Report {
+        Report {
+            store: "/srv/evidence".into(),
+            keys_from: "given with --key".into(),
+            key_ids: vec!["0123456789abcdef".into()],
+            records: 3,
+            payloads_checked: 2,
+            payload_bytes: 120,
+            checkpoints: 2,
+            timestamps: TimestampSummary::default(),
+            streams: vec![
+                StreamSummary {
+                    stream: "iam/111".into(),
+                    records: 2,
+                    statuses: BTreeMap::from([("ok".into(), 2)]),
+                    first: Some(at("2026-03-01T00:00:00Z")),
+                    last: Some(at("2026-03-02T00:00:01.5Z")),
+                    last_status: Some(Status::Ok),
+                    coverage: Some(Coverage {
+                        schedule: "@daily".into(),
+                        expected: 4,
+                        ok: 2,
+                        missed: 2,
+                        missed_recorded: 1,
+                        missed_slots: vec![at("2026-03-03T00:00:00Z"), at("2026-03-04T00:00:00Z")],
+                        ..Default::default()
+                    }),
+                },
+                StreamSummary {
+                    stream: "once".into(),
+                    records: 1,
+                    statuses: BTreeMap::new(),
+                    first: None,
+                    last: None,
+                    last_status: None,
+                    coverage: None,
+                },
+            ],
+            problems: vec![],
+            warnings: vec![],
+            intact: true,
+        }
+    }
+
+    #[test]
+    fn an_intact_verdict_reads_as_documented() {
+        let expected = "\
+Store:       /srv/evidence
+Keys:        given with --key [0123456789abcdef]
+Checked:     3 records in 2 streams, 2 payloads (120 bytes), 2 checkpoints
+Timestamps:  none (no RFC 3161 token in this store)
+
+STREAM                                   RECORDS  LAST     LAST AT                   COVERAGE ok/partial/failed/missed of expected
+iam/111                                        2  ok       2026-03-02T00:00:01Z      2/0/0/2 of 4
+once                                           1  -        -                         -
+
+Verdict:     INTACT — every signature, hash, link and checkpoint checks out
+";
+        assert_eq!(report().render(false), expected);
+        assert!(report().render(true).contains(
+            "  iam/111: 2 missed slot(s) (1 recorded as missed), first: 2026-03-03T00:00:00+00:00, 2026-03-04T00:00:00+00:00\n"
+        ));
+    }
+
+    #[test]
+    fn a_failed_verdict_lists_warnings_then_problems() {
+        let mut r = report();
+        r.timestamps = TimestampSummary {
+            trust_from: Some("given with --tsa-cert".into()),
+            trusted: vec!["CN=A".into(), "CN=B".into()],
+            timestamped: 1,
+            missing: 1,
+            in_use: true,
+            tokens: vec![],
+        };
+        let p = |location: &str, code, message: &str| Problem {
+            location: location.into(),
+            code,
+            message: message.into(),
+        };
+        r.warnings = vec![p("records/x", "not_checkpointed", "interrupted")];
+        r.problems = vec![
+            p("blobs/a", "payload_missing", "gone"),
+            p("records/y", "broken_link", "prev is wrong"),
+        ];
+        r.intact = false;
+        let text = r.render(false);
+        assert!(text.contains(
+            "Timestamps:  1 of 2 checkpoints timestamped (RFC 3161), 1 without a token; TSA trust: given with --tsa-cert [CN=A; CN=B]\n"
+        ), "{text}");
+        assert!(text.ends_with(
+            "\nWarnings (1):\n  records/x: not_checkpointed: interrupted\n\nProblems (2):\n  blobs/a: payload_missing: gone\n  records/y: broken_link: prev is wrong\n\nVerdict:     FAILED — 2 problem(s)\n"
+        ), "{text}");
+    }
+}
