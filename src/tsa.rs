@@ -112,10 +112,7 @@ impl Timestamper {
     /// (never overwriting: each is named by its own hash).
     pub async fn publish_trust(&self, store: &dyn Store) -> Result<(), StoreError> {
         for (sha, pem) in self.cfg.trust.pems() {
-            match store
-                .put_new(&layout::tsa_cert(&sha), pem.as_bytes())
-                .await
-            {
+            match store.put_new(&layout::tsa_cert(&sha), pem.as_bytes()).await {
                 Ok(()) | Err(StoreError::Exists(_)) => {}
                 Err(e) => return Err(e),
             }
