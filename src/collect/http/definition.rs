@@ -149,7 +149,7 @@ pub struct OAuth2Auth {
 }
 
 /// Throttling.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Requests in flight at once for one instance.
@@ -432,4 +432,64 @@ fn validate(d: &Definition, source: &Source) -> Result<(), ConfigError> {
 /// `docs/collectors/http-definition.schema.json`.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Definition)).expect("a schema is JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelt_keys_are_rejected_even_inside_tagged_tables() {
+        let base = "description = \"x\"\ncriteria = []\nauth = { type = \"bearer\" }\n[[requests]]\nname = \"a\"\npath = \"/\"\n";
+        for extra in [
+            "pagination = { type = \"cursor\", cursor = \"$.n\", parm = \"p\" }",
+            "pagination = { type = \"link_header\", next = \"x\" }",
+            "itmes = \"$[*]\"",
+        ] {
+            let text = format!("{base}{extra}\n");
+            let e = parse(Path::new("d.toml"), text)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {extra}"));
+            assert!(e.to_string().contains("unknown field"), "{e}");
+        }
+        let bad_auth = "description = \"x\"\ncriteria = []\nauth = { type = \"bearer\", token = \"t\" }\n[[requests]]\nname = \"a\"\npath = \"/\"\n";
+        assert!(parse(Path::new("d.toml"), bad_auth.into()).is_err());
+    }
+
+    #[test]
+    fn pagination_paths_and_methods_are_checked() {
+        let base = "description = \"x\"\ncriteria = []\nauth = { type = \"bearer\" }\n[[requests]]\nname = \"a\"\npath = \"/\"\n";
+        let e = parse(
+            Path::new("d.toml"),
+            format!("{base}pagination = {{ type = \"next_url\", next = \"links.next\" }}\n"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("JSONPath"), "{e}");
+        let e = parse(Path::new("d.toml"), format!("{base}method = \"DELETE\"\n")).unwrap_err();
+        assert!(e.to_string().contains("only read"), "{e}");
+    }
+
+    #[test]
+    fn every_builtin_definition_parses() {
+        for (name, text) in BUILTIN {
+            parse(Path::new(name), text.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    #[test]
+    fn the_published_schema_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/collectors/http-definition.schema.json"
+        );
+        let want = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        if std::env::var_os("EXHIBIT_WRITE_SCHEMA").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/collectors/http-definition.schema.json is stale: run `EXHIBIT_WRITE_SCHEMA=1 cargo test the_published_schema_is_current`"
+        );
+    }
 }
