@@ -54,8 +54,8 @@ fn t(s: &str) -> DateTime<Utc> {
 async fn agent(dir: &Path, store: &MemStore, clock: Clock, takes: Duration) -> Agent {
     let text = "[agent]\nid = \"paused\"\ncatch_up = true\nshutdown_grace = \"5s\"\n\n\
         [[collectors]]\nname = \"tick\"\nkind = \"command\"\nschedule = \"0 */6 * * *\"\ncommand = [\"true\"]\n";
-    let mut config = crate::config::parse(&dir.join("exhibit.toml"), text.to_string()).unwrap();
-    let mut instances = std::mem::take(&mut config.collectors);
+    let config = crate::config::parse(&dir.join("exhibit.toml"), text.to_string()).unwrap();
+    let mut instances = crate::collect::instance::build_all(&config).unwrap();
     instances[0].collector = Box::new(Tick { takes });
     instances[0].timeout = Duration::from_secs(86_400);
     Agent::assemble(config, instances, Arc::new(store.clone()), clock)

@@ -150,7 +150,7 @@ mod tests {
             .await;
         // Days 2 and 3 did not run; the agent noticed day 2 only.
         let mut gap = entry("iam/1", 4, Status::Missed);
-        gap.scheduled_for = None;
+        gap.predicate.scheduled_for = None;
         gap.payload = json!({"slots": [day(2)]});
         fx.run_entries(4, vec![gap, entry("iam/1", 4, Status::Partial)])
             .await;
@@ -180,7 +180,7 @@ mod tests {
     async fn a_stream_without_a_schedule_or_a_period_has_no_coverage() {
         let fx = Fixture::new().await;
         let mut once = entry("once/1", 0, Status::Ok);
-        once.schedule = None;
+        once.predicate.schedule = None;
         fx.run_entries(0, vec![once]).await;
         let s = summaries(&fx, &Options::default()).await;
         assert_eq!(s[0].records, 1);

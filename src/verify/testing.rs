@@ -74,7 +74,7 @@ impl Fixture {
         let writer = Writer::open(Arc::new(store.clone()), signer.clone(), "agent")
             .await
             .expect("writer opens")
-            .with_clock(clock);
+            .with_clock(crate::clock::Clock::from_fn(clock));
         Fixture {
             store,
             writer,
@@ -119,8 +119,8 @@ impl Fixture {
         let run = self.writer.begin_run(Trigger::Scheduled);
         for mut e in entries {
             let at = self.writer.now();
-            e.started_at = at;
-            e.finished_at = at;
+            e.predicate.started_at = at;
+            e.predicate.finished_at = at;
             self.writer.append(&run, e).await.expect("append");
         }
         run
@@ -150,25 +150,20 @@ impl Fixture {
 /// An `ok` record of `stream` serving day `d`'s `@daily` slot, its payload
 /// naming both.
 pub(super) fn entry(stream: &str, d: i64, status: Status) -> Entry {
-    Entry {
-        stream: stream.to_string(),
-        collector: CollectorInfo {
-            name: stream.split('/').next().unwrap_or(stream).into(),
-            kind: "test".into(),
-            version: "1".into(),
-        },
-        source: json!({"stream": stream}),
-        started_at: day(d),
-        finished_at: day(d),
-        status,
-        error: None,
-        attempts: 1,
-        payload: json!({"stream": stream, "day": d}),
-        criteria: vec!["CC6.1".into()],
-        schedule: Some("@daily".into()),
-        scheduled_for: Some(day(d)),
-        cursor: None,
-    }
+    let collector = CollectorInfo {
+        name: stream.split('/').next().unwrap_or(stream).into(),
+        kind: "test".into(),
+        version: "1".into(),
+    };
+    let payload = json!({"stream": stream, "day": d});
+    let mut e = Entry::new(stream, collector, status, day(d), payload);
+    let p = &mut e.predicate;
+    p.source = json!({"stream": stream});
+    p.attempts = 1;
+    p.criteria = vec!["CC6.1".into()];
+    p.schedule = Some("@daily".into());
+    p.scheduled_for = Some(day(d));
+    e
 }
 
 /// The view a check gets of `objects`.
