@@ -369,6 +369,7 @@ impl Writer {
             },
             criteria: entry.criteria,
             cursor: entry.cursor,
+            assessment: None,
         };
         let subject = vec![Subject {
             name: blob.clone(),
