@@ -13,6 +13,7 @@ pub mod browse;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod diff;
 pub mod evidence;

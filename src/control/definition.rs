@@ -99,7 +99,7 @@ pub struct InputSpec {
     #[serde(default)]
     pub optional: bool,
     /// Parts of a partial record that the policy does not need: a
-    /// `partial` record whose every failure starts with one of these is
+    /// `partial` record whose every failure contains one of these texts is
     /// judged; any other failure makes the control `not_evaluated`.
     #[serde(default)]
     pub tolerate: Vec<String>,
@@ -519,3 +519,7 @@ kind = "aws-iam-credential-report"
         assert!(!is_criterion("cc6.1"));
     }
 }
+
+#[cfg(test)]
+#[path = "schema_tests.rs"]
+mod schema_tests;

@@ -127,7 +127,7 @@ impl InputRecord {
                     .unwrap_or_default();
                 let needed: Vec<&&str> = failures
                     .iter()
-                    .filter(|f| !spec.tolerate.iter().any(|t| f.starts_with(t.as_str())))
+                    .filter(|f| !spec.tolerate.iter().any(|t| f.contains(t.as_str())))
                     .collect();
                 if failures.is_empty() || !needed.is_empty() {
                     Some(format!(

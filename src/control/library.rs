@@ -53,7 +53,7 @@ pub const BUILTIN: &[Builtin] = builtin![
     "datadog-monitors-notify",
     "github-branch-protection",
     "github-org-2fa",
-    "github-outside-collaborators-admin",
+    "github-outside-collaborators-approved",
     "github-pr-approved",
     "leavers-removed",
     "okta-mfa-enrolled",
