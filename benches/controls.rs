@@ -69,31 +69,27 @@ fn rename(v: &mut Value, i: usize) {
 
 /// Grows the longest array of objects in `v` to `n` items.
 fn scale(v: &mut Value, n: usize) {
-    fn longest(v: &mut Value) -> Option<&mut Vec<Value>> {
-        let mut best: Option<&mut Vec<Value>> = None;
-        let mut consider = |c: Option<&mut Vec<Value>>| {
-            if let Some(c) = c
-                && best.as_ref().is_none_or(|b| c.len() > b.len())
-            {
-                best = Some(c);
-            }
-        };
+    fn longest(v: &Value, at: String, best: &mut (usize, String)) {
         match v {
-            Value::Array(a) if a.first().is_some_and(Value::is_object) => {
-                let len = a.len();
-                let inner = a.iter_mut().filter_map(longest).max_by_key(|x| x.len());
-                match inner {
-                    Some(i) if i.len() > len => consider(Some(i)),
-                    _ => consider(Some(a)),
+            Value::Array(a) => {
+                if a.first().is_some_and(Value::is_object) && a.len() > best.0 {
+                    *best = (a.len(), at.clone());
+                }
+                for (i, x) in a.iter().enumerate() {
+                    longest(x, format!("{at}/{i}"), best);
                 }
             }
-            Value::Array(a) => a.iter_mut().for_each(|x| consider(longest(x))),
-            Value::Object(m) => m.values_mut().for_each(|x| consider(longest(x))),
+            Value::Object(m) => {
+                for (k, x) in m {
+                    longest(x, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), best);
+                }
+            }
             _ => {}
         }
-        best
     }
-    if let Some(items) = longest(v) {
+    let mut best = (0, String::new());
+    longest(v, String::new(), &mut best);
+    if let Some(Value::Array(items)) = v.pointer_mut(&best.1) {
         let base = items.clone();
         items.clear();
         for i in 0..n {

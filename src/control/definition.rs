@@ -487,7 +487,7 @@ kind = "aws-iam-credential-report"
         );
         let e = parse_text(&file).unwrap_err();
         assert!(e.to_string().contains("no file `mfa.rego`"), "{e}");
-        let read = |name: &str| Ok((PathBuf::from(format!("controls/{name}")), "package y".into()));
+        let read = |name: &str| Ok::<_, String>((PathBuf::from(format!("controls/{name}")), "package y".into()));
         let c = parse(Path::new("controls/mfa.toml"), &file, &read).unwrap();
         assert_eq!(c.policy.path, PathBuf::from("controls/mfa.rego"));
         assert_eq!(c.policy.text, "package y");

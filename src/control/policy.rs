@@ -38,7 +38,7 @@ impl std::fmt::Debug for Policy {
 }
 
 /// One finding as the policy states it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFinding {
     /// The entity at fault (a user, a bucket, a pull request id).
     pub entity: String,
