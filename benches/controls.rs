@@ -36,8 +36,10 @@ const PEOPLE: usize = 2_000;
 fn lists_people(kind: &str, definition: Option<&str>) -> bool {
     matches!(
         (kind, definition),
-        ("aws-iam-users" | "aws-iam-credential-report" | "github-members", _)
-            | ("http", Some("okta-users" | "google-workspace-directory"))
+        (
+            "aws-iam-users" | "aws-iam-credential-report" | "github-members",
+            _
+        ) | ("http", Some("okta-users" | "google-workspace-directory"))
     )
 }
 
@@ -50,7 +52,13 @@ fn rename(v: &mut Value, i: usize) {
                     Value::String(s)
                         if matches!(
                             k.as_str(),
-                            "user" | "login" | "email" | "id" | "user_name" | "arn" | "primaryEmail"
+                            "user"
+                                | "login"
+                                | "email"
+                                | "id"
+                                | "user_name"
+                                | "arn"
+                                | "primaryEmail"
                         ) =>
                     {
                         *s = match s.split_once('@') {
@@ -81,7 +89,11 @@ fn scale(v: &mut Value, n: usize) {
             }
             Value::Object(m) => {
                 for (k, x) in m {
-                    longest(x, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), best);
+                    longest(
+                        x,
+                        format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                        best,
+                    );
                 }
             }
             _ => {}
@@ -143,7 +155,12 @@ fn templates(lib: &Library) -> Vec<(CollectorInfo, Value, Value)> {
 }
 
 /// Assesses every control on one day; returns how many passed.
-fn assess_day(lib: &Library, templates: &[(CollectorInfo, Value, Value)], at: DateTime<Utc>, day: u64) -> usize {
+fn assess_day(
+    lib: &Library,
+    templates: &[(CollectorInfo, Value, Value)],
+    at: DateTime<Utc>,
+    day: u64,
+) -> usize {
     let records: Vec<InputRecord> = templates
         .iter()
         .map(|(collector, source, payload)| {
@@ -196,9 +213,10 @@ fn assessment(c: &mut Criterion) {
         .unwrap_or(365);
     let mut g = c.benchmark_group("controls");
     g.sample_size(10);
-    g.bench_function(format!("assess {} controls, one day, {PEOPLE} users", lib.len()), |b| {
-        b.iter(|| assess_day(&lib, &templates, start, 0))
-    });
+    g.bench_function(
+        format!("assess {} controls, one day, {PEOPLE} users", lib.len()),
+        |b| b.iter(|| assess_day(&lib, &templates, start, 0)),
+    );
     let mut reported = false;
     g.measurement_time(Duration::from_secs(1));
     g.bench_function(format!("assess {} controls over {days} daily snapshots", lib.len()), |b| {
@@ -230,7 +248,10 @@ fn prs(n: usize) -> Vec<Occurrence> {
     (0..n)
         .map(|i| {
             let mut attributes = Map::new();
-            attributes.insert("repository".into(), json!(format!("acme/service-{}", i % 40)));
+            attributes.insert(
+                "repository".into(),
+                json!(format!("acme/service-{}", i % 40)),
+            );
             attributes.insert("author".into(), json!(format!("dev{}", i % 120)));
             attributes.insert("approvers".into(), json!([format!("dev{}", (i + 7) % 120)]));
             attributes.insert("checks".into(), json!(["ci/build", "ci/test"]));
@@ -246,13 +267,16 @@ fn prs(n: usize) -> Vec<Occurrence> {
 
 fn population(c: &mut Criterion) {
     let occurrences = prs(10_000);
-    c.bench_function("population of 10,000 merged PRs: canonical bytes, sha256, sample of 25", |b| {
-        b.iter(|| {
-            let p = Population::new(occurrences.clone()).unwrap();
-            let s = seed("FY2025", "github-pr-approved", &p.sha256);
-            draw(&p, &s, 25).len()
-        })
-    });
+    c.bench_function(
+        "population of 10,000 merged PRs: canonical bytes, sha256, sample of 25",
+        |b| {
+            b.iter(|| {
+                let p = Population::new(occurrences.clone()).unwrap();
+                let s = seed("FY2025", "github-pr-approved", &p.sha256);
+                draw(&p, &s, 25).len()
+            })
+        },
+    );
 }
 
 criterion_group!(benches, assessment, population);

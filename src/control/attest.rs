@@ -91,7 +91,12 @@ pub struct Review {
 }
 
 /// The canonical message a reviewer signs.
-pub fn message(control: &str, record: &RecordRef, statement: &str, signed_at: DateTime<Utc>) -> Vec<u8> {
+pub fn message(
+    control: &str,
+    record: &RecordRef,
+    statement: &str,
+    signed_at: DateTime<Utc>,
+) -> Vec<u8> {
     let v = json!({
         "type": MESSAGE_TYPE,
         "control": control,
@@ -113,9 +118,11 @@ pub fn load_key(path: &Path, passphrase: Option<&str>) -> Result<PrivateKey, Att
     if !key.is_encrypted() {
         return Ok(key);
     }
-    let pass = passphrase
-        .ok_or_else(|| err("the key is protected by a passphrase; give it to decrypt the key".into()))?;
-    key.decrypt(pass).map_err(|e| err(format!("cannot decrypt: {e}")))
+    let pass = passphrase.ok_or_else(|| {
+        err("the key is protected by a passphrase; give it to decrypt the key".into())
+    })?;
+    key.decrypt(pass)
+        .map_err(|e| err(format!("cannot decrypt: {e}")))
 }
 
 /// Signs a review of `record` for `control`.
@@ -171,13 +178,17 @@ impl Attestation {
         let bad = |m: String| AttestError::Invalid(m);
         let want = message(&self.control, &self.record, &self.statement, self.signed_at);
         if want != self.message.as_bytes() {
-            return Err(bad("the signed message differs from the review's fields".into()));
+            return Err(bad(
+                "the signed message differs from the review's fields".into()
+            ));
         }
         let sig = SshSig::from_pem(&self.signature).map_err(|e| bad(format!("signature: {e}")))?;
         let key = PublicKey::from_openssh(&self.signer.public_key)
             .map_err(|e| bad(format!("public key: {e}")))?;
         if sig.public_key() != key.key_data() {
-            return Err(bad("the signature was made by another key than the signer's".into()));
+            return Err(bad(
+                "the signature was made by another key than the signer's".into(),
+            ));
         }
         if key.fingerprint(HashAlg::Sha256).to_string() != self.signer.fingerprint {
             return Err(bad("the fingerprint is not the public key's".into()));

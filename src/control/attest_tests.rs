@@ -16,11 +16,24 @@ fn keygen(passphrase: &str) -> Keys {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("id_ed25519");
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", "reviewer@example.com", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            passphrase,
+            "-C",
+            "reviewer@example.com",
+            "-f",
+        ])
         .arg(&key)
         .output()
         .expect("ssh-keygen (OpenSSH) must be installed for these tests");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Keys {
         dir: dir.path().to_path_buf(),
         _dir: dir,
@@ -61,7 +74,8 @@ fn ssh_verify(dir: &Path, a: &Attestation, message: &[u8]) -> (bool, String) {
         .stdin(std::fs::File::open(&msg).unwrap())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -69,13 +83,27 @@ fn ssh_verify(dir: &Path, a: &Attestation, message: &[u8]) -> (bool, String) {
 fn a_review_signed_here_verifies_with_ssh_keygen() {
     let k = keygen("");
     let key = load_key(&k.key, None).unwrap();
-    let a = sign(&key, "access-review", &record(), "Q1 access reviewed; leavers removed", at()).unwrap();
-    assert!(a.signature.starts_with("-----BEGIN SSH SIGNATURE-----"), "{}", a.signature);
+    let a = sign(
+        &key,
+        "access-review",
+        &record(),
+        "Q1 access reviewed; leavers removed",
+        at(),
+    )
+    .unwrap();
+    assert!(
+        a.signature.starts_with("-----BEGIN SSH SIGNATURE-----"),
+        "{}",
+        a.signature
+    );
     assert!(a.signer.fingerprint.starts_with("SHA256:"));
     a.verify().unwrap();
     let (ok, text) = ssh_verify(&k.dir, &a, a.message.as_bytes());
     assert!(ok, "ssh-keygen refused the review: {text}");
-    assert!(text.contains("Good \"exhibit-attest\" signature for reviewer@example.com"), "{text}");
+    assert!(
+        text.contains("Good \"exhibit-attest\" signature for reviewer@example.com"),
+        "{text}"
+    );
     // The message names the record and the statement, canonically.
     assert_eq!(
         a.message,
@@ -85,7 +113,11 @@ fn a_review_signed_here_verifies_with_ssh_keygen() {
         )
     );
     // The fingerprint is the one ssh-keygen -l shows.
-    let out = Command::new("ssh-keygen").arg("-lf").arg(&k.key).output().unwrap();
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&k.key)
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&a.signer.fingerprint));
     // Round trip through the payload.
     assert_eq!(Attestation::from_payload(&a.payload()).unwrap(), a);
@@ -121,11 +153,13 @@ fn a_changed_review_fails_here_and_in_ssh_keygen() {
     let mut swapped = a.clone();
     swapped.signer.public_key = other_key.public_key().to_openssh().unwrap();
     assert!(swapped.verify().is_err());
-    assert!(allowed_principals(
-        &allowed_signers_line("reviewer@example.com", &a.signer.public_key),
-        &swapped.signer.public_key
-    )
-    .is_empty());
+    assert!(
+        allowed_principals(
+            &allowed_signers_line("reviewer@example.com", &a.signer.public_key),
+            &swapped.signer.public_key
+        )
+        .is_empty()
+    );
 }
 
 #[test]
@@ -141,7 +175,11 @@ fn a_review_signed_by_ssh_keygen_verifies_here() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let public = std::fs::read_to_string(k.key.with_extension("pub")).unwrap();
     let public = PublicKey::from_openssh(public.trim()).unwrap();
     let a = Attestation {
@@ -159,7 +197,10 @@ fn a_review_signed_by_ssh_keygen_verifies_here() {
     a.verify().unwrap();
     assert_eq!(
         allowed_principals(
-            &format!("# reviewers\n{}\n", allowed_signers_line("a@x,b@x", &a.signer.public_key)),
+            &format!(
+                "# reviewers\n{}\n",
+                allowed_signers_line("a@x,b@x", &a.signer.public_key)
+            ),
             &a.signer.public_key
         ),
         ["a@x", "b@x"]

@@ -207,14 +207,19 @@ fn is_criterion(c: &str) -> bool {
     let rest = &c[letters..];
     (1..=3).contains(&letters)
         && !rest.is_empty()
-        && rest.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && rest
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
 fn duration(source: &Source, s: &Spanned<String>) -> Result<Duration, ConfigError> {
     humantime::parse_duration(s.get_ref()).map_err(|e| {
         source.error_at(
             Some(s.span()),
-            format!("`{}` is not a duration (like \"36h\" or \"30d\"): {e}", s.get_ref()),
+            format!(
+                "`{}` is not a duration (like \"36h\" or \"30d\"): {e}",
+                s.get_ref()
+            ),
         )
     })
 }
@@ -305,7 +310,10 @@ fn validate(
             ));
         }
         if !names.insert(input.name.as_str()) {
-            return Err(err("name", format!("two inputs are named `{}`", input.name)));
+            return Err(err(
+                "name",
+                format!("two inputs are named `{}`", input.name),
+            ));
         }
         if input.kind.is_empty()
             || !input
@@ -366,8 +374,8 @@ fn validate(
             text: text_inline,
         },
         (None, Some(file)) => {
-            let (path, text) = read_sibling(file.get_ref())
-                .map_err(|e| source.error_at(Some(file.span()), e))?;
+            let (path, text) =
+                read_sibling(file.get_ref()).map_err(|e| source.error_at(Some(file.span()), e))?;
             PolicySource {
                 path,
                 sha256: sha256_hex(text.as_bytes()),
@@ -390,7 +398,10 @@ fn validate(
         }
     };
     if f.sample_size == Some(0) {
-        return Err(key_error("sample_size", "a sample has at least one item".into()));
+        return Err(key_error(
+            "sample_size",
+            "a sample has at least one item".into(),
+        ));
     }
     let params = serde_json::to_value(&f.params).expect("TOML tables are JSON");
     Ok(Control {
@@ -469,8 +480,7 @@ kind = "aws-iam-credential-report"
         let e = parse_text(&format!("{BASE}definition = \"okta-users\"\n")).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("inputs[0].definition"), "{e}");
 
-        let e = parse_text(&BASE.replace("name = \"report\"", "name = \"Report-1\""))
-            .unwrap_err();
+        let e = parse_text(&BASE.replace("name = \"report\"", "name = \"Report-1\"")).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("inputs[0].name"), "{e}");
 
         let e = parse_text(&format!("colour = 1{BASE}")).unwrap_err();
@@ -480,14 +490,24 @@ kind = "aws-iam-credential-report"
     #[test]
     fn a_policy_comes_from_exactly_one_place() {
         let both = format!("{BASE}policy_file = \"mfa.rego\"\n");
-        assert!(parse_text(&both).unwrap_err().to_string().contains("exactly one"));
+        assert!(
+            parse_text(&both)
+                .unwrap_err()
+                .to_string()
+                .contains("exactly one")
+        );
         let file = BASE.replace(
             "policy = \"package x\\nfindings := set()\"",
             "policy_file = \"mfa.rego\"",
         );
         let e = parse_text(&file).unwrap_err();
         assert!(e.to_string().contains("no file `mfa.rego`"), "{e}");
-        let read = |name: &str| Ok::<_, String>((PathBuf::from(format!("controls/{name}")), "package y".into()));
+        let read = |name: &str| {
+            Ok::<_, String>((
+                PathBuf::from(format!("controls/{name}")),
+                "package y".into(),
+            ))
+        };
         let c = parse(Path::new("controls/mfa.toml"), &file, &read).unwrap();
         assert_eq!(c.policy.path, PathBuf::from("controls/mfa.rego"));
         assert_eq!(c.policy.text, "package y");
@@ -498,8 +518,7 @@ kind = "aws-iam-credential-report"
         let ok = format!("{BASE}[attestation]\nevery = \"quarterly\"\ninput = \"report\"\n");
         let a = parse_text(&ok).unwrap().attestation.unwrap();
         assert_eq!(a.grace, Duration::from_secs(30 * 86_400));
-        let e = parse_text(&ok.replace("input = \"report\"", "input = \"users\""))
-            .unwrap_err();
+        let e = parse_text(&ok.replace("input = \"report\"", "input = \"users\"")).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("attestation.input"), "{e}");
         let e = parse_text(&ok.replace("quarterly", "daily")).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("attestation.every"), "{e}");

@@ -10,12 +10,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::State;
 use super::attest::Review;
 use super::definition::{Control, ControlKind, InputSpec};
 use super::exception::{self, Exception, RecordRef};
 use super::period::{Period, review_due};
 use super::policy::{Policy, RawFinding, rego_object, to_rego};
-use super::State;
 use crate::evidence::record::{CollectorInfo, RecordPredicate, Status};
 
 /// A record offered to a control as input. The payload is converted for the
@@ -83,7 +83,10 @@ impl InputRecord {
                 .collector
                 .as_ref()
                 .is_none_or(|c| &self.collector.name == c)
-            && spec.stream.as_ref().is_none_or(|s| &self.record.stream == s)
+            && spec
+                .stream
+                .as_ref()
+                .is_none_or(|s| &self.record.stream == s)
     }
 
     fn document(&self) -> regorus::Value {
@@ -97,11 +100,19 @@ impl InputRecord {
             "collector": {"name": self.collector.name, "kind": self.collector.kind},
             "source": self.source,
         });
-        rego_object(vec![("record", to_rego(&meta)), ("payload", self.payload.clone())])
+        rego_object(vec![
+            ("record", to_rego(&meta)),
+            ("payload", self.payload.clone()),
+        ])
     }
 
     /// Why this record cannot be judged for `spec`, if it cannot.
-    fn unfit(&self, spec: &InputSpec, at: DateTime<Utc>, freshness: chrono::Duration) -> Option<String> {
+    fn unfit(
+        &self,
+        spec: &InputSpec,
+        at: DateTime<Utc>,
+        freshness: chrono::Duration,
+    ) -> Option<String> {
         let label = self.record.label();
         if at - self.finished_at > freshness {
             return Some(format!(
@@ -240,7 +251,11 @@ impl Evaluation {
 }
 
 /// The newest record of each stream `spec` selects, as seen at `at`.
-pub fn select<'a>(spec: &InputSpec, records: &'a [InputRecord], at: DateTime<Utc>) -> Vec<&'a InputRecord> {
+pub fn select<'a>(
+    spec: &InputSpec,
+    records: &'a [InputRecord],
+    at: DateTime<Utc>,
+) -> Vec<&'a InputRecord> {
     let mut newest: BTreeMap<&str, &InputRecord> = BTreeMap::new();
     for r in records {
         // A gap record says slots were missed; it is no snapshot, and the
@@ -289,7 +304,10 @@ pub fn evaluate(control: &Control, policy: &Policy, ctx: &Context) -> Evaluation
         let mut docs = Vec::with_capacity(chosen.len());
         for r in chosen {
             eval.judged.push(r.record.clone());
-            streams.entry(spec.name.as_str()).or_default().push(&r.record.stream);
+            streams
+                .entry(spec.name.as_str())
+                .or_default()
+                .push(&r.record.stream);
             match r.unfit(spec, ctx.at, freshness) {
                 Some(why) => unfit.push(why),
                 None => docs.push(r.document()),
@@ -298,8 +316,14 @@ pub fn evaluate(control: &Control, policy: &Policy, ctx: &Context) -> Evaluation
         inputs.push((spec.name.as_str(), regorus::Value::from(docs)));
     }
     let mut reviews = Vec::new();
-    for r in ctx.reviews.iter().filter(|r| r.control == control.id && r.signed_at <= ctx.at) {
-        reviews.push(to_rego(&serde_json::to_value(r).expect("reviews serialise")));
+    for r in ctx
+        .reviews
+        .iter()
+        .filter(|r| r.control == control.id && r.signed_at <= ctx.at)
+    {
+        reviews.push(to_rego(
+            &serde_json::to_value(r).expect("reviews serialise"),
+        ));
     }
     if !unfit.is_empty() {
         eval.reason = Some(unfit.join("; "));
@@ -314,8 +338,18 @@ pub fn evaluate(control: &Control, policy: &Policy, ctx: &Context) -> Evaluation
                 "kind": match control.kind { ControlKind::State => "state", ControlKind::Event => "event" },
             })),
         ),
-        ("now", regorus::Value::from(ctx.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).as_str())),
-        ("now_ns", to_rego(&json!(ctx.at.timestamp_nanos_opt().unwrap_or(i64::MAX)))),
+        (
+            "now",
+            regorus::Value::from(
+                ctx.at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    .as_str(),
+            ),
+        ),
+        (
+            "now_ns",
+            to_rego(&json!(ctx.at.timestamp_nanos_opt().unwrap_or(i64::MAX))),
+        ),
         ("params", to_rego(&control.params)),
         ("inputs", rego_object(inputs)),
         ("attestations", regorus::Value::from(reviews)),
@@ -360,14 +394,20 @@ pub fn evaluate(control: &Control, policy: &Policy, ctx: &Context) -> Evaluation
                     expires: e.expires,
                     record: e.record.clone(),
                 });
-            Finding { entity: f.entity, reason: f.reason, details: f.details, exception }
+            Finding {
+                entity: f.entity,
+                reason: f.reason,
+                details: f.details,
+                exception,
+            }
         })
         .collect();
     if let Some(occ) = output.occurrences {
         eval.occurrences = occ
             .into_iter()
             .map(|o| {
-                let mine: Vec<&Finding> = eval.findings.iter().filter(|f| f.entity == o.id).collect();
+                let mine: Vec<&Finding> =
+                    eval.findings.iter().filter(|f| f.entity == o.id).collect();
                 let state = if mine.iter().any(|f| f.is_open()) {
                     State::Fail
                 } else if mine.is_empty() {
@@ -375,7 +415,12 @@ pub fn evaluate(control: &Control, policy: &Policy, ctx: &Context) -> Evaluation
                 } else {
                     State::Excepted
                 };
-                OccurrenceResult { id: o.id, at: o.at, state, attributes: o.attributes }
+                OccurrenceResult {
+                    id: o.id,
+                    at: o.at,
+                    state,
+                    attributes: o.attributes,
+                }
             })
             .collect();
     }

@@ -33,7 +33,10 @@ tolerate = ["access key last used"]
 "#;
 
 fn control(text: &str) -> (Control, Policy) {
-    let c = definition::parse(Path::new("t.toml"), text, &|n: &str| Err::<(PathBuf, String), _>(n.to_string())).unwrap();
+    let c = definition::parse(Path::new("t.toml"), text, &|n: &str| {
+        Err::<(PathBuf, String), _>(n.to_string())
+    })
+    .unwrap();
     let p = Policy::compile(&c.policy).unwrap();
     (c, p)
 }
@@ -46,7 +49,13 @@ fn now() -> DateTime<Utc> {
     t("2025-03-10T06:00:00Z")
 }
 
-fn record(stream: &str, seq: u64, status: Status, at: DateTime<Utc>, payload: Value) -> InputRecord {
+fn record(
+    stream: &str,
+    seq: u64,
+    status: Status,
+    at: DateTime<Utc>,
+    payload: Value,
+) -> InputRecord {
     InputRecord::from_parts(
         RecordRef {
             stream: stream.into(),
@@ -78,7 +87,12 @@ fn users(mfa_for_bob: bool) -> Value {
     ]})
 }
 
-fn run(c: &(Control, Policy), records: &[InputRecord], exceptions: &[Exception], reviews: &[Review]) -> Evaluation {
+fn run(
+    c: &(Control, Policy),
+    records: &[InputRecord],
+    exceptions: &[Exception],
+    reviews: &[Review],
+) -> Evaluation {
     evaluate(
         &c.0,
         &c.1,
@@ -95,13 +109,25 @@ fn run(c: &(Control, Policy), records: &[InputRecord], exceptions: &[Exception],
 #[test]
 fn pass_and_fail() {
     let c = control(MFA);
-    let ok = [record("r/1", 1, Status::Ok, now() - chrono::Duration::hours(2), users(true))];
+    let ok = [record(
+        "r/1",
+        1,
+        Status::Ok,
+        now() - chrono::Duration::hours(2),
+        users(true),
+    )];
     let e = run(&c, &ok, &[], &[]);
     assert_eq!(e.state, State::Pass, "{e:?}");
     assert_eq!(e.judged, vec![ok[0].record.clone()]);
     assert_eq!(e.policy_sha256, c.0.policy.sha256);
 
-    let bad = [record("r/1", 1, Status::Ok, now() - chrono::Duration::hours(2), users(false))];
+    let bad = [record(
+        "r/1",
+        1,
+        Status::Ok,
+        now() - chrono::Duration::hours(2),
+        users(false),
+    )];
     let e = run(&c, &bad, &[], &[]);
     assert_eq!(e.state, State::Fail);
     assert_eq!(e.findings.len(), 1);
@@ -115,7 +141,12 @@ fn a_failed_partial_stale_or_missing_input_is_never_a_pass() {
     let fresh = now() - chrono::Duration::hours(1);
     // The policy would pass on this payload; the record's state decides.
     for status in [Status::Failed, Status::Missed] {
-        let e = run(&c, &[record("r/1", 1, status, fresh, users(true))], &[], &[]);
+        let e = run(
+            &c,
+            &[record("r/1", 1, status, fresh, users(true))],
+            &[],
+            &[],
+        );
         assert_ne!(e.state, State::Pass, "{status:?}");
         assert_eq!(e.state, State::NotEvaluated, "{status:?}");
     }
@@ -123,23 +154,55 @@ fn a_failed_partial_stale_or_missing_input_is_never_a_pass() {
     let e = run(
         &c,
         &[
-            record("r/1", 1, Status::Ok, fresh - chrono::Duration::hours(3), users(true)),
-            record("r/1", 2, Status::Failed, fresh, json!({"error": "AccessDenied"})),
+            record(
+                "r/1",
+                1,
+                Status::Ok,
+                fresh - chrono::Duration::hours(3),
+                users(true),
+            ),
+            record(
+                "r/1",
+                2,
+                Status::Failed,
+                fresh,
+                json!({"error": "AccessDenied"}),
+            ),
         ],
         &[],
         &[],
     );
     assert_eq!(e.state, State::NotEvaluated);
-    assert!(e.reason.as_deref().unwrap().contains("AccessDenied"), "{e:?}");
+    assert!(
+        e.reason.as_deref().unwrap().contains("AccessDenied"),
+        "{e:?}"
+    );
     assert_eq!(e.judged.len(), 1);
     assert_eq!(e.judged[0].seq, 2);
     // Stale: 37 hours old for a daily control.
-    let e = run(&c, &[record("r/1", 1, Status::Ok, now() - chrono::Duration::hours(37), users(true))], &[], &[]);
+    let e = run(
+        &c,
+        &[record(
+            "r/1",
+            1,
+            Status::Ok,
+            now() - chrono::Duration::hours(37),
+            users(true),
+        )],
+        &[],
+        &[],
+    );
     assert_eq!(e.state, State::NotEvaluated);
     assert!(e.reason.unwrap().contains("freshness"));
     // Missing altogether, or only collected after the evaluation time.
     assert_eq!(run(&c, &[], &[], &[]).state, State::NotEvaluated);
-    let later = [record("r/1", 1, Status::Ok, now() + chrono::Duration::hours(1), users(true))];
+    let later = [record(
+        "r/1",
+        1,
+        Status::Ok,
+        now() + chrono::Duration::hours(1),
+        users(true),
+    )];
     assert_eq!(run(&c, &later, &[], &[]).state, State::NotEvaluated);
     // One of two accounts failed: the whole control is not evaluated.
     let e = run(
@@ -159,10 +222,24 @@ fn a_failed_partial_stale_or_missing_input_is_never_a_pass() {
 fn a_partial_record_counts_only_when_the_missing_part_is_tolerated() {
     let c = control(MFA);
     let fresh = now() - chrono::Duration::hours(1);
-    let e = run(&c, &[record("r/1", 1, Status::Partial, fresh, users(true))], &[], &[]);
-    assert_eq!(e.state, State::Pass, "the failure is in a tolerated part: {e:?}");
+    let e = run(
+        &c,
+        &[record("r/1", 1, Status::Partial, fresh, users(true))],
+        &[],
+        &[],
+    );
+    assert_eq!(
+        e.state,
+        State::Pass,
+        "the failure is in a tolerated part: {e:?}"
+    );
     let strict = control(&MFA.replace("tolerate = [\"access key last used\"]", ""));
-    let e = run(&strict, &[record("r/1", 1, Status::Partial, fresh, users(true))], &[], &[]);
+    let e = run(
+        &strict,
+        &[record("r/1", 1, Status::Partial, fresh, users(true))],
+        &[],
+        &[],
+    );
     assert_eq!(e.state, State::NotEvaluated);
     assert!(e.reason.unwrap().contains("incomplete"));
     // A second, untolerated failure.
@@ -177,10 +254,34 @@ fn gap_records_are_skipped_and_the_newest_of_each_stream_is_judged() {
     let e = run(
         &c,
         &[
-            record("r/1", 1, Status::Ok, now() - chrono::Duration::hours(5), users(false)),
-            record("r/1", 2, Status::Ok, now() - chrono::Duration::hours(3), users(true)),
-            record("r/1", 3, Status::Missed, now() - chrono::Duration::hours(1), json!({})),
-            record("r/2", 1, Status::Ok, now() - chrono::Duration::hours(2), users(false)),
+            record(
+                "r/1",
+                1,
+                Status::Ok,
+                now() - chrono::Duration::hours(5),
+                users(false),
+            ),
+            record(
+                "r/1",
+                2,
+                Status::Ok,
+                now() - chrono::Duration::hours(3),
+                users(true),
+            ),
+            record(
+                "r/1",
+                3,
+                Status::Missed,
+                now() - chrono::Duration::hours(1),
+                json!({}),
+            ),
+            record(
+                "r/2",
+                1,
+                Status::Ok,
+                now() - chrono::Duration::hours(2),
+                users(false),
+            ),
         ],
         &[],
         &[],
@@ -197,12 +298,22 @@ fn policy_errors_and_not_applicable() {
         "u.password_enabled\n    time.parse_rfc3339_ns(u.user) > 0\n",
     ));
     let fresh = now() - chrono::Duration::hours(1);
-    let e = run(&broken, &[record("r/1", 1, Status::Ok, fresh, users(true))], &[], &[]);
+    let e = run(
+        &broken,
+        &[record("r/1", 1, Status::Ok, fresh, users(true))],
+        &[],
+        &[],
+    );
     assert_eq!(e.state, State::Error, "{e:?}");
     assert!(e.findings.is_empty());
 
     let c = control(MFA);
-    let e = run(&c, &[record("r/1", 1, Status::Ok, fresh, json!({"users": []}))], &[], &[]);
+    let e = run(
+        &c,
+        &[record("r/1", 1, Status::Ok, fresh, json!({"users": []}))],
+        &[],
+        &[],
+    );
     assert_eq!(e.state, State::NotApplicable);
     assert_eq!(e.reason.as_deref(), Some("no users"));
 }
@@ -212,18 +323,35 @@ fn exceptions_cover_findings_until_they_expire() {
     let c = control(MFA);
     let fresh = now() - chrono::Duration::hours(1);
     let input = [record("r/1", 1, Status::Ok, fresh, users(false))];
-    let live = Exception::new("t", "bob", "key on order", "CISO", t("2025-03-01T00:00:00Z"), t("2025-03-15T00:00:00Z")).unwrap();
+    let live = Exception::new(
+        "t",
+        "bob",
+        "key on order",
+        "CISO",
+        t("2025-03-01T00:00:00Z"),
+        t("2025-03-15T00:00:00Z"),
+    )
+    .unwrap();
     let e = run(&c, &input, std::slice::from_ref(&live), &[]);
     assert_eq!(e.state, State::Excepted);
     assert_eq!(e.findings[0].exception.as_ref().unwrap().approver, "CISO");
     assert_eq!(e.open_findings().count(), 0);
     // Expired mid-period: the finding is open again.
-    let expired = Exception { expires: t("2025-03-10T00:00:00Z"), ..live.clone() };
+    let expired = Exception {
+        expires: t("2025-03-10T00:00:00Z"),
+        ..live.clone()
+    };
     assert_eq!(run(&c, &input, &[expired], &[]).state, State::Fail);
     // Another control's or another entity's exception does not count.
-    let other = Exception { control: "other".into(), ..live.clone() };
+    let other = Exception {
+        control: "other".into(),
+        ..live.clone()
+    };
     assert_eq!(run(&c, &input, &[other], &[]).state, State::Fail);
-    let carol = Exception { entity: "carol".into(), ..live };
+    let carol = Exception {
+        entity: "carol".into(),
+        ..live
+    };
     assert_eq!(run(&c, &input, &[carol], &[]).state, State::Fail);
 }
 
@@ -240,8 +368,16 @@ fn a_required_review_must_be_signed_for_the_period_due() {
     assert_eq!(e.findings[0].entity, "review 2024-Q4");
     let review = |signed: &str, stream: &str| Review {
         control: "t".into(),
-        record: RecordRef { stream: "attest/t".into(), seq: 1, sha256: "aa".repeat(32) },
-        reviewed: RecordRef { stream: stream.into(), seq: 1, sha256: "bb".repeat(32) },
+        record: RecordRef {
+            stream: "attest/t".into(),
+            seq: 1,
+            sha256: "aa".repeat(32),
+        },
+        reviewed: RecordRef {
+            stream: stream.into(),
+            seq: 1,
+            sha256: "bb".repeat(32),
+        },
         statement: "reviewed".into(),
         signer: "SHA256:x".into(),
         signed_at: t(signed),
@@ -293,14 +429,38 @@ kind = "aws-iam-credential-report"
         {"id": "api#2", "merged_at": "2025-03-09T11:00:00Z", "author": "a", "approvers": ["a"]},
         {"id": "api#3", "merged_at": "2025-03-09T12:00:00Z", "author": "c", "approvers": []}
     ]});
-    let ex = Exception::new("t", "api#3", "hotfix", "CTO", t("2025-03-01T00:00:00Z"), t("2025-04-01T00:00:00Z")).unwrap();
+    let ex = Exception::new(
+        "t",
+        "api#3",
+        "hotfix",
+        "CTO",
+        t("2025-03-01T00:00:00Z"),
+        t("2025-04-01T00:00:00Z"),
+    )
+    .unwrap();
     let e = run(&c, &[record("p/1", 1, Status::Ok, fresh, prs)], &[ex], &[]);
     assert_eq!(e.state, State::Fail);
-    let states: Vec<(&str, State)> = e.occurrences.iter().map(|o| (o.id.as_str(), o.state)).collect();
-    assert_eq!(states, [("api#1", State::Pass), ("api#2", State::Fail), ("api#3", State::Excepted)]);
+    let states: Vec<(&str, State)> = e
+        .occurrences
+        .iter()
+        .map(|o| (o.id.as_str(), o.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("api#1", State::Pass),
+            ("api#2", State::Fail),
+            ("api#3", State::Excepted)
+        ]
+    );
     assert_eq!(e.occurrences[0].attributes["author"], "a");
     // No occurrences at all: nothing to judge, which is not a pass.
-    let e = run(&c, &[record("p/1", 1, Status::Ok, fresh, json!({"pulls": []}))], &[], &[]);
+    let e = run(
+        &c,
+        &[record("p/1", 1, Status::Ok, fresh, json!({"pulls": []}))],
+        &[],
+        &[],
+    );
     assert_eq!(e.state, State::NotApplicable);
 }
 
@@ -311,7 +471,16 @@ fn optional_inputs_may_be_missing_and_selectors_narrow() {
     );
     let c = control(&two);
     let fresh = now() - chrono::Duration::hours(1);
-    assert_eq!(run(&c, &[record("r/1", 1, Status::Ok, fresh, users(true))], &[], &[]).state, State::Pass);
+    assert_eq!(
+        run(
+            &c,
+            &[record("r/1", 1, Status::Ok, fresh, users(true))],
+            &[],
+            &[]
+        )
+        .state,
+        State::Pass
+    );
     let spec = &c.0.inputs[1];
     let mut r = record("okta/x", 1, Status::Ok, fresh, json!({}));
     r.collector.kind = "http".into();

@@ -77,8 +77,13 @@ pub enum ExceptionError {
 /// expires at the next midnight UTC); an RFC 3339 time is taken as is.
 pub fn parse_expires(text: &str) -> Result<DateTime<Utc>, ExceptionError> {
     if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let next = d.succ_opt().ok_or_else(|| ExceptionError::Date(text.into()))?;
-        return Ok(next.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+        let next = d
+            .succ_opt()
+            .ok_or_else(|| ExceptionError::Date(text.into()))?;
+        return Ok(next
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc());
     }
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
@@ -235,7 +240,10 @@ mod tests {
         };
         let all = [mk("2025-02-01T00:00:00Z"), mk("2025-05-01T00:00:00Z")];
         let at = t("2025-01-15T00:00:00Z");
-        assert_eq!(covering(&all, "c", "e", at).unwrap().expires, all[1].expires);
+        assert_eq!(
+            covering(&all, "c", "e", at).unwrap().expires,
+            all[1].expires
+        );
         assert!(covering(&all, "c", "e", t("2025-06-01T00:00:00Z")).is_none());
     }
 }

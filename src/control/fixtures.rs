@@ -13,11 +13,11 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::State;
 use super::attest::Review;
 use super::evaluate::{Context, InputRecord, evaluate};
 use super::exception::{Exception, RecordRef};
 use super::library::{Library, LoadedControl};
-use super::State;
 use crate::evidence::record::{CollectorInfo, Status};
 use crate::evidence::{canonical, sha256_hex};
 
@@ -141,7 +141,10 @@ pub fn run_case(c: &LoadedControl, case: &Case) -> CaseOutcome {
             let bytes = canonical::to_vec(&r.payload).expect("JSON canonicalises");
             records.push(InputRecord::from_parts(
                 RecordRef {
-                    stream: r.stream.clone().unwrap_or_else(|| format!("{name}/fixture")),
+                    stream: r
+                        .stream
+                        .clone()
+                        .unwrap_or_else(|| format!("{name}/fixture")),
                     seq: i as u64 + 1,
                     sha256: sha256_hex(&bytes),
                 },
@@ -153,7 +156,8 @@ pub fn run_case(c: &LoadedControl, case: &Case) -> CaseOutcome {
                 source,
                 r.status.unwrap_or(Status::Ok),
                 r.error.clone(),
-                r.collected_at.unwrap_or(case.now - chrono::Duration::hours(1)),
+                r.collected_at
+                    .unwrap_or(case.now - chrono::Duration::hours(1)),
                 &r.payload,
             ));
         }
@@ -237,16 +241,35 @@ mod tests {
         let failed: Vec<String> = outcomes
             .iter()
             .filter(|o| !o.passed)
-            .map(|o| format!("{} / {}: {}", o.control, o.case, o.detail.as_deref().unwrap_or("")))
+            .map(|o| {
+                format!(
+                    "{} / {}: {}",
+                    o.control,
+                    o.case,
+                    o.detail.as_deref().unwrap_or("")
+                )
+            })
             .collect();
         assert!(failed.is_empty(), "{}", failed.join("\n"));
         for c in lib.iter() {
             let (_, text) = c.fixtures.as_ref().unwrap();
             let f: FixtureFile = serde_json::from_str(text).unwrap();
             let states: Vec<State> = f.cases.iter().map(|c| c.expect.state).collect();
-            assert!(states.contains(&State::Pass), "{}: no passing case", c.control.id);
-            assert!(states.contains(&State::Fail), "{}: no failing case", c.control.id);
-            assert!(f.provenance.is_some(), "{}: say where the payloads came from", c.control.id);
+            assert!(
+                states.contains(&State::Pass),
+                "{}: no passing case",
+                c.control.id
+            );
+            assert!(
+                states.contains(&State::Fail),
+                "{}: no failing case",
+                c.control.id
+            );
+            assert!(
+                f.provenance.is_some(),
+                "{}: say where the payloads came from",
+                c.control.id
+            );
         }
     }
 
@@ -256,7 +279,11 @@ mod tests {
         let c = lib.get("github-org-2fa").unwrap();
         let (_, text) = c.fixtures.as_ref().unwrap();
         let mut f: FixtureFile = serde_json::from_str(text).unwrap();
-        let case = f.cases.iter_mut().find(|c| c.expect.state == State::Fail).unwrap();
+        let case = f
+            .cases
+            .iter_mut()
+            .find(|c| c.expect.state == State::Fail)
+            .unwrap();
         case.expect.state = State::Pass;
         let out = run_case(c, case);
         assert!(!out.passed);

@@ -99,7 +99,11 @@ pub struct Library {
     controls: BTreeMap<String, LoadedControl>,
 }
 
-fn compile(control: Control, origin: Origin, fixtures: Option<(PathBuf, String)>) -> Result<LoadedControl, ConfigError> {
+fn compile(
+    control: Control,
+    origin: Origin,
+    fixtures: Option<(PathBuf, String)>,
+) -> Result<LoadedControl, ConfigError> {
     let located = |message: String| ConfigError {
         file: control.policy.path.clone(),
         line: None,
@@ -125,20 +129,28 @@ fn load_builtin(b: &Builtin) -> Result<LoadedControl, ConfigError> {
     let path = PathBuf::from(format!("controls/{}.toml", b.id));
     let read = |name: &str| {
         if name == format!("{}.rego", b.id) {
-            Ok((PathBuf::from(format!("controls/{name}")), b.rego.to_string()))
+            Ok((
+                PathBuf::from(format!("controls/{name}")),
+                b.rego.to_string(),
+            ))
         } else {
             Err(format!("built-in controls have no file `{name}`"))
         }
     };
     let control = definition::parse(&path, b.toml, &read)?;
-    let fixtures = Some((PathBuf::from(format!("controls/fixtures/{}.json", b.id)), b.fixtures.to_string()));
+    let fixtures = Some((
+        PathBuf::from(format!("controls/fixtures/{}.json", b.id)),
+        b.fixtures.to_string(),
+    ));
     compile(control, Origin::BuiltIn, fixtures)
 }
 
 /// Reads `name` beside a control file in `dir`; only plain file names.
 fn sibling(dir: &Path, name: &str) -> Result<(PathBuf, String), String> {
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-        return Err(format!("`{name}` must be a file name beside the control file"));
+        return Err(format!(
+            "`{name}` must be a file name beside the control file"
+        ));
     }
     let path = dir.join(name);
     std::fs::read_to_string(&path)
@@ -243,7 +255,8 @@ mod tests {
             .unwrap()
             .filter_map(|e| {
                 let p = e.unwrap().path();
-                (p.extension()? == "toml").then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+                (p.extension()? == "toml")
+                    .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
             })
             .collect();
         on_disk.sort();

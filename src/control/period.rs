@@ -43,7 +43,11 @@ pub fn period_of(every: Frequency, t: DateTime<Utc>) -> Period {
         _ => (m, 1, format!("{y}-{m:02}")),
     };
     let next = first + months;
-    let end = if next > 12 { midnight(y + 1, next - 12) } else { midnight(y, next) };
+    let end = if next > 12 {
+        midnight(y + 1, next - 12)
+    } else {
+        midnight(y, next)
+    };
     Period {
         label,
         start: midnight(y, first),
@@ -132,7 +136,11 @@ pub fn summarize(
             .last()
             .map(|p| p.at);
     }
-    s.open_findings = latest_findings.iter().filter(|f| f.is_open()).cloned().collect();
+    s.open_findings = latest_findings
+        .iter()
+        .filter(|f| f.is_open())
+        .cloned()
+        .collect();
     s
 }
 
@@ -148,26 +156,44 @@ mod tests {
     fn calendar_periods() {
         let p = period_of(Frequency::Quarterly, t("2025-11-15T10:00:00Z"));
         assert_eq!(p.label, "2025-Q4");
-        assert_eq!((p.start, p.end), (t("2025-10-01T00:00:00Z"), t("2026-01-01T00:00:00Z")));
+        assert_eq!(
+            (p.start, p.end),
+            (t("2025-10-01T00:00:00Z"), t("2026-01-01T00:00:00Z"))
+        );
         let p = period_of(Frequency::Monthly, t("2024-02-29T23:59:59Z"));
         assert_eq!(p.label, "2024-02");
         assert_eq!(p.end, t("2024-03-01T00:00:00Z"));
-        assert_eq!(period_of(Frequency::Annual, t("2025-06-01T00:00:00Z")).label, "2025");
+        assert_eq!(
+            period_of(Frequency::Annual, t("2025-06-01T00:00:00Z")).label,
+            "2025"
+        );
     }
 
     #[test]
     fn a_review_is_due_once_the_grace_after_its_period_has_passed() {
         let grace = Duration::from_secs(30 * 86_400);
         // 2025-04-20 minus 30 days is in Q1: Q1's review is not due yet.
-        assert_eq!(review_due(Frequency::Quarterly, grace, t("2025-04-20T00:00:00Z")).label, "2024-Q4");
+        assert_eq!(
+            review_due(Frequency::Quarterly, grace, t("2025-04-20T00:00:00Z")).label,
+            "2024-Q4"
+        );
         // From 2025-05-01 on, Q1's is.
-        assert_eq!(review_due(Frequency::Quarterly, grace, t("2025-05-01T00:00:00Z")).label, "2025-Q1");
-        assert_eq!(review_due(Frequency::Annual, grace, t("2025-01-31T00:00:00Z")).label, "2024");
+        assert_eq!(
+            review_due(Frequency::Quarterly, grace, t("2025-05-01T00:00:00Z")).label,
+            "2025-Q1"
+        );
+        assert_eq!(
+            review_due(Frequency::Annual, grace, t("2025-01-31T00:00:00Z")).label,
+            "2024"
+        );
     }
 
     #[test]
     fn counts_and_since_when() {
-        let day = |d: u32, state| Point { at: t(&format!("2025-03-{d:02}T00:00:00Z")), state };
+        let day = |d: u32, state| Point {
+            at: t(&format!("2025-03-{d:02}T00:00:00Z")),
+            state,
+        };
         let points = vec![
             day(1, State::Pass),
             day(2, State::Fail),
@@ -186,15 +212,35 @@ mod tests {
             details: Default::default(),
             exception: None,
         };
-        let s = summarize(points, std::slice::from_ref(&open), t("2025-03-01T00:00:00Z"), t("2025-03-10T00:00:00Z"));
+        let s = summarize(
+            points,
+            std::slice::from_ref(&open),
+            t("2025-03-01T00:00:00Z"),
+            t("2025-03-10T00:00:00Z"),
+        );
         assert_eq!(
-            (s.occurrences, s.pass, s.fail, s.excepted, s.not_evaluated, s.error),
+            (
+                s.occurrences,
+                s.pass,
+                s.fail,
+                s.excepted,
+                s.not_evaluated,
+                s.error
+            ),
             (9, 5, 1, 1, 1, 1)
         );
         assert_eq!(s.current, Some(State::Pass));
         assert_eq!(s.since, Some(t("2025-03-08T00:00:00Z")));
         assert_eq!(s.open_findings, vec![open]);
-        let empty = summarize(Vec::new(), &[], t("2025-03-01T00:00:00Z"), t("2025-03-10T00:00:00Z"));
-        assert_eq!((empty.occurrences, empty.current, empty.since), (0, None, None));
+        let empty = summarize(
+            Vec::new(),
+            &[],
+            t("2025-03-01T00:00:00Z"),
+            t("2025-03-10T00:00:00Z"),
+        );
+        assert_eq!(
+            (empty.occurrences, empty.current, empty.since),
+            (0, None, None)
+        );
     }
 }

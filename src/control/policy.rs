@@ -163,7 +163,9 @@ impl Policy {
             );
         }
         let occurrences = if self.occurrences {
-            Some(parse_occurrences(rule("occurrences")?.unwrap_or(Value::Array(vec![])))?)
+            Some(parse_occurrences(
+                rule("occurrences")?.unwrap_or(Value::Array(vec![])),
+            )?)
         } else {
             None
         };
@@ -296,7 +298,11 @@ findings contains {"entity": u.name, "reason": "no MFA", "arn": u.arn} if {
 
     #[test]
     fn contract_violations_are_errors() {
-        assert!(compile("package t\nallow := true").unwrap_err().contains("no `findings`"));
+        assert!(
+            compile("package t\nallow := true")
+                .unwrap_err()
+                .contains("no `findings`")
+        );
         assert!(compile("package t\nfindings contains x if {").is_err());
         let e = run("package t\nfindings := 3", json!({})).unwrap_err();
         assert!(e.contains("must be a set"), "{e}");

@@ -109,7 +109,10 @@ impl Population {
         header.extend_from_slice(columns);
         w.write_record(&header).expect("CSV to memory");
         for o in &self.occurrences {
-            let mut row = vec![o.id.clone(), o.at.to_rfc3339_opts(SecondsFormat::AutoSi, true)];
+            let mut row = vec![
+                o.id.clone(),
+                o.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            ];
             for c in columns {
                 row.push(match o.attributes.get(*c) {
                     None | Some(Value::Null) => String::new(),

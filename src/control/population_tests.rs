@@ -14,7 +14,10 @@ fn prs(n: usize) -> Vec<Occurrence> {
             let mut attributes = Map::new();
             attributes.insert("author".into(), json!(format!("dev{}", i % 7)));
             attributes.insert("approvers".into(), json!([format!("rev{}", i % 5)]));
-            attributes.insert("state".into(), json!(if i % 11 == 0 { "fail" } else { "pass" }));
+            attributes.insert(
+                "state".into(),
+                json!(if i % 11 == 0 { "fail" } else { "pass" }),
+            );
             Occurrence {
                 // Reverse ids, so that time order and id order differ.
                 id: format!("acme/api#{}", 10_000 - i),
@@ -33,7 +36,11 @@ fn sh(script: &str, dir: &std::path::Path) -> String {
         .env("LC_ALL", "C")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -50,13 +57,19 @@ fn sha256sum_and_sort_redraw_the_same_sample() {
     assert_eq!(hash.trim(), pop.sha256);
     // 2. The seed.
     let seed_sh = sh(
-        &format!("printf '%s\\n%s\\n%s' 'FY2025 SOC 2' 'github-pr-approved' '{}' | sha256sum | cut -c1-64", pop.sha256),
+        &format!(
+            "printf '%s\\n%s\\n%s' 'FY2025 SOC 2' 'github-pr-approved' '{}' | sha256sum | cut -c1-64",
+            pop.sha256
+        ),
         dir.path(),
     );
     let s = seed("FY2025 SOC 2", "github-pr-approved", &pop.sha256);
     assert_eq!(seed_sh.trim(), s);
     // 3. Ids in population order, straight from the file (flat occurrences).
-    let ids = sh(r#"grep -o '"id":"[^"]*"' population.json | cut -d'"' -f4"#, dir.path());
+    let ids = sh(
+        r#"grep -o '"id":"[^"]*"' population.json | cut -d'"' -f4"#,
+        dir.path(),
+    );
     let want: Vec<&str> = pop.occurrences.iter().map(|o| o.id.as_str()).collect();
     assert_eq!(ids.lines().collect::<Vec<_>>(), want);
     std::fs::write(dir.path().join("ids.txt"), &ids).unwrap();
@@ -98,7 +111,10 @@ fn same_seed_same_sample_changed_population_different_hash() {
     let a = Population::new(prs(200)).unwrap();
     let b = Population::new(prs(200)).unwrap();
     let sa = seed("eng", "c", &a.sha256);
-    assert_eq!(draw(&a, &sa, 25), draw(&b, &seed("eng", "c", &b.sha256), 25));
+    assert_eq!(
+        draw(&a, &sa, 25),
+        draw(&b, &seed("eng", "c", &b.sha256), 25)
+    );
 
     let mut changed = prs(200);
     changed[17].attributes.insert("state".into(), json!("pass"));
@@ -106,7 +122,10 @@ fn same_seed_same_sample_changed_population_different_hash() {
     assert_ne!(c.sha256, a.sha256);
     assert_ne!(seed("eng", "c", &c.sha256), sa);
     // Another engagement draws another sample from the same population.
-    assert_ne!(draw(&a, &seed("other", "c", &a.sha256), 25), draw(&a, &sa, 25));
+    assert_ne!(
+        draw(&a, &seed("other", "c", &a.sha256), 25),
+        draw(&a, &sa, 25)
+    );
     // A given seed is used as is.
     assert_eq!(draw(&a, "given", 3), draw(&c, "given", 3));
     // Asking for more than there is gives everything.
@@ -117,10 +136,16 @@ fn same_seed_same_sample_changed_population_different_hash() {
 fn ids_must_be_usable_and_unique() {
     let mut occ = prs(2);
     occ[1].id = occ[0].id.clone();
-    assert!(matches!(Population::new(occ), Err(PopulationError::Duplicate(_))));
+    assert!(matches!(
+        Population::new(occ),
+        Err(PopulationError::Duplicate(_))
+    ));
     let mut occ = prs(1);
     occ[0].id = "a\"b".into();
-    assert!(matches!(Population::new(occ), Err(PopulationError::BadId(_))));
+    assert!(matches!(
+        Population::new(occ),
+        Err(PopulationError::BadId(_))
+    ));
     assert!(!is_occurrence_id("a\nb"));
     assert!(!is_occurrence_id(""));
     assert!(is_occurrence_id("control/aws-console-mfa@12"));

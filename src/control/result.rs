@@ -137,7 +137,10 @@ mod tests {
         let e = entry(&c.control, c.origin, &eval, at, at);
         assert_eq!(e.stream, "control/aws-console-mfa");
         assert_eq!(e.status, Status::Ok);
-        assert_eq!(e.assessment.policy_sha256, crate::evidence::sha256_hex(c.control.policy.text.as_bytes()));
+        assert_eq!(
+            e.assessment.policy_sha256,
+            crate::evidence::sha256_hex(c.control.policy.text.as_bytes())
+        );
         assert_eq!(
             e.assessment.inputs,
             vec![AssessedRecord {

@@ -6,7 +6,10 @@ use std::process::Command;
 
 use super::json_schema;
 
-const SCHEMA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/controls/control.schema.json");
+const SCHEMA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/docs/controls/control.schema.json"
+);
 
 #[test]
 fn the_published_schema_is_current() {
@@ -52,7 +55,11 @@ for p in sorted(pathlib.Path(sys.argv[2]).glob("*.json")):
         "the schema check did not run (python3 with jsonschema 4, from tests/requirements.txt, must be on PATH: run `bash tests/run.sh`): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
