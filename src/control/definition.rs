@@ -489,7 +489,7 @@ kind = "aws-iam-credential-report"
 
     #[test]
     fn a_policy_comes_from_exactly_one_place() {
-        let both = format!("{BASE}policy_file = \"mfa.rego\"\n");
+        let both = format!("policy_file = \"mfa.rego\"{BASE}");
         assert!(
             parse_text(&both)
                 .unwrap_err()

@@ -287,6 +287,10 @@ mod tests {
         case.expect.state = State::Pass;
         let out = run_case(c, case);
         assert!(!out.passed);
-        assert!(out.detail.unwrap().contains("expected pass, got fail"));
+        let detail = out.detail.unwrap();
+        assert!(
+            detail.starts_with("expected pass") && detail.contains("got fail"),
+            "{detail}"
+        );
     }
 }

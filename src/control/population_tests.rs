@@ -117,7 +117,7 @@ fn same_seed_same_sample_changed_population_different_hash() {
     );
 
     let mut changed = prs(200);
-    changed[17].attributes.insert("state".into(), json!("pass"));
+    changed[22].attributes.insert("state".into(), json!("pass"));
     let c = Population::new(changed).unwrap();
     assert_ne!(c.sha256, a.sha256);
     assert_ne!(seed("eng", "c", &c.sha256), sa);
