@@ -19,6 +19,7 @@ pub mod clock;
 pub mod collect;
 mod commands;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod diff;
 pub mod evidence;

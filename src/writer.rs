@@ -86,6 +86,7 @@ impl Entry {
                 schedule: None,
                 scheduled_for: None,
                 cursor: None,
+                assessment: None,
                 // The writer's own fields.
                 seq: 0,
                 prev: None,

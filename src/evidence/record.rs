@@ -157,6 +157,77 @@ pub struct RecordPredicate {
     /// Collector-defined position for the next incremental run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<Value>,
+    /// What a control result judged (records of `control/<id>` only);
+    /// absent from every collected record, so their bytes are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assessment: Option<Assessment>,
+}
+
+/// The state of a control at one evaluation. No state reads an error as a
+/// pass: a policy that failed to run is `error`, an input that is missing,
+/// stale, failed or incomplete is `not_evaluated`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlState {
+    /// The policy ran over complete, fresh inputs and found nothing.
+    Pass,
+    /// The policy found at least one finding not covered by an exception.
+    Fail,
+    /// Every finding is covered by a live exception.
+    Excepted,
+    /// The policy could not be evaluated (syntax, runtime or contract error).
+    Error,
+    /// No usable input: missing, outside the freshness window, failed, or
+    /// incomplete in a part the control needs.
+    NotEvaluated,
+    /// The policy declared that the control does not apply to these inputs.
+    NotApplicable,
+}
+
+impl ControlState {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlState::Pass => "pass",
+            ControlState::Fail => "fail",
+            ControlState::Excepted => "excepted",
+            ControlState::Error => "error",
+            ControlState::NotEvaluated => "not_evaluated",
+            ControlState::NotApplicable => "not_applicable",
+        }
+    }
+}
+
+impl std::fmt::Display for ControlState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The predicate part of a control result: which policy judged which
+/// records, and what it concluded. `verify` can check that every judged
+/// record exists with exactly these bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Assessment {
+    /// The control id (the stream is `control/<id>`).
+    pub control: String,
+    /// SHA-256 of the Rego policy text evaluated.
+    pub policy_sha256: String,
+    /// Every record judged: input snapshots and attestations.
+    pub inputs: Vec<AssessedRecord>,
+    /// The state concluded.
+    pub state: ControlState,
+}
+
+/// One record a control result judged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(deny_unknown_fields)]
+pub struct AssessedRecord {
+    /// Its store key (`records/<stream>/<seq>.json`).
+    pub record: String,
+    /// SHA-256 of its stored bytes.
+    pub sha256: String,
 }
 
 /// A record as stored: the envelope, its statement and its stored bytes.
@@ -259,4 +330,41 @@ pub fn open_record(bytes: &[u8], keys: &KeyRing) -> Result<Record, OpenError> {
 pub fn peek<P: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Statement<P>, OpenError> {
     let env = Envelope::from_bytes(bytes)?;
     serde_json::from_slice(&env.payload_bytes()?).map_err(|e| OpenError::Statement(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record statement as written before control results existed,
+    /// byte for byte (canonical form).
+    const OLD: &str = r#"{"_type":"https://in-toto.io/Statement/v1","predicate":{"agent":"default","attempts":1,"collector":{"kind":"aws-iam-users","name":"iam","version":"0.1.0"},"criteria":["CC6.1"],"error":null,"finished_at":"2025-03-01T00:00:05Z","payload":{"media_type":"application/json","size":42},"prev":null,"run_id":"0195","schedule":"@daily","scheduled_for":"2025-03-01T00:00:00Z","seq":1,"source":{"account":"123456789012"},"started_at":"2025-03-01T00:00:00Z","status":"ok","stream":"iam/123456789012","trigger":"scheduled"},"predicateType":"https://exhibit.dev/evidence/record/v1","subject":[{"digest":{"sha256":"ab"},"name":"blobs/sha256/ab/ab"}]}"#;
+
+    #[test]
+    fn records_without_an_assessment_keep_their_bytes() {
+        let st: Statement<RecordPredicate> = serde_json::from_str(OLD).unwrap();
+        assert!(st.predicate.assessment.is_none());
+        let again = super::super::canonical::to_vec(&serde_json::to_value(&st).unwrap()).unwrap();
+        assert_eq!(String::from_utf8(again).unwrap(), OLD);
+    }
+
+    #[test]
+    fn an_assessment_round_trips_and_unknown_fields_are_refused() {
+        let mut st: Statement<RecordPredicate> = serde_json::from_str(OLD).unwrap();
+        st.predicate.assessment = Some(Assessment {
+            control: "aws-console-mfa".into(),
+            policy_sha256: "cd".repeat(32),
+            inputs: vec![AssessedRecord {
+                record: "records/iam/123456789012/000000000001.json".into(),
+                sha256: "ef".repeat(32),
+            }],
+            state: ControlState::Fail,
+        });
+        let text = serde_json::to_string(&st).unwrap();
+        assert!(text.contains(r#""state":"fail""#), "{text}");
+        let back: Statement<RecordPredicate> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, st);
+        let bad = text.replace(r#""state":"fail""#, r#""state":"fail","extra":1"#);
+        assert!(serde_json::from_str::<Statement<RecordPredicate>>(&bad).is_err());
+    }
 }

@@ -47,6 +47,7 @@ fn claim(stream: &str, seq: u64, status: Status, minute: i64) -> RecordPredicate
         },
         criteria: vec!["CC6.1".into()],
         cursor: None,
+        assessment: None,
     }
 }
 
