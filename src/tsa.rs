@@ -113,7 +113,7 @@ impl Timestamper {
     pub async fn publish_trust(&self, store: &dyn Store) -> Result<(), StoreError> {
         for (sha, pem) in self.cfg.trust.pems() {
             match store
-                .put_new(&layout::tsa_cert(sha), pem.as_bytes())
+                .put_new(&layout::tsa_cert(&sha), pem.as_bytes())
                 .await
             {
                 Ok(()) | Err(StoreError::Exists(_)) => {}
