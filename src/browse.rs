@@ -7,8 +7,8 @@ use anyhow::{Context as _, bail};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::evidence::record::{RecordPredicate, Statement, Status, peek};
 use crate::evidence::layout;
+use crate::evidence::record::{RecordPredicate, Statement, Status, peek};
 use crate::store::Store;
 
 /// Every stream in the store, with its record keys in order.

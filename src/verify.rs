@@ -451,8 +451,7 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
         match open_checkpoint(&key, &bytes, &keys) {
             Ok(c) => {
                 if !key.ends_with(&format!("/{}.json", c.predicate().run_id))
-                    || key
-                        != layout::checkpoint(c.predicate().finished_at, &c.predicate().run_id)
+                    || key != layout::checkpoint(c.predicate().finished_at, &c.predicate().run_id)
                 {
                     problem(
                         &key,

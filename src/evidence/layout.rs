@@ -145,10 +145,11 @@ impl ObjectKey {
         }
         if let Some(rest) = key.strip_prefix(KEYS) {
             let key_id = rest.strip_suffix(".pub")?;
-            return (!key_id.is_empty() && key_id.chars().all(|c| c.is_ascii_hexdigit()))
-                .then(|| ObjectKey::PublicKey {
+            return (!key_id.is_empty() && key_id.chars().all(|c| c.is_ascii_hexdigit())).then(
+                || ObjectKey::PublicKey {
                     key_id: key_id.to_string(),
-                });
+                },
+            );
         }
         if let Some(rest) = key.strip_prefix(TSA) {
             let sha256 = rest.strip_suffix(".pem")?;
@@ -164,10 +165,18 @@ impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ObjectKey::Blob { sha256 } => {
-                write!(f, "blobs/sha256/{}/{sha256}", &sha256[..2.min(sha256.len())])
+                write!(
+                    f,
+                    "blobs/sha256/{}/{sha256}",
+                    &sha256[..2.min(sha256.len())]
+                )
             }
             ObjectKey::Record { stream, seq } => {
-                write!(f, "{RECORDS}{stream}/{seq:0width$}.json", width = SEQ_DIGITS)
+                write!(
+                    f,
+                    "{RECORDS}{stream}/{seq:0width$}.json",
+                    width = SEQ_DIGITS
+                )
             }
             ObjectKey::Checkpoint { day, run_id } => write!(f, "{}{run_id}.json", day_dir(*day)),
             ObjectKey::Token { day, run_id } => write!(f, "{}{run_id}.tsr", day_dir(*day)),
@@ -318,9 +327,7 @@ mod tests {
         let at: DateTime<Utc> = "2026-03-04T23:59:59Z".parse().unwrap();
         let cases = [
             (
-                ObjectKey::Blob {
-                    sha256: SHA.into(),
-                },
+                ObjectKey::Blob { sha256: SHA.into() },
                 format!("blobs/sha256/ba/{SHA}"),
             ),
             (
@@ -345,9 +352,7 @@ mod tests {
                 "keys/0123456789abcdef.pub".into(),
             ),
             (
-                ObjectKey::TsaCert {
-                    sha256: SHA.into(),
-                },
+                ObjectKey::TsaCert { sha256: SHA.into() },
                 format!("tsa/{SHA}.pem"),
             ),
         ];
