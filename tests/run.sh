@@ -10,9 +10,10 @@
 # Where the minutes go, and why the order: the build is the bulk, so the
 # peers install in the background while it runs; the tests are built for
 # the static musl target, so that the same build serves the container image
-# test (no second build of everything for the image); clippy and the fuzz
-# targets build at the lowest CPU priority while the tests run, most of
-# which is spent waiting on peers and daemons.
+# test (no second build of everything for the image); clippy lints this
+# crate within that build rather than checking everything again; the fuzz
+# targets build at the lowest CPU priority, on what the main build and the
+# tests leave idle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -57,6 +58,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
   fi
 fi
+
+# Formatting first: a failure ends the run before anything starts in the
+# background.
+say "cargo fmt --check"
+cargo fmt --check
 
 # --- The test peers, installed in the background -----------------------------
 # Nothing below needs them until the tests run; their downloads overlap the
@@ -122,10 +128,32 @@ peers_pid=$!
 [ -s tests/requirements.txt ] && export PATH="$env_dir/venv/bin:$PATH"
 [ -f tests/peers/package-lock.json ] && export PATH="$root/tests/peers/node_modules/.bin:$PATH"
 
-# --- The build -----------------------------------------------------------------
-say "cargo fmt --check"
-cargo fmt --check
+# --- The fuzz targets, built in the background at the lowest priority ---------
+# The fuzz targets with the instrumentation cargo-fuzz would give them (its
+# flags for `cargo fuzz run -O -s none`: libFuzzer's coverage counters,
+# comparison tracing and stack depth, `--cfg fuzzing`), built by plain
+# cargo: no cargo-fuzz to install, and no AddressSanitizer, which needs a
+# nightly compiler and adds little over safe Rust's own checks. At nice 19
+# the build takes what the main build and the tests leave idle (the
+# serial tail of the main build, the tests' waits on peers and daemons);
+# in its own target directory, so that neither waits for the other's lock.
+host=$(rustc -vV | sed -n 's/^host: //p')
+fuzz_targets=(config record bundle canonical)
+fuzz_build_log="$env_dir/fuzz-build.log"
+(
+  renice -n 19 -p "$BASHPID" > /dev/null
+  say "fuzz targets: build (tests/fuzz, instrumented for libFuzzer)"
+  RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth \
+-Cllvm-args=-simplifycfg-branch-fold-threshold=0 --cfg fuzzing -Clink-dead-code" \
+    cargo build --manifest-path tests/fuzz/Cargo.toml --release --target "$host" \
+    --target-dir "$root/target/fuzz" --bins
+  say "fuzz targets: built"
+) > "$fuzz_build_log" 2>&1 &
+fuzz_build_pid=$!
 
+# --- The build -----------------------------------------------------------------
 # The tests are built for musl: the binary under test is then static, and
 # the container image test builds its image from that very binary.
 musl=x86_64-unknown-linux-musl
@@ -137,43 +165,20 @@ if rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
   target_args=(--target "$musl")
 fi
 
-say "cargo build of the tests (${target_args[*]:-host})"
+# Clippy (`cargo clippy --all-targets -- -D warnings`) within the build:
+# clippy-driver compiles this crate's targets — lints, then code as rustc
+# would — while the dependencies are compiled by rustc as usual, so the lints
+# cost no second, check-only build of every dependency. Any warning fails
+# the run (below), as -D warnings would, but only after the tests ran.
+if ! command -v clippy-driver >/dev/null; then
+  rustup component add clippy
+fi
+export RUSTC_WORKSPACE_WRAPPER=clippy-driver
+say "cargo build of the tests, with clippy (${target_args[*]:-host})"
 # One debug build serves the unit tests, the integration tests (one binary,
 # tests/it) and a smoke run of the benchmarks.
-cargo test "${target_args[@]}" --no-run --lib --bins --tests --bench '*'
-
-# --- Checks that build at the lowest priority while the tests run --------------
-# Their own target directories: cargo would otherwise make them wait for
-# the test run's lock on target/.
-host=$(rustc -vV | sed -n 's/^host: //p')
-fuzz_targets=(config record bundle canonical)
-background_checks() {
-  say "cargo clippy --all-targets -- -D warnings"
-  if CARGO_TARGET_DIR="$root/target/clippy" cargo clippy --all-targets -- -D warnings; then
-    echo "clippy: ok"
-  else
-    echo "clippy: FAILED"
-  fi
-  # The fuzz targets with the instrumentation cargo-fuzz would give them
-  # (its flags for `cargo fuzz run -O -s none`: libFuzzer's coverage
-  # counters, comparison tracing and stack depth, `--cfg fuzzing`), built by
-  # plain cargo: no cargo-fuzz to install, and no AddressSanitizer, which
-  # needs a nightly compiler and adds little over safe Rust's own checks.
-  say "fuzz targets: build (tests/fuzz, instrumented for libFuzzer)"
-  RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
--Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
--Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth \
--Cllvm-args=-simplifycfg-branch-fold-threshold=0 --cfg fuzzing -Clink-dead-code" \
-    cargo build --manifest-path tests/fuzz/Cargo.toml --release --target "$host" \
-    --target-dir "$root/target/fuzz" --bins
-  say "background checks done"
-}
-background_log="$env_dir/background.log"
-(
-  renice -n 19 -p "$BASHPID" > /dev/null
-  background_checks
-) > "$background_log" 2>&1 &
-background_pid=$!
+build_log="$env_dir/build.log"
+cargo test "${target_args[@]}" --no-run --lib --bins --tests --bench '*' 2>&1 | tee "$build_log"
 
 # --- The tests -------------------------------------------------------------
 say "waiting for the test peers"
@@ -194,19 +199,20 @@ say "benchmarks, smoke run"
 # themselves are `cargo bench`.
 cargo test "${target_args[@]}" --bench '*' --no-fail-fast 2>&1 | tee -a "$log" || status=$?
 
-say "waiting for clippy and the fuzz build"
-background_ok=0
-wait "$background_pid" || background_ok=$?
-grep '^== ' "$background_log" || true
-if grep -qx 'clippy: ok' "$background_log"; then
-  echo "test clippy ... ok"
-  echo "test result: ok. 1 passed; 0 failed" >> "$log"
-else
-  grep -v '^== ' "$background_log" | grep -B2 -A12 '^error' | head -n 80 || tail -n 40 "$background_log"
-  echo "test clippy ... FAILED"
-  echo "test result: FAILED. 0 passed; 1 failed" >> "$log"
+# The build's warnings are clippy's verdict: cargo sums them up per crate
+# (dependencies' lints are capped, so only this crate's count).
+say "clippy"
+if grep -E '^warning: .* generated [0-9]+ warnings?' "$build_log"; then
+  echo "clippy: FAILED (the warnings above; all of them in target/test-env/build.log)"
   status=1
+else
+  echo "clippy: ok"
 fi
+
+say "waiting for the fuzz build"
+fuzz_build_ok=0
+wait "$fuzz_build_pid" || fuzz_build_ok=$?
+grep '^== ' "$fuzz_build_log" || true
 
 say "fuzzing, a short run of each target, two at a time (tests/fuzz/README.md)"
 fuzz_one() { # TARGET
@@ -227,8 +233,8 @@ fuzz_report() { # TARGET EXIT-STATUS
     status=1
   fi
 }
-if [ "$background_ok" -ne 0 ]; then
-  grep -v '^== ' "$background_log" | tail -n 40
+if [ "$fuzz_build_ok" -ne 0 ]; then
+  grep -v '^== ' "$fuzz_build_log" | tail -n 40
   echo "the fuzz targets did not build (above)"
   for t in "${fuzz_targets[@]}"; do
     echo "test fuzz::$t ... FAILED (not built)"

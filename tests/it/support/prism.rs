@@ -61,7 +61,7 @@ pub fn shared_mock(spec: &Path) -> &'static Peer {
     // One slot per description, never dropped: the process owns them.
     type Slots = Mutex<HashMap<PathBuf, &'static OnceLock<Peer>>>;
     static SLOTS: OnceLock<Slots> = OnceLock::new();
-    let slot: &'static OnceLock<Peer> = *SLOTS
+    let slot: &'static OnceLock<Peer> = SLOTS
         .get_or_init(Mutex::default)
         .lock()
         .unwrap()
