@@ -119,8 +119,8 @@ impl Agent {
     /// override) or else the config's store, on the system clock.
     pub async fn open(config: Config, store: Option<&str>) -> Result<Self, OpenError> {
         // The one place collector instances are made from the config.
-        let instances = crate::collect::instance::build_all(&config)
-            .map_err(|e| OpenError::Usage(e.into()))?;
+        let instances =
+            crate::collect::instance::build_all(&config).map_err(|e| OpenError::Usage(e.into()))?;
         let store = open_store(store, Some(&config), true).await?;
         Self::assemble(config, instances, store, Clock::system()).await
     }
@@ -286,11 +286,7 @@ impl Agent {
     /// what was written; returns how many objects are left in it.
     pub async fn flush(&self) -> u64 {
         match self.store.spool() {
-            Some(spool) => {
-                spool
-                    .flush(self.config.store_settings.flush_timeout)
-                    .await
-            }
+            Some(spool) => spool.flush(self.config.store_settings.flush_timeout).await,
             None => 0,
         }
     }

@@ -24,7 +24,6 @@ use crate::evidence::timestamp::{self, TokenError, Verified};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
-
 /// Largest reply accepted; real tokens are a few kilobytes.
 const MAX_REPLY: usize = 1 << 20;
 
@@ -112,10 +111,7 @@ impl Timestamper {
     /// (never overwriting: each is named by its own hash).
     pub async fn publish_trust(&self, store: &dyn Store) -> Result<(), StoreError> {
         for (sha, pem) in self.cfg.trust.pems() {
-            match store
-                .put_new(&layout::tsa_cert(&sha), pem.as_bytes())
-                .await
-            {
+            match store.put_new(&layout::tsa_cert(&sha), pem.as_bytes()).await {
                 Ok(()) | Err(StoreError::Exists(_)) => {}
                 Err(e) => return Err(e),
             }

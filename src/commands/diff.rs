@@ -10,7 +10,8 @@ use crate::cli::{Cli, DiffArgs, Failure};
 pub(crate) async fn exec(cli: &Cli, args: &DiffArgs) -> Result<ExitCode, Failure> {
     let store = super::read_store(cli).await?;
     let stream = &args.stream;
-    let pair = crate::browse::pick_pair(&crate::read::Reader::new(store), stream, args.a, args.b).await?;
+    let pair =
+        crate::browse::pick_pair(&crate::read::Reader::new(store), stream, args.a, args.b).await?;
     let (older, newer) = (&pair.older, &pair.newer);
     let changes = crate::diff::diff_windows(
         older.payload.as_ref().unwrap_or(&serde_json::Value::Null),

@@ -1,11 +1,11 @@
 //! `exhibit verify`: checks a store, or a sample bundle, and prints the
 //! verdict.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
 use crate::cli::{Cli, Failure, VerifyArgs};
 use crate::evidence::keys::{KeyRing, PublicKey};
 use crate::verify::bundle::BundleError;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Verifies the store (or `--bundle`) over the period; exits 1 unless it
 /// is intact.

@@ -14,6 +14,7 @@ use super::State;
 use super::attest::Review;
 use super::definition::{Control, ControlKind, InputSpec};
 use super::exception::{self, Exception, RecordRef};
+use super::finding::{ExceptionNote, Finding};
 use super::period::{Period, review_due};
 use super::policy::{Policy, RawFinding, rego_object, to_rego};
 use crate::evidence::record::{CollectorInfo, RecordPredicate, Status};
@@ -168,42 +169,6 @@ pub struct Context<'a> {
     pub reviews: &'a [Review],
     /// The identity mapping (`input.mapping`), when the control has one.
     pub mapping: Option<&'a Value>,
-}
-
-/// The exception covering a finding, as reported.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ExceptionNote {
-    /// Who approved it.
-    pub approver: String,
-    /// Why.
-    pub reason: String,
-    /// Until when.
-    pub expires: DateTime<Utc>,
-    /// The exception record.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub record: Option<RecordRef>,
-}
-
-/// A finding of an evaluation.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Finding {
-    /// The entity at fault.
-    pub entity: String,
-    /// Why.
-    pub reason: String,
-    /// Further details from the policy.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub details: Map<String, Value>,
-    /// The live exception covering it; `None` means the finding is open.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exception: Option<ExceptionNote>,
-}
-
-impl Finding {
-    /// Whether no live exception covers it.
-    pub fn is_open(&self) -> bool {
-        self.exception.is_none()
-    }
 }
 
 /// An occurrence of an event control, judged.

@@ -18,6 +18,7 @@ pub mod attest;
 pub mod definition;
 pub mod evaluate;
 pub mod exception;
+pub mod finding;
 pub mod fixtures;
 pub mod library;
 pub mod period;
@@ -32,8 +33,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::evidence::record::ControlState as State;
 pub use definition::{Control, ControlKind, InputSpec};
-pub use evaluate::{Evaluation, Finding, InputRecord};
+pub use evaluate::{Evaluation, InputRecord};
 pub use exception::Exception;
+pub use finding::{ExceptionNote, Finding};
 pub use library::{Library, LoadedControl};
 
 /// The prefix of the streams of control results: `control/<id>`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::evaluate::Finding;
+use super::finding::Finding;
 use super::{Frequency, State};
 
 /// A calendar period (UTC), `[start, end)`.

@@ -105,8 +105,8 @@ pub fn from_payload(payload: &Value) -> Result<Evaluation, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::evaluate::Finding;
     use crate::control::exception::RecordRef;
+    use crate::control::finding::Finding;
     use crate::control::library::Library;
 
     #[test]

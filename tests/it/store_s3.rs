@@ -336,7 +336,7 @@ fn s3_opts(endpoint: &str) -> S3Options {
 
 #[test]
 fn the_s3_store_keeps_the_store_contract() {
-    let m = moto();
+    let m = moto::for_stores();
     let ep = m.endpoint();
     make_bucket(&ep, "contract", true);
     rt().block_on(async {

@@ -28,11 +28,11 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+pub(crate) use super::error::AwsError;
 use crate::collect::{CollectError, Context};
 
 /// The services the collectors read, each with its own concurrency limit.
@@ -96,204 +96,6 @@ impl Limits {
     fn of(&self, s: Service) -> &Semaphore {
         &self.per_service[&s]
     }
-}
-
-/// Why an AWS call failed.
-#[derive(Debug, Clone)]
-pub(crate) enum AwsError {
-    /// The service answered with an error (after the SDK's retries).
-    Service {
-        action: &'static str,
-        code: Option<String>,
-        message: String,
-        status: Option<u16>,
-    },
-    /// Throttled, and the SDK's retries ran out.
-    Throttled {
-        action: &'static str,
-        message: String,
-    },
-    /// The credentials were refused, or none could be found or assumed.
-    Credentials {
-        action: &'static str,
-        message: String,
-    },
-    /// No answer: connection refused, timeout, an unreadable response.
-    Transport {
-        action: &'static str,
-        message: String,
-    },
-    /// The agent is shutting down.
-    Cancelled,
-}
-
-/// Error codes that mean "slow down".
-const THROTTLING: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "TransactionInProgressException",
-    "RequestLimitExceeded",
-    "BandwidthLimitExceeded",
-    "LimitExceededException",
-    "RequestThrottled",
-    "SlowDown",
-    "PriorRequestNotComplete",
-    "EC2ThrottledException",
-];
-
-/// Error codes that mean the credentials themselves are bad: nothing else
-/// will work either.
-const BAD_CREDENTIALS: &[&str] = &[
-    "InvalidClientTokenId",
-    "UnrecognizedClientException",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidToken",
-    "AuthFailure",
-    "IncompleteSignature",
-];
-
-impl AwsError {
-    /// Classifies an SDK error of the call `action`.
-    pub(crate) fn from_sdk<E>(action: &'static str, e: SdkError<E, HttpResponse>) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let message = one_line(&DisplayErrorContext(&e).to_string());
-        match &e {
-            SdkError::ServiceError(s) => {
-                let code = s.err().code().map(str::to_string);
-                let status = s.raw().status().as_u16();
-                // Without a code or message the body was not an AWS error
-                // answer (a proxy's page, an emulator's 404); the SDK's
-                // own description then quotes the raw response, which says
-                // nothing more and does not belong in evidence.
-                let text = match (s.err().message(), &code) {
-                    (Some(m), _) => one_line(m),
-                    (None, Some(_)) => String::from("(no message)"),
-                    (None, None) => String::from(
-                        "not an AWS error answer (does this endpoint implement the operation?)",
-                    ),
-                };
-                match code.as_deref() {
-                    Some(c) if THROTTLING.contains(&c) => AwsError::Throttled {
-                        action,
-                        message: format!("{c}: {text}"),
-                    },
-                    Some(c) if BAD_CREDENTIALS.contains(&c) => AwsError::Credentials {
-                        action,
-                        message: format!("{c}: {text}"),
-                    },
-                    _ if status == 429 => AwsError::Throttled {
-                        action,
-                        message: text,
-                    },
-                    _ => AwsError::Service {
-                        action,
-                        code,
-                        message: text,
-                        status: Some(status),
-                    },
-                }
-            }
-            // Credentials that cannot be loaded or assumed fail before the
-            // request is sent, as a dispatch or construction failure.
-            _ if message.contains("credentials") || message.contains("Credentials") => {
-                AwsError::Credentials { action, message }
-            }
-            _ => AwsError::Transport { action, message },
-        }
-    }
-
-    /// The service's error code, if it answered with one.
-    pub(crate) fn code(&self) -> Option<&str> {
-        match self {
-            AwsError::Service { code, .. } => code.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// Whether the error ends the whole collection rather than one part of
-    /// it: nothing further would work (credentials, no connection), or the
-    /// account is being throttled and the attempt should be made again
-    /// later as a whole.
-    pub(crate) fn ends_collection(&self) -> bool {
-        !matches!(self, AwsError::Service { .. })
-    }
-
-    /// Whether the answer was "access denied" (a permission missing from
-    /// the collector's role, recorded as such).
-    pub(crate) fn is_access_denied(&self) -> bool {
-        matches!(
-            self.code(),
-            Some(
-                "AccessDenied"
-                    | "AccessDeniedException"
-                    | "UnauthorizedOperation"
-                    | "AuthorizationError"
-            )
-        )
-    }
-}
-
-impl std::fmt::Display for AwsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AwsError::Service {
-                action,
-                code,
-                message,
-                status,
-            } => {
-                write!(f, "{action}: ")?;
-                if let Some(c) = code {
-                    write!(f, "{c}: ")?;
-                }
-                write!(f, "{message}")?;
-                if let Some(s) = status {
-                    write!(f, " (HTTP {s})")?;
-                }
-                Ok(())
-            }
-            AwsError::Throttled { action, message } => {
-                write!(
-                    f,
-                    "{action}: throttled, and the SDK's retries ran out: {message}"
-                )
-            }
-            AwsError::Credentials { action, message } => {
-                write!(f, "{action}: the AWS credentials were refused: {message}")
-            }
-            AwsError::Transport { action, message } => write!(f, "{action}: {message}"),
-            AwsError::Cancelled => write!(f, "cancelled"),
-        }
-    }
-}
-
-impl From<AwsError> for CollectError {
-    fn from(e: AwsError) -> Self {
-        match e {
-            AwsError::Cancelled => CollectError::Cancelled,
-            AwsError::Credentials { .. } => CollectError::fatal(e.to_string()),
-            AwsError::Service { .. } if e.is_access_denied() => CollectError::fatal(e.to_string()),
-            _ => CollectError::retryable(e.to_string()),
-        }
-    }
-}
-
-fn one_line(s: &str) -> String {
-    let s: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(500)
-        .collect();
-    s.trim().to_string()
 }
 
 /// Logs the IAM action of every operation a client executes.
@@ -641,12 +443,6 @@ pub(crate) fn part<T>(
     failures: &mut Vec<String>,
 ) -> Result<Option<T>, CollectError> {
     crate::collect::part(what, r, failures)
-}
-
-impl crate::collect::PartError for AwsError {
-    fn ends_collection(&self) -> bool {
-        AwsError::ends_collection(self)
-    }
 }
 
 #[cfg(test)]

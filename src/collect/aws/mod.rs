@@ -16,6 +16,7 @@
 pub(crate) mod api;
 mod cloudtrail;
 mod credential_report;
+mod error;
 mod iam_groups;
 mod iam_policies;
 mod iam_roles;

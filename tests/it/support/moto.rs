@@ -25,7 +25,6 @@ const INSTALL: &str = "these tests need the AWS peer; run `bash tests/run.sh`, o
 /// tests) fails every suite that covers them all.
 pub fn aws_kinds() -> Vec<&'static str> {
     let kinds: Vec<_> = exhibit::collect::kinds()
-        .iter()
         .map(|k| k.name)
         .filter(|n| n.starts_with("aws-"))
         .collect();

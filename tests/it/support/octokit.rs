@@ -31,7 +31,6 @@ pub const ORG: &str = "exhibit-fixture-org";
 /// without tests) fails the suites that cover them all.
 pub fn github_kinds() -> Vec<&'static str> {
     let kinds: Vec<_> = exhibit::collect::kinds()
-        .iter()
         .map(|k| k.name)
         .filter(|n| n.starts_with("github-"))
         .collect();
