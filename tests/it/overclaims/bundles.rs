@@ -1,0 +1,1 @@
+//! Overclaims of sample bundles and both of their verifiers.

@@ -1,0 +1,1 @@
+//! Overclaims of collectors: secrets, redirects and unbounded bodies.

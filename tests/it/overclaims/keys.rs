@@ -1,0 +1,1 @@
+//! Overclaims of signing keys: validity windows, stray keys, unsafe key files.

@@ -1,0 +1,1 @@
+//! Overclaims of verify's verdicts: no evidence, incomplete periods, pinned heads.

@@ -1,0 +1,1 @@
+//! Overclaims of the writer: planted heads and clocks that go backwards.
