@@ -25,8 +25,11 @@ mkdir -p "$env_dir"
 say() { printf '\n== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 # CI always builds from cold: incremental state would only cost disk.
+# Nor does it need full debug information: file and line in backtraces is
+# what a failing test shows, and the rest is most of what the linker writes.
 if [ -n "${CI:-}" ]; then
   export CARGO_INCREMENTAL=0
+  export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 fi
 
 # --- Debian packages -------------------------------------------------------
@@ -147,7 +150,7 @@ fuzz_build_log="$env_dir/fuzz-build.log"
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth \
 -Cllvm-args=-simplifycfg-branch-fold-threshold=0 --cfg fuzzing -Clink-dead-code" \
-    cargo build --manifest-path tests/fuzz/Cargo.toml --release --target "$host" \
+    cargo build --manifest-path tests/fuzz/Cargo.toml --profile smoke --target "$host" \
     --target-dir "$root/target/fuzz" --bins
   say "fuzz targets: built"
 ) > "$fuzz_build_log" 2>&1 &
@@ -218,7 +221,7 @@ say "fuzzing, a short run of each target, two at a time (tests/fuzz/README.md)"
 fuzz_one() { # TARGET
   local t=$1
   mkdir -p "tests/fuzz/artifacts/$t" "tests/fuzz/corpus/$t"
-  "$root/target/fuzz/$host/release/$t" -artifact_prefix="tests/fuzz/artifacts/$t/" \
+  "$root/target/fuzz/$host/smoke/$t" -artifact_prefix="tests/fuzz/artifacts/$t/" \
     -max_total_time="${EXHIBIT_FUZZ_SECONDS:-15}" -rss_limit_mb=2048 "tests/fuzz/corpus/$t" \
     > "$env_dir/fuzz-$t.log" 2>&1
 }
