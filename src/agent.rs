@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::runner::{Outcome, Runner};
 use crate::store::{self, Store, StoreError};
 use crate::tsa::Timestamper;
-use crate::writer::{Run, WriteError, Writer, Written};
+use crate::writer::{Entry, Run, WriteError, Writer, Written};
 
 /// Why an agent (or a store) could not be opened, by whose fault.
 #[derive(Debug, thiserror::Error)]
@@ -235,6 +235,12 @@ impl Agent {
     /// Closes `run` with its signed checkpoint; returns its key.
     pub async fn checkpoint(&self, run: Run) -> Result<String, WriteError> {
         self.writer.checkpoint(run).await
+    }
+
+    /// Writes `entry` within `run`: what is recorded without a collector
+    /// (control results, exceptions, signed reviews).
+    pub async fn append(&self, run: &Run, entry: Entry) -> Result<Written, WriteError> {
+        self.writer.append(run, entry).await
     }
 
     /// Collects every target of `inst` within `run`, serving `slot` when

@@ -97,6 +97,18 @@ pub(crate) enum Command {
     /// The agent's signing key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Evaluates controls over the evidence and records their results.
+    Assess(commands::assess::AssessArgs),
+    /// Each control's state now and over a period; `controls test` runs
+    /// the library's fixtures.
+    Controls(commands::controls::ControlsArgs),
+    /// Grants and lists exceptions to a control's findings.
+    #[command(subcommand)]
+    Exception(commands::exception::ExceptionCommand),
+    /// Signs off a record for a control with your SSH key.
+    Attest(commands::attest::AttestArgs),
+    /// Every occurrence of a control in a period, and the population's hash.
+    Population(commands::population::PopulationArgs),
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +326,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Config(command) => commands::config::exec(&cli, command),
         Command::Health { addr } => Ok(commands::health::exec(*addr)),
         Command::Keys(command) => commands::keys::exec(&cli, command).await,
+        Command::Assess(args) => commands::assess::exec(&cli, args).await,
+        Command::Controls(args) => commands::controls::exec(&cli, args).await,
+        Command::Exception(command) => commands::exception::exec(&cli, command).await,
+        Command::Attest(args) => commands::attest::exec(&cli, args).await,
+        Command::Population(args) => commands::population::exec(&cli, args).await,
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod assess;
 pub mod browse;
 pub mod cli;
 pub mod clock;

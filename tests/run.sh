@@ -51,6 +51,8 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 # Node.js runs the npm peers (GitHub's fixtures server, prism).
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+# Signed reviews are checked as an auditor would, with ssh-keygen.
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 # libFuzzer, which the fuzz targets link, is C++.
 command -v c++ >/dev/null || need_apt+=(g++)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -4,13 +4,18 @@
 //! [`crate::report`], …); the argument types and exit codes are in
 //! [`crate::cli`].
 
+pub(crate) mod assess;
+pub(crate) mod attest;
 pub(crate) mod collect;
 pub(crate) mod config;
+pub(crate) mod controls;
 pub(crate) mod diff;
+pub(crate) mod exception;
 pub(crate) mod export;
 pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod list;
+pub(crate) mod population;
 pub(crate) mod report;
 pub(crate) mod run;
 pub(crate) mod sample;

@@ -19,6 +19,7 @@ use toml::de::DeTable;
 
 use super::Frequency;
 use crate::config::{ConfigError, Source};
+use crate::evidence::record::CollectorInfo;
 use crate::evidence::sha256_hex;
 
 /// A control file as written.
@@ -103,6 +104,20 @@ pub struct InputSpec {
     /// judged; any other failure makes the control `not_evaluated`.
     #[serde(default)]
     pub tolerate: Vec<String>,
+}
+
+impl InputSpec {
+    /// Whether this input selects `stream`, written by `collector` from
+    /// `source` (a record's predicate says all three).
+    pub fn selects(&self, stream: &str, collector: &CollectorInfo, source: &Value) -> bool {
+        collector.kind == self.kind
+            && self
+                .definition
+                .as_ref()
+                .is_none_or(|d| source.get("definition").and_then(Value::as_str) == Some(d))
+            && self.collector.as_ref().is_none_or(|c| &collector.name == c)
+            && self.stream.as_ref().is_none_or(|s| s == stream)
+    }
 }
 
 /// A review that a person must sign in every period (e.g. a quarterly

@@ -75,19 +75,7 @@ impl InputRecord {
 
     /// Whether the input `spec` selects this record's stream.
     pub fn matches(&self, spec: &InputSpec) -> bool {
-        self.collector.kind == spec.kind
-            && spec
-                .definition
-                .as_ref()
-                .is_none_or(|d| self.source.get("definition").and_then(Value::as_str) == Some(d))
-            && spec
-                .collector
-                .as_ref()
-                .is_none_or(|c| &self.collector.name == c)
-            && spec
-                .stream
-                .as_ref()
-                .is_none_or(|s| &self.record.stream == s)
+        spec.selects(&self.record.stream, &self.collector, &self.source)
     }
 
     fn document(&self) -> regorus::Value {

@@ -8,10 +8,12 @@
 //! The store is read once (`load`) into a view; each check is then a
 //! function over that view and the [`Options`] that adds the problems and
 //! warnings it finds to one list: `keys`, `chains` (records and per-stream
-//! chains), `payloads`, `checkpoints`, `timestamps`, and `coverage`, which
-//! only summarises. [`bundle`] verifies a sample bundle; `render` gives the
+//! chains), `assessments` (the records control results judged exist),
+//! `payloads`, `checkpoints`, `timestamps`, and `coverage`, which only
+//! summarises. [`bundle`] verifies a sample bundle; `render` gives the
 //! verdict's human form.
 
+mod assessments;
 pub mod bundle;
 mod chains;
 mod checkpoints;
@@ -242,6 +244,7 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
     let mut found = Findings::default();
     keys::check(&view, &mut found);
     chains::check(&view, opts, &mut found);
+    assessments::check(&view, opts, &mut found);
     let payloads = payloads::check(&view, opts, &mut found).await;
     checkpoints::check(&view, opts, &mut found);
     let timestamps = timestamps::check(&view, opts, &mut found).await?;

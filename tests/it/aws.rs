@@ -22,15 +22,15 @@ use crate::support::{Workspace, code, root, text};
 /// The agent's own secret access key: it must not show anywhere either.
 const AGENT_SECRET: &str = "agent-secret-Zq81xWv0pLm3";
 
-const ACCOUNT: &str = "123456789012";
+pub(crate) const ACCOUNT: &str = "123456789012";
 
 /// moto_server with the seeded estate, and what the seed reported.
-struct Estate {
-    moto: Moto,
+pub(crate) struct Estate {
+    pub(crate) moto: Moto,
     seed: Value,
 }
 
-fn estate() -> &'static Estate {
+pub(crate) fn estate() -> &'static Estate {
     static ESTATE: OnceLock<Estate> = OnceLock::new();
     ESTATE.get_or_init(|| {
         // AdministratorAccess and the other AWS-managed policies exist only
@@ -59,14 +59,14 @@ fn config(kinds: &[&str], settings: &str) -> String {
 }
 
 /// One `exhibit collect` and what it left.
-struct Run {
-    ws: Workspace,
-    out: Output,
+pub(crate) struct Run {
+    pub(crate) ws: Workspace,
+    pub(crate) out: Output,
 }
 
 /// Runs `exhibit collect` with debug logs in JSON, against `endpoint`, with
 /// test credentials and nothing from the developer's own ~/.aws.
-fn collect(kinds: &[&str], settings: &str, endpoint: &str) -> Run {
+pub(crate) fn collect(kinds: &[&str], settings: &str, endpoint: &str) -> Run {
     let ws = Workspace::new(&config(kinds, settings));
     let empty = ws.path().join("aws-config");
     std::fs::write(&empty, "").unwrap();
