@@ -35,9 +35,13 @@ use crate::writer::Entry;
 /// Whether `stream` holds what assessment writes (results, exceptions,
 /// reviews) rather than collected evidence.
 pub fn is_assessment_stream(stream: &str) -> bool {
-    [RESULT_STREAM_PREFIX, EXCEPTION_STREAM_PREFIX, ATTEST_STREAM_PREFIX]
-        .iter()
-        .any(|p| stream.starts_with(p))
+    [
+        RESULT_STREAM_PREFIX,
+        EXCEPTION_STREAM_PREFIX,
+        ATTEST_STREAM_PREFIX,
+    ]
+    .iter()
+    .any(|p| stream.starts_with(p))
 }
 
 /// A stream of collected evidence, with what its newest readable record
@@ -77,9 +81,11 @@ pub fn inputs_of<'a>(control: &LoadedControl, sources: &'a [Source]) -> Vec<&'a 
     sources
         .iter()
         .filter(|s| {
-            control.control.inputs.iter().any(|spec| {
-                spec.selects(&s.stream, &s.predicate.collector, &s.predicate.source)
-            })
+            control
+                .control
+                .inputs
+                .iter()
+                .any(|spec| spec.selects(&s.stream, &s.predicate.collector, &s.predicate.source))
         })
         .collect()
 }
@@ -94,9 +100,9 @@ pub fn has_inputs(control: &LoadedControl, sources: &[Source]) -> bool {
         .iter()
         .filter(|spec| !spec.optional)
         .all(|spec| {
-            sources.iter().any(|s| {
-                spec.selects(&s.stream, &s.predicate.collector, &s.predicate.source)
-            })
+            sources
+                .iter()
+                .any(|s| spec.selects(&s.stream, &s.predicate.collector, &s.predicate.source))
         })
 }
 
@@ -368,13 +374,12 @@ pub async fn results(
     let mut records = Box::pin(reader.records(&stream));
     while let Some(r) = records.try_next().await? {
         let payload = readable(reader, &r).await.map_err(anyhow::Error::msg)?;
-        let eval = result::from_payload(&payload)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", r.key))?;
+        let eval = result::from_payload(&payload).map_err(|e| anyhow::anyhow!("{}: {e}", r.key))?;
         if eval.at >= from && eval.at <= to {
             out.push((reference(&r), eval));
         }
     }
-    out.sort_by(|a, b| (a.1.at, a.0.seq).cmp(&(b.1.at, b.0.seq)));
+    out.sort_by_key(|(r, e)| (e.at, r.seq));
     Ok(out)
 }
 
@@ -435,11 +440,12 @@ pub async fn status(
     })
 }
 
+/// An occurrence as judged: when it happened, its state, its attributes.
+type Judged = (DateTime<Utc>, State, Map<String, Value>);
+
 /// The occurrences of an event control across its results, each judged
 /// by the newest result that saw it.
-fn occurrences(
-    results: &[(RecordRef, Evaluation)],
-) -> BTreeMap<String, (DateTime<Utc>, State, Map<String, Value>)> {
+fn occurrences(results: &[(RecordRef, Evaluation)]) -> BTreeMap<String, Judged> {
     let mut out = BTreeMap::new();
     for (_, e) in results {
         for o in &e.occurrences {

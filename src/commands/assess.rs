@@ -68,19 +68,17 @@ pub(crate) async fn exec(cli: &Cli, args: &AssessArgs) -> Result<ExitCode, Failu
     for p in &standing.problems {
         eprintln!("warning: not used: {p}");
     }
-    let (selected, skipped): (Vec<&LoadedControl>, Vec<&LoadedControl>) = if args
-        .controls
-        .is_empty()
-    {
-        lib.iter().partition(|c| assess::has_inputs(c, &sources))
-    } else {
-        (
-            lib.iter()
-                .filter(|c| args.controls.contains(&c.control.id))
-                .collect(),
-            Vec::new(),
-        )
-    };
+    let (selected, skipped): (Vec<&LoadedControl>, Vec<&LoadedControl>) =
+        if args.controls.is_empty() {
+            lib.iter().partition(|c| assess::has_inputs(c, &sources))
+        } else {
+            (
+                lib.iter()
+                    .filter(|c| args.controls.contains(&c.control.id))
+                    .collect(),
+                Vec::new(),
+            )
+        };
     if !skipped.is_empty() {
         let ids: Vec<&str> = skipped.iter().map(|c| c.control.id.as_str()).collect();
         eprintln!(
@@ -152,14 +150,23 @@ fn render(rows: &[(&LoadedControl, Option<Evaluation>, usize)]) -> String {
         .max(7);
     let mut out = format!("{:width$}  {:13}  RESULTS  OPEN\n", "CONTROL", "STATE");
     for (c, e, written) in rows {
-        let state = e.as_ref().map_or("no inputs in the period", |e| e.state.as_str());
+        let state = e
+            .as_ref()
+            .map_or("no inputs in the period", |e| e.state.as_str());
         let open = e.as_ref().map_or(0, |e| e.open_findings().count());
-        let _ = writeln!(out, "{:width$}  {state:13}  {written:>7}  {open}", c.control.id);
+        let _ = writeln!(
+            out,
+            "{:width$}  {state:13}  {written:>7}  {open}",
+            c.control.id
+        );
     }
     for (c, e, _) in rows {
         let Some(e) = e else { continue };
         if let Some(reason) = &e.reason
-            && matches!(e.state, State::NotEvaluated | State::Error | State::NotApplicable)
+            && matches!(
+                e.state,
+                State::NotEvaluated | State::Error | State::NotApplicable
+            )
         {
             let _ = writeln!(out, "\n{}: {reason}", c.control.id);
         }

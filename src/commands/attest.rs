@@ -67,8 +67,8 @@ pub(crate) async fn exec(cli: &Cli, args: &AttestArgs) -> Result<ExitCode, Failu
         )));
     };
     let passphrase = std::env::var("EXHIBIT_SSH_PASSPHRASE").ok();
-    let key = attest::load_key(&args.key, passphrase.as_deref())
-        .map_err(|e| Failure::Usage(e.into()))?;
+    let key =
+        attest::load_key(&args.key, passphrase.as_deref()).map_err(|e| Failure::Usage(e.into()))?;
     let config = super::require_config(cli)?;
     init_logging(
         cli.log_format.unwrap_or(config.log.format),
@@ -78,7 +78,11 @@ pub(crate) async fn exec(cli: &Cli, args: &AttestArgs) -> Result<ExitCode, Failu
     );
     let agent = Agent::open(config, cli.store.as_deref()).await?;
     let reader = Reader::new(agent.store().clone());
-    let Some(record) = reader.record(stream, seq).await.map_err(anyhow::Error::from)? else {
+    let Some(record) = reader
+        .record(stream, seq)
+        .await
+        .map_err(anyhow::Error::from)?
+    else {
         return Err(Failure::Usage(anyhow::anyhow!(
             "{} is not in {}",
             args.record,
@@ -91,6 +95,8 @@ pub(crate) async fn exec(cli: &Cli, args: &AttestArgs) -> Result<ExitCode, Failu
             args.record
         )));
     }
+    // The record's times must fall inside its run.
+    let run = agent.begin_run(Trigger::Manual);
     let now = agent.now();
     let signed = attest::sign(
         &key,
@@ -113,7 +119,6 @@ pub(crate) async fn exec(cli: &Cli, args: &AttestArgs) -> Result<ExitCode, Failu
     );
     entry.predicate.criteria = control.control.criteria.clone();
     entry.predicate.attempts = 1;
-    let run = agent.begin_run(Trigger::Manual);
     let written = agent.append(&run, entry).await;
     agent
         .checkpoint(run)

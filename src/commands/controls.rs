@@ -19,7 +19,11 @@ pub(crate) struct LibraryArgs {
     /// A directory of your own controls (`<id>.toml` and their policies),
     /// added to the built-in library; a control with a built-in id
     /// replaces it.
-    #[arg(long = "controls-dir", env = "EXHIBIT_CONTROLS_DIR", value_name = "DIR")]
+    #[arg(
+        long = "controls-dir",
+        env = "EXHIBIT_CONTROLS_DIR",
+        value_name = "DIR"
+    )]
     pub(crate) dir: Option<PathBuf>,
 }
 
@@ -136,9 +140,10 @@ fn render(rows: &[ControlStatus], from: DateTime<Utc>, to: DateTime<Utc>) -> Str
     );
     for r in rows {
         let s = &r.summary;
-        let since = s
-            .since
-            .map_or_else(|| "-".to_string(), |t| t.format("%Y-%m-%d %H:%M").to_string());
+        let since = s.since.map_or_else(
+            || "-".to_string(),
+            |t| t.format("%Y-%m-%d %H:%M").to_string(),
+        );
         let _ = writeln!(
             out,
             "{:width$}  {:13}  {:16}  {:>5} {:>5} {:>8} {:>8} {:>5}  {}",
@@ -168,7 +173,9 @@ fn render(rows: &[ControlStatus], from: DateTime<Utc>, to: DateTime<Utc>) -> Str
 fn test(lib: &Library, only: &[String]) -> Result<ExitCode, Failure> {
     for id in only {
         if lib.get(id).is_none() {
-            return Err(Failure::Usage(anyhow::anyhow!("no control `{id}` in the library")));
+            return Err(Failure::Usage(anyhow::anyhow!(
+                "no control `{id}` in the library"
+            )));
         }
     }
     let mut outcomes = Vec::new();

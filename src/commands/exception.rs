@@ -80,6 +80,8 @@ async fn add(cli: &Cli, args: &AddArgs) -> Result<ExitCode, Failure> {
         "warn",
     );
     let agent = Agent::open(config, cli.store.as_deref()).await?;
+    // The record's times must fall inside its run.
+    let run = agent.begin_run(Trigger::Manual);
     let now = agent.now();
     let exception = Exception::new(
         &args.control,
@@ -103,7 +105,6 @@ async fn add(cli: &Cli, args: &AddArgs) -> Result<ExitCode, Failure> {
     );
     entry.predicate.criteria = control.control.criteria.clone();
     entry.predicate.attempts = 1;
-    let run = agent.begin_run(Trigger::Manual);
     let written = agent.append(&run, entry).await;
     agent
         .checkpoint(run)
@@ -114,7 +115,10 @@ async fn add(cli: &Cli, args: &AddArgs) -> Result<ExitCode, Failure> {
         "exception {}@{}: {} is excepted from {} until {} (approved by {})",
         written.stream, written.seq, args.entity, args.control, expires, args.approver
     );
-    println!("Run `exhibit assess --control {}` to apply it.", args.control);
+    println!(
+        "Run `exhibit assess --control {}` to apply it.",
+        args.control
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -136,7 +140,10 @@ async fn list(cli: &Cli, json: bool) -> Result<ExitCode, Failure> {
                 v
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows).expect("serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("serialises")
+        );
     } else if standing.exceptions.is_empty() {
         println!("No exceptions in {}.", reader.describe());
     } else {

@@ -111,7 +111,10 @@ fn console_mfa_fails_on_bob_until_excepted_and_its_results_are_evidence() {
     assert_eq!(rc, 0, "{controls}");
     let mfa = control(&controls, "aws-console-mfa");
     assert_eq!(mfa["current"], "excepted");
-    assert_eq!((mfa["fail"].as_u64(), mfa["excepted"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (mfa["fail"].as_u64(), mfa["excepted"].as_u64()),
+        (Some(1), Some(1))
+    );
     let out = ws.run(&["exception", "list"]);
     assert!(text(&out).contains("break-glass account"), "{}", text(&out));
 
@@ -160,15 +163,30 @@ fn console_mfa_fails_on_bob_until_excepted_and_its_results_are_evidence() {
 
 /// `ssh-keygen -Y verify` over a stored review: the auditor's own check.
 fn ssh_verify(dir: &Path, review: &Value, principal: &str, message: &[u8]) -> bool {
-    std::fs::write(dir.join("review.sig"), review["signature"].as_str().unwrap()).unwrap();
+    std::fs::write(
+        dir.join("review.sig"),
+        review["signature"].as_str().unwrap(),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("allowed_signers"),
-        format!("{principal} {}\n", review["signer"]["public_key"].as_str().unwrap()),
+        format!(
+            "{principal} {}\n",
+            review["signer"]["public_key"].as_str().unwrap()
+        ),
     )
     .unwrap();
     std::fs::write(dir.join("message"), message).unwrap();
     let out = Command::new("ssh-keygen")
-        .args(["-Y", "verify", "-n", "exhibit-attest", "-I", principal, "-f"])
+        .args([
+            "-Y",
+            "verify",
+            "-n",
+            "exhibit-attest",
+            "-I",
+            principal,
+            "-f",
+        ])
         .arg(dir.join("allowed_signers"))
         .arg("-s")
         .arg(dir.join("review.sig"))
@@ -212,12 +230,19 @@ fn a_review_signed_with_an_ssh_key_verifies_with_ssh_keygen() {
         key.to_str().unwrap(),
     ]);
     assert_eq!(code(&out), 0, "{}", text(&out));
+    let (rc, report) = json(&ws, &["verify", "--json"]);
+    assert_eq!(rc, 0, "the review is in the chain: {report}");
     let (_, shown) = json(&ws, &["show", "--json", "attest/access-review-quarterly"]);
     let review = &shown["payload"];
     assert_eq!(review["record"]["stream"], stream.as_str());
     assert_eq!(review["record"]["seq"], 1);
     let message = review["message"].as_str().unwrap().as_bytes();
-    assert!(ssh_verify(ws.path(), review, "reviewer@example.com", message));
+    assert!(ssh_verify(
+        ws.path(),
+        review,
+        "reviewer@example.com",
+        message
+    ));
     // The signature covers the statement: a changed one does not verify.
     let forged = String::from_utf8_lossy(message).replace("every user", "no user");
     assert!(!ssh_verify(
@@ -283,5 +308,8 @@ fn the_library_fixtures_pass_and_a_wrong_expectation_fails() {
     ]);
     let t = text(&out);
     assert_eq!(code(&out), 1, "{t}");
-    assert!(t.contains("FAIL aws-root-access-keys/no root access keys"), "{t}");
+    assert!(
+        t.contains("FAIL aws-root-access-keys/no root access keys"),
+        "{t}"
+    );
 }
