@@ -1,13 +1,29 @@
 //! The keys check: the store's published keys are well-formed and named by
-//! their ids, there is a key to verify with, and there is evidence at all.
+//! their ids, there is a key to verify with, and there is evidence at all;
+//! and every key is used within its window.
+//!
+//! A key's window opens with the agent's first checkpoint (the key that
+//! signs it is where the chain starts) or with the rotation checkpoint that
+//! introduces it, signed by the key it retires; the check of
+//! `checkpoints.rs` closes it at that retirement. A key that neither starts
+//! a chain nor was introduced by a rotation is trusted by nothing but its
+//! presence — in `keys/` or on the auditor's command line — and is a
+//! problem: someone holding only a new key could otherwise re-sign the
+//! history from before its rotation and drop the rotation. Records and
+//! checkpoints dated before their key's rotation are problems too.
 
-use super::Findings;
-use super::load::{KeyFile, Loaded};
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use super::load::{KEYS_GIVEN, KeyFile, Loaded};
+use super::{Findings, Options};
 use crate::evidence::layout;
 
-/// Reports misnamed and malformed key files, and a store with no key or
-/// nothing at all.
-pub(super) fn check(view: &Loaded, found: &mut Findings) {
+/// Reports misnamed and malformed key files, a store with no key or
+/// nothing at all, keys no rotation introduced, and signatures made before
+/// their key's window opened.
+pub(super) fn check(view: &Loaded, opts: &Options, found: &mut Findings) {
     for (key, file) in &view.key_files {
         match file {
             KeyFile::Trusted => {}
@@ -31,6 +47,117 @@ pub(super) fn check(view: &Loaded, found: &mut Findings) {
             "no public key to verify signatures with".into(),
         );
     }
+    windows(view, opts, found);
+}
+
+/// Where a key's window opens: the rotation checkpoint that introduced it,
+/// and when that finished.
+type Introduced<'a> = BTreeMap<&'a str, (DateTime<Utc>, &'a str)>;
+
+/// The keys introduced by a rotation (signed by the key it retires), each
+/// at its earliest such rotation.
+fn introduced(view: &Loaded) -> Introduced<'_> {
+    let mut introduced: Introduced<'_> = BTreeMap::new();
+    for c in &view.checkpoints {
+        let Some(r) = &c.predicate().rotation else {
+            continue;
+        };
+        // A rotation signed by another key is `bad_rotation`, and
+        // introduces nothing.
+        if c.key_id != r.retired_key {
+            continue;
+        }
+        let at = c.predicate().finished_at;
+        let entry = introduced.entry(&r.new_key).or_insert((at, &c.key));
+        if at < entry.0 {
+            *entry = (at, &c.key);
+        }
+    }
+    introduced
+}
+
+/// The keys that start a chain: the signers of the agents' first
+/// checkpoints or, in a store with no checkpoint at all (its first run was
+/// interrupted), of its earliest record.
+fn origins(view: &Loaded) -> BTreeSet<&str> {
+    if view.checkpoints.is_empty() {
+        return view
+            .records()
+            .min_by_key(|l| l.record.predicate().started_at)
+            .map(|l| l.record.key_id.as_str())
+            .into_iter()
+            .collect();
+    }
+    view.checkpoints
+        .iter()
+        .filter(|c| c.predicate().prev.is_none())
+        .map(|c| c.key_id.as_str())
+        .collect()
+}
+
+fn windows(view: &Loaded, opts: &Options, found: &mut Findings) {
+    let introduced = introduced(view);
+    // A bundle's period may start after the first checkpoint and after a
+    // rotation: only what it holds can be judged.
+    if opts.bundle.is_none() {
+        let origins = origins(view);
+        for id in view.keys.ids() {
+            if introduced.contains_key(id) || origins.contains(id) {
+                continue;
+            }
+            let records = view.records().filter(|l| l.record.key_id == id).count();
+            let checkpoints = view.checkpoints.iter().filter(|c| c.key_id == id).count();
+            let whose = if view.keys_from == KEYS_GIVEN {
+                "given with --key, but"
+            } else {
+                "in keys/, but"
+            };
+            found.problem(
+                &layout::public_key(id),
+                "key_not_introduced",
+                format!(
+                    "key {id} is {whose} no rotation signed by a previous key introduces it, \
+                     and it signs no agent's first checkpoint (it signs {records} record(s) and \
+                     {checkpoints} checkpoint(s)); history re-signed without its rotation, or a \
+                     key added to the store, is not trusted"
+                ),
+            );
+        }
+    }
+    for l in view.records() {
+        let p = l.record.predicate();
+        if let Some((at, by)) = introduced.get(l.record.key_id.as_str())
+            && p.started_at < *at
+        {
+            found.problem(
+                &l.key,
+                "key_window",
+                format!(
+                    "dated {}, but signed by key {}, which rotation {by} introduced only at {}",
+                    p.started_at.to_rfc3339(),
+                    l.record.key_id,
+                    at.to_rfc3339()
+                ),
+            );
+        }
+    }
+    for c in &view.checkpoints {
+        let p = c.predicate();
+        if let Some((at, by)) = introduced.get(c.key_id.as_str())
+            && p.finished_at < *at
+        {
+            found.problem(
+                &c.key,
+                "key_window",
+                format!(
+                    "finished {}, but signed by key {}, which rotation {by} introduced only at {}",
+                    p.finished_at.to_rfc3339(),
+                    c.key_id,
+                    at.to_rfc3339()
+                ),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -43,7 +170,7 @@ mod tests {
     async fn keys_problems(objects: Objects, opts: &Options) -> Vec<(String, &'static str)> {
         let view = load_objects(objects, opts).await;
         let mut found = Findings::default();
-        check(&view, &mut found);
+        check(&view, opts, &mut found);
         problems(&found)
     }
 
@@ -65,7 +192,7 @@ mod tests {
         let view = load_objects(objects.clone(), &Options::default()).await;
         assert_eq!(view.keys.len(), 1, "neither is trusted");
         let mut found = Findings::default();
-        check(&view, &mut found);
+        check(&view, &Options::default(), &mut found);
         assert_eq!(
             problems(&found),
             [
