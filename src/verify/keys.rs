@@ -165,7 +165,22 @@ mod tests {
     use super::*;
     use crate::evidence::keys::{KeyRing, Signer};
     use crate::verify::Options;
-    use crate::verify::testing::{Fixture, Objects, load_objects, problems};
+    use crate::verify::testing::{
+        Fixture, Objects, STREAMS, checkpoints, load_objects, problems, resign_checkpoint,
+        resign_record,
+    };
+    use std::sync::Arc;
+
+    fn given(keys: &[&Signer]) -> Options {
+        let mut ring = KeyRing::default();
+        for k in keys {
+            ring.insert(k.public());
+        }
+        Options {
+            keys: Some(ring),
+            ..Default::default()
+        }
+    }
 
     async fn keys_problems(objects: Objects, opts: &Options) -> Vec<(String, &'static str)> {
         let view = load_objects(objects, opts).await;
@@ -235,5 +250,98 @@ mod tests {
             keys_problems(only_checkpoints, &Options::default()).await,
             [(layout::KEYS.to_string(), "no_keys")]
         );
+    }
+
+    #[tokio::test]
+    async fn a_key_signs_only_from_the_rotation_that_introduced_it() {
+        let fx = Fixture::standard().await;
+        let old = fx.signer.clone();
+        let new = Arc::new(Signer::generate());
+        let (fx, rotation) = fx.rotate(3, new.clone()).await;
+        fx.run(4, &STREAMS).await;
+        let objects = fx.objects();
+        assert_eq!(keys_problems(objects.clone(), &Options::default()).await, []);
+        assert_eq!(keys_problems(objects.clone(), &given(&[&old, &new])).await, []);
+
+        // History from before the rotation, re-signed by the new key.
+        let iam1 = layout::record("iam/111", 1);
+        let mut record = objects.clone();
+        resign_record(&mut record, &iam1, &new, |_| {});
+        let view = load_objects(record, &Options::default()).await;
+        let mut found = Findings::default();
+        check(&view, &Options::default(), &mut found);
+        assert_eq!(problems(&found), [(iam1, "key_window")]);
+        assert!(
+            found.problems[0]
+                .message
+                .contains(&format!("which rotation {rotation} introduced only at")),
+            "{}",
+            found.problems[0].message
+        );
+        let cps = checkpoints(&objects);
+        let mut checkpoint = objects.clone();
+        resign_checkpoint(&mut checkpoint, &cps[1], &new, |_| {});
+        assert_eq!(
+            keys_problems(checkpoint, &Options::default()).await,
+            [(cps[1].clone(), "key_window")]
+        );
+
+        // All of it re-signed by the new key alone, the rotation dropped:
+        // the old key is then introduced by nothing, whether the store's
+        // keys/ or the auditor's keys are trusted.
+        let mut rewritten = objects.clone();
+        rewritten.remove(&rotation);
+        let signed: Vec<String> = rewritten
+            .keys()
+            .filter(|k| k.starts_with(layout::RECORDS))
+            .cloned()
+            .collect();
+        for k in &signed {
+            resign_record(&mut rewritten, k, &new, |_| {});
+        }
+        for k in checkpoints(&rewritten) {
+            resign_checkpoint(&mut rewritten, &k, &new, |_| {});
+        }
+        let old_file = layout::public_key(old.key_id());
+        assert_eq!(
+            keys_problems(rewritten.clone(), &Options::default()).await,
+            [(old_file.clone(), "key_not_introduced")]
+        );
+        assert_eq!(
+            keys_problems(rewritten, &given(&[&old, &new])).await,
+            [(old_file, "key_not_introduced")]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_in_keys_or_given_that_no_rotation_introduced_is_a_problem() {
+        let fx = Fixture::standard().await;
+        let mut objects = fx.objects();
+        let stray = Signer::generate();
+        let file = layout::public_key(stray.key_id());
+        objects.insert(file.clone(), stray.public().to_pem().into_bytes());
+        let view = load_objects(objects.clone(), &Options::default()).await;
+        let mut found = Findings::default();
+        check(&view, &Options::default(), &mut found);
+        assert_eq!(problems(&found), [(file.clone(), "key_not_introduced")]);
+        assert!(
+            found.problems[0].message.contains("is in keys/, but"),
+            "{}",
+            found.problems[0].message
+        );
+
+        let opts = given(&[&fx.signer, &stray]);
+        let view = load_objects(fx.objects(), &opts).await;
+        let mut found = Findings::default();
+        check(&view, &opts, &mut found);
+        assert_eq!(problems(&found), [(file, "key_not_introduced")]);
+        assert!(found.problems[0].message.contains("given with --key"));
+
+        // A bundle's period may begin after the first checkpoint.
+        let bundle = Options {
+            bundle: Some(crate::verify::BundleScope::default()),
+            ..Default::default()
+        };
+        assert_eq!(keys_problems(objects, &bundle).await, []);
     }
 }
