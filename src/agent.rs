@@ -146,21 +146,17 @@ impl Agent {
         // chain they signed is this agent's, and is extended.
         let retired = crate::evidence::keys::retired_beside(&config.agent.key)
             .map_err(|e| OpenError::Usage(e.into()))?;
-        let writer = Writer::open_with_retired(
-            store.clone(),
-            Arc::new(signer),
-            &retired,
-            &config.agent.id,
-        )
-        .await
-            .with_context(|| {
-                format!(
-                    "cannot open the store for writing as agent `{}`",
-                    config.agent.id
-                )
-            })
-            .map_err(OpenError::Runtime)?
-            .with_clock(clock);
+        let writer =
+            Writer::open_with_retired(store.clone(), Arc::new(signer), &retired, &config.agent.id)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open the store for writing as agent `{}`",
+                        config.agent.id
+                    )
+                })
+                .map_err(OpenError::Runtime)?
+                .with_clock(clock);
         let writer = match &config.timestamping {
             Some(t) => {
                 let stamper = Arc::new(Timestamper::new(

@@ -68,9 +68,11 @@ fn introduced(view: &Loaded) -> Introduced<'_> {
             continue;
         }
         let at = c.predicate().finished_at;
-        let entry = introduced.entry(&r.new_key).or_insert((at, &c.key));
+        let entry = introduced
+            .entry(r.new_key.as_str())
+            .or_insert((at, c.key.as_str()));
         if at < entry.0 {
-            *entry = (at, &c.key);
+            *entry = (at, c.key.as_str());
         }
     }
     introduced
@@ -260,8 +262,14 @@ mod tests {
         let (fx, rotation) = fx.rotate(3, new.clone()).await;
         fx.run(4, &STREAMS).await;
         let objects = fx.objects();
-        assert_eq!(keys_problems(objects.clone(), &Options::default()).await, []);
-        assert_eq!(keys_problems(objects.clone(), &given(&[&old, &new])).await, []);
+        assert_eq!(
+            keys_problems(objects.clone(), &Options::default()).await,
+            []
+        );
+        assert_eq!(
+            keys_problems(objects.clone(), &given(&[old.as_ref(), new.as_ref()])).await,
+            []
+        );
 
         // History from before the rotation, re-signed by the new key.
         let iam1 = layout::record("iam/111", 1);
@@ -308,7 +316,7 @@ mod tests {
             [(old_file.clone(), "key_not_introduced")]
         );
         assert_eq!(
-            keys_problems(rewritten, &given(&[&old, &new])).await,
+            keys_problems(rewritten, &given(&[old.as_ref(), new.as_ref()])).await,
             [(old_file, "key_not_introduced")]
         );
     }
@@ -330,7 +338,7 @@ mod tests {
             found.problems[0].message
         );
 
-        let opts = given(&[&fx.signer, &stray]);
+        let opts = given(&[fx.signer.as_ref(), &stray]);
         let view = load_objects(fx.objects(), &opts).await;
         let mut found = Findings::default();
         check(&view, &opts, &mut found);

@@ -247,7 +247,9 @@ async fn planted_heads_are_refused_never_extended() {
     assert_eq!(writer.refused().len(), 1);
     assert_eq!(writer.refused()[0].key, planted);
     assert!(
-        writer.refused()[0].reason.contains("not signed by its keys"),
+        writer.refused()[0]
+            .reason
+            .contains("not signed by its keys"),
         "{}",
         writer.refused()[0]
     );
@@ -260,7 +262,10 @@ async fn planted_heads_are_refused_never_extended() {
     match &err {
         WriteError::Refused(r) => {
             assert_eq!(r.key, planted_record);
-            assert!(r.reason.contains("refusing to extend stream iam/111"), "{r}");
+            assert!(
+                r.reason.contains("refusing to extend stream iam/111"),
+                "{r}"
+            );
         }
         e => panic!("not refused: {e}"),
     }
@@ -271,7 +276,11 @@ async fn planted_heads_are_refused_never_extended() {
     let next = writer.checkpoint(run).await.unwrap();
     let p = checkpoint_of(&store, &next);
     assert_eq!(p.prev.unwrap().key, head, "linked to the real head");
-    assert!(!store.snapshot().contains_key(&layout::record("iam/111", 1_000_000_000_000)));
+    assert!(
+        !store
+            .snapshot()
+            .contains_key(&layout::record("iam/111", 1_000_000_000_000))
+    );
 }
 
 #[tokio::test]
@@ -310,7 +319,10 @@ async fn an_unreadable_head_or_a_record_replayed_from_elsewhere_is_refused() {
     drop(writer);
     garbage.put_new(&second, b"garbage").await.unwrap();
     garbage
-        .put_new(&layout::checkpoint(noon(), &uuid::Uuid::now_v7().to_string()), b"junk")
+        .put_new(
+            &layout::checkpoint(noon(), &uuid::Uuid::now_v7().to_string()),
+            b"junk",
+        )
         .await
         .unwrap();
     let writer = open(&garbage, &signer, &[]).await;

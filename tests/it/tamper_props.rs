@@ -253,10 +253,14 @@ fn rotated() -> &'static Rotated {
             write_runs(&writer, 0..2).await;
             let rotation = writer.rotate_key(&new).await.unwrap();
             drop(writer);
-            let writer =
-                Writer::open_with_retired(Arc::new(store.clone()), new.clone(), &[old.public()], "agent")
-                    .await
-                    .unwrap();
+            let writer = Writer::open_with_retired(
+                Arc::new(store.clone()),
+                new.clone(),
+                &[old.public()],
+                "agent",
+            )
+            .await
+            .unwrap();
             write_runs(&writer, 2..4).await;
             Rotated {
                 objects: store.snapshot(),

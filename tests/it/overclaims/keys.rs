@@ -298,5 +298,8 @@ fn a_dangling_symlink_at_the_key_path_is_a_clear_error() {
         );
     }
     assert!(!target.exists());
-    assert!(!ws.store().join("records/users").exists(), "nothing collected");
+    assert!(
+        !ws.store().join("records/users").exists(),
+        "nothing collected"
+    );
 }
