@@ -527,6 +527,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.pem");
         fs::write(&path, "not a key").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         let err = Signer::load_or_create(&path).unwrap_err().to_string();
         assert!(
             err.contains("k.pem") && err.contains("private key"),

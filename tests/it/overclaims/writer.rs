@@ -292,3 +292,74 @@ fn a_clock_a_day_fast_then_corrected_keeps_one_chain() {
         .collect();
     assert!(problems.is_empty(), "{}", text(&out));
 }
+
+static PAST_NOW_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn past_clock() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(PAST_NOW_MS.load(std::sync::atomic::Ordering::SeqCst)).unwrap()
+}
+
+/// The same, three days ago: a run with the clock a day fast, then two
+/// runs on the corrected clock, each by a new process, then the binary
+/// today. Nothing is in the future any more, and the store is intact.
+#[test]
+fn a_clock_that_went_back_days_ago_leaves_an_intact_single_chain() {
+    let ws = Workspace::new(&config("@daily"));
+    let key = ws.path().join("exhibit.key");
+    Signer::load_or_create(&key).unwrap();
+    let base = Utc::now() - chrono::Duration::days(3);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for at in [
+        base + chrono::Duration::days(1),
+        base + chrono::Duration::hours(1),
+        base + chrono::Duration::hours(2),
+    ] {
+        PAST_NOW_MS.store(at.timestamp_millis(), std::sync::atomic::Ordering::SeqCst);
+        let signer = Signer::load(&key).unwrap();
+        rt.block_on(async {
+            let store = Arc::new(exhibit::store::fs::FsStore::new(ws.store()));
+            let writer = exhibit::writer::Writer::open(store, Arc::new(signer), AGENT)
+                .await
+                .unwrap()
+                .with_clock(exhibit::clock::Clock::from_fn(past_clock));
+            let run = writer.begin_run(Trigger::Scheduled);
+            let collector = CollectorInfo {
+                name: "a".into(),
+                kind: "command".into(),
+                version: "1".into(),
+            };
+            let mut entry = exhibit::writer::Entry::new(
+                "a/local",
+                collector,
+                Status::Ok,
+                writer.now(),
+                json!({"a": 1}),
+            );
+            entry.predicate.schedule = Some("@daily".into());
+            writer.append(&run, entry).await.unwrap();
+            writer.checkpoint(run).await.unwrap();
+        });
+    }
+    let out = ws.run(&["collect"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    let cps = checkpoints(&ws.store());
+    assert_eq!(cps.len(), 4);
+    let mut followed: Vec<&str> = cps
+        .iter()
+        .filter_map(|(_, p)| p.prev.as_ref().map(|l| l.key.as_str()))
+        .collect();
+    followed.sort();
+    followed.dedup();
+    assert_eq!(followed.len(), 3, "a single chain: {cps:#?}");
+    let skewed = cps.iter().filter(|(_, p)| p.clock_skew.is_some()).count();
+    assert_eq!(skewed, 2, "the two runs on the corrected clock say so");
+
+    let out = exhibit_on_store(&ws.store(), &["verify", "--json"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["intact"], true, "{}", text(&out));
+}
