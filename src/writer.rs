@@ -454,8 +454,9 @@ impl Writer {
         // A clock found behind the stream's last record (it was fast, and
         // was corrected) must not take the stream back in time: the record
         // is stamped from that record on, and its run's checkpoint says by
-        // how much.
+        // how much. Otherwise the entry's times are stored as given.
         if let Some(last) = h.finished_at
+            && self.now() < last
             && predicate.started_at < last
         {
             let behind = last - predicate.started_at;
