@@ -100,8 +100,11 @@ fn origins(view: &Loaded) -> BTreeSet<&str> {
 fn windows(view: &Loaded, opts: &Options, found: &mut Findings) {
     let introduced = introduced(view);
     // A bundle's period may start after the first checkpoint and after a
-    // rotation: only what it holds can be judged.
-    if opts.bundle.is_none() {
+    // rotation: only what it holds can be judged. A store in which nothing
+    // is signed yet (the first run was stopped after publishing its key)
+    // trusts no key with anything.
+    let nothing_signed = view.checkpoints.is_empty() && view.records().next().is_none();
+    if opts.bundle.is_none() && !nothing_signed {
         let origins = origins(view);
         for id in view.keys.ids() {
             if introduced.contains_key(id) || origins.contains(id) {
@@ -344,6 +347,11 @@ mod tests {
         check(&view, &opts, &mut found);
         assert_eq!(problems(&found), [(file, "key_not_introduced")]);
         assert!(found.problems[0].message.contains("given with --key"));
+
+        // Nothing signed yet: no key is trusted with anything.
+        let mut only_keys = objects.clone();
+        only_keys.retain(|k, _| k.starts_with(layout::KEYS));
+        assert_eq!(keys_problems(only_keys, &Options::default()).await, []);
 
         // A bundle's period may begin after the first checkpoint.
         let bundle = Options {
