@@ -142,16 +142,21 @@ impl Agent {
         if created {
             tracing::info!(key = %config.agent.key.display(), key_id = signer.key_id(), "created a new signing key");
         }
-        let writer = Writer::open(store.clone(), Arc::new(signer), &config.agent.id)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot open the store for writing as agent `{}`",
-                    config.agent.id
-                )
-            })
-            .map_err(OpenError::Runtime)?
-            .with_clock(clock);
+        // The keys earlier rotations retired, kept beside the key file: the
+        // chain they signed is this agent's, and is extended.
+        let retired = crate::evidence::keys::retired_beside(&config.agent.key)
+            .map_err(|e| OpenError::Usage(e.into()))?;
+        let writer =
+            Writer::open_with_retired(store.clone(), Arc::new(signer), &retired, &config.agent.id)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open the store for writing as agent `{}`",
+                        config.agent.id
+                    )
+                })
+                .map_err(OpenError::Runtime)?
+                .with_clock(clock);
         let writer = match &config.timestamping {
             Some(t) => {
                 let stamper = Arc::new(Timestamper::new(
@@ -219,6 +224,13 @@ impl Agent {
     /// The timestamper, when timestamps are configured.
     pub fn timestamper(&self) -> Option<&Arc<Timestamper>> {
         self.writer.timestamper()
+    }
+
+    /// Checkpoints that claimed to extend this agent's chain and failed the
+    /// writer's checks (planted, unreadable): not extended, and to be
+    /// reported. Streams whose head fails are reported by their collection.
+    pub fn refused(&self) -> &[crate::writer::Refusal] {
+        self.writer.refused()
     }
 
     /// Cancels the collections in flight (they are recorded as failed, and

@@ -216,7 +216,16 @@ async fn record_downtime(
     let mut behind = BTreeSet::new();
     for inst in instances {
         for stream in agent.streams(inst).await? {
-            let Some(last) = agent.last_slot(&stream).await? else {
+            // A stream whose head fails the writer's checks is reported
+            // and left alone; the agent still starts for every other one.
+            let last = match agent.last_slot(&stream).await {
+                Err(crate::writer::WriteError::Refused(r)) => {
+                    tracing::error!(stream = %stream, object = %r.key, reason = %r.reason, "refusing to extend a stream");
+                    continue;
+                }
+                r => r?,
+            };
+            let Some(last) = last else {
                 continue;
             };
             let (slots, total) = inst.schedule.slots_between(last, now, MISSED_LISTED);

@@ -4,7 +4,11 @@
 //! It is the single place that knows a stream's head (sequence number and
 //! hash of the last record), and it holds a lease on every stream it writes
 //! and on its agent's checkpoint chain, so that no other process can fork
-//! either.
+//! either. It checks every head before extending it ([`heads`]): a head not
+//! signed by the agent's own keys, or not linked to what comes before it, is
+//! refused rather than extended. Times never run backwards along a chain: a
+//! clock found behind what is extended stamps no earlier than it, and the
+//! checkpoint records the skew.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,14 +18,18 @@ use serde_json::Value;
 
 use crate::clock::Clock;
 use crate::collect::Previous;
-use crate::evidence::checkpoint::{CheckpointPredicate, KeyRotation, PrevCheckpoint};
-use crate::evidence::keys::Signer;
+use crate::evidence::checkpoint::{CheckpointPredicate, ClockSkew, KeyRotation, PrevCheckpoint};
+use crate::evidence::keys::{KeyRing, PublicKey, Signer};
 use crate::evidence::record::{
     CHECKPOINT_PREDICATE_TYPE, CollectorInfo, Digest, JSON_MEDIA_TYPE, PayloadInfo,
     RECORD_PREDICATE_TYPE, RecordPredicate, Status, Subject, Trigger, peek, seal,
 };
 use crate::evidence::{canonical, layout, sha256_hex, validate_stream_id};
 use crate::store::{Lease, Store, StoreError};
+
+mod heads;
+use heads::ChainTip;
+pub use heads::Refusal;
 
 /// Errors while writing evidence.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +40,10 @@ pub enum WriteError {
     /// The store holds something the writer cannot continue from.
     #[error("{0}")]
     Corrupt(String),
+    /// The head to extend failed its checks (not signed by the agent's
+    /// keys, unreadable, or not linked to what precedes it).
+    #[error("{0}")]
+    Refused(Refusal),
     /// The payload is not representable as canonical JSON.
     #[error("payload cannot be canonicalised: {0}")]
     Canonical(String),
@@ -128,12 +140,31 @@ pub struct Run {
     /// When it began.
     pub started_at: DateTime<Utc>,
     records: Mutex<Vec<Subject>>,
+    times: Mutex<RunTimes>,
+}
+
+/// What a run's records said of time: the latest they finished (its
+/// checkpoint is not earlier), and the most the clock was found behind.
+#[derive(Debug, Default)]
+struct RunTimes {
+    latest: Option<DateTime<Utc>>,
+    behind: Option<chrono::Duration>,
 }
 
 impl Run {
     /// The records written so far.
     pub fn written(&self) -> Vec<Subject> {
         self.records.lock().expect("run lock").clone()
+    }
+
+    fn clock_behind(&self, by: chrono::Duration) {
+        let mut t = self.times.lock().expect("run lock");
+        t.behind = Some(t.behind.map_or(by, |b| b.max(by)));
+    }
+
+    fn finished(&self, at: DateTime<Utc>) {
+        let mut t = self.times.lock().expect("run lock");
+        t.latest = Some(t.latest.map_or(at, |l| l.max(at)));
     }
 }
 
@@ -144,7 +175,9 @@ pub struct Writer {
     agent: String,
     heads: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Head>>>>>,
     leases: Mutex<Vec<Box<dyn Lease>>>,
-    checkpoint: tokio::sync::Mutex<Option<PrevCheckpoint>>,
+    checkpoint: tokio::sync::Mutex<Option<ChainTip>>,
+    trusted: KeyRing,
+    refused: Vec<Refusal>,
     clock: Clock,
     timestamper: Option<Arc<crate::tsa::Timestamper>>,
 }
@@ -160,25 +193,52 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// Claims the agent's checkpoint chain, finds its head, and publishes
-    /// the public key into `keys/`.
+    /// the public key into `keys/`; trusts what `signer` signed only.
     pub async fn open(
         store: Arc<dyn Store>,
         signer: Arc<Signer>,
         agent: &str,
     ) -> Result<Self, WriteError> {
+        Self::open_with_retired(store, signer, &[], agent).await
+    }
+
+    /// [`Writer::open`] for an agent whose earlier keys were `retired` by
+    /// rotations: what they signed is extended too.
+    pub async fn open_with_retired(
+        store: Arc<dyn Store>,
+        signer: Arc<Signer>,
+        retired: &[PublicKey],
+        agent: &str,
+    ) -> Result<Self, WriteError> {
         let lease = store.lease(&format!("agent/{agent}")).await?;
         publish_key(store.as_ref(), &signer).await?;
-        let head = find_last_checkpoint(store.as_ref(), agent).await?;
+        let mut trusted = KeyRing::default();
+        trusted.insert(signer.public());
+        for k in retired {
+            trusted.insert(k.clone());
+        }
+        let head = heads::chain_head(store.as_ref(), agent, &trusted).await?;
+        for r in &head.refused {
+            tracing::error!(object = %r.key, reason = %r.reason, "refusing to extend a checkpoint");
+        }
         Ok(Writer {
             store,
             signer,
             agent: agent.to_string(),
             heads: Default::default(),
             leases: Mutex::new(vec![lease]),
-            checkpoint: tokio::sync::Mutex::new(head),
+            checkpoint: tokio::sync::Mutex::new(head.tip),
+            trusted,
+            refused: head.refused,
             clock: Clock::system(),
             timestamper: None,
         })
+    }
+
+    /// The checkpoints found claiming to extend this agent's chain that
+    /// failed their checks, and were not extended (empty when all is well).
+    pub fn refused(&self) -> &[Refusal] {
+        &self.refused
     }
 
     /// Stamps records and checkpoints by `clock` instead of the system
@@ -227,6 +287,7 @@ impl Writer {
             trigger,
             started_at: self.now(),
             records: Mutex::new(Vec::new()),
+            times: Mutex::new(RunTimes::default()),
         }
     }
 
@@ -267,20 +328,17 @@ impl Writer {
                 cursor: None,
             });
         };
-        let bytes = self
-            .store
-            .get(key)
-            .await?
-            .ok_or_else(|| WriteError::Corrupt(format!("{key} vanished while reading")))?;
-        let statement = peek::<RecordPredicate>(&bytes).map_err(|e| {
-            WriteError::Corrupt(format!("{key}: {e}; refusing to extend this stream"))
-        })?;
-        if statement.predicate.seq != seq || statement.predicate.stream != stream {
-            return Err(WriteError::Corrupt(format!(
-                "{key} claims to be {}@{}; refusing to extend this stream",
-                statement.predicate.stream, statement.predicate.seq
-            )));
-        }
+        let before = numbered
+            .len()
+            .checked_sub(2)
+            .map(|i| numbered[i])
+            .filter(|(n, _)| *n + 1 == seq)
+            .map(|(_, k)| k.as_str());
+        let record =
+            heads::check_stream_head(self.store.as_ref(), stream, seq, key, before, &self.trusted)
+                .await?;
+        let sha256 = record.sha256.clone();
+        let statement = record.statement;
         let p = statement.predicate;
         let cursor = if p.status == Status::Ok {
             p.cursor
@@ -289,7 +347,7 @@ impl Writer {
         };
         Ok(Head {
             seq,
-            sha256: Some(sha256_hex(&bytes)),
+            sha256: Some(sha256),
             finished_at: Some(p.finished_at),
             scheduled_for: p.scheduled_for,
             cursor,
@@ -393,6 +451,20 @@ impl Writer {
             *head = Some(self.load_head(&predicate.stream).await?);
         }
         let h = head.as_mut().expect("loaded above");
+        // A clock found behind the stream's last record (it was fast, and
+        // was corrected) must not take the stream back in time: the record
+        // is stamped from that record on, and its run's checkpoint says by
+        // how much. Otherwise the entry's times are stored as given.
+        if let Some(last) = h.finished_at
+            && self.now() < last
+            && predicate.started_at < last
+        {
+            let behind = last - predicate.started_at;
+            predicate.started_at += behind;
+            predicate.finished_at += behind;
+            run.clock_behind(behind);
+        }
+        run.finished(predicate.finished_at);
         let seq = h.seq + 1;
         predicate.seq = seq;
         predicate.prev = h.sha256.clone();
@@ -482,15 +554,45 @@ impl Writer {
         rotation: Option<KeyRotation>,
     ) -> Result<(String, Vec<u8>, DateTime<Utc>), WriteError> {
         let mut prev = self.checkpoint.lock().await;
-        let finished_at = self.now();
+        let system_time = self.now();
+        let times = run.times.into_inner().expect("run lock");
+        // Never before the checkpoint it follows nor the records it lists:
+        // a clock set back must not fork the chain nor leave a record
+        // outside its run.
+        let finished_at = [
+            Some(system_time),
+            prev.as_ref().map(|p| p.finished_at),
+            times.latest,
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .expect("the system time is there");
+        let behind = times
+            .behind
+            .into_iter()
+            .chain(Some(finished_at - system_time))
+            .max()
+            .filter(|b| *b > chrono::Duration::zero());
+        if let Some(b) = behind {
+            tracing::warn!(
+                behind_seconds = b.num_seconds(),
+                "the system clock is behind the evidence already written; times are kept from going backwards"
+            );
+        }
+        let clock_skew = behind.map(|b| ClockSkew {
+            system_time,
+            behind_ms: u64::try_from(b.num_milliseconds()).unwrap_or(0),
+        });
         let predicate = CheckpointPredicate {
             agent: self.agent.clone(),
             run_id: run.id.clone(),
             trigger: run.trigger,
             started_at: run.started_at,
             finished_at,
-            prev: prev.clone(),
+            prev: prev.as_ref().map(|p| p.link.clone()),
             rotation,
+            clock_skew,
         };
         let subjects = run.records.into_inner().expect("run lock");
         let stored = seal(
@@ -505,9 +607,12 @@ impl Writer {
         // Logged so that the head of the chain is also anchored in the log
         // pipeline, outside the store.
         tracing::info!(checkpoint = %key, sha256 = %sha, "checkpoint written");
-        *prev = Some(PrevCheckpoint {
-            key: key.clone(),
-            sha256: sha,
+        *prev = Some(ChainTip {
+            link: PrevCheckpoint {
+                key: key.clone(),
+                sha256: sha,
+            },
+            finished_at,
         });
         Ok((key, stored, finished_at))
     }
@@ -527,49 +632,6 @@ async fn publish_key(store: &dyn Store, signer: &Signer) -> Result<(), WriteErro
         )));
     }
     Ok(())
-}
-
-/// The head of `agent`'s checkpoint chain: the checkpoint with the latest
-/// `finished_at`. A checkpoint's day directory is its finish date, so only
-/// the newest day that holds any of the agent's checkpoints is read (run ids
-/// sort by start, not finish, so key order alone is not enough).
-async fn find_last_checkpoint(
-    store: &dyn Store,
-    agent: &str,
-) -> Result<Option<PrevCheckpoint>, WriteError> {
-    let keys = store.list(layout::CHECKPOINTS).await?;
-    let mut by_day: std::collections::BTreeMap<&str, Vec<&String>> = Default::default();
-    for key in keys.iter().filter(|k| layout::is_checkpoint(k)) {
-        let day = key.rsplit_once('/').map_or("", |(d, _)| d);
-        by_day.entry(day).or_default().push(key);
-    }
-    for (_, day_keys) in by_day.iter().rev() {
-        let mut best: Option<(DateTime<Utc>, PrevCheckpoint)> = None;
-        for key in day_keys {
-            let Some(bytes) = store.get(key).await? else {
-                continue;
-            };
-            let statement = peek::<CheckpointPredicate>(&bytes)
-                .map_err(|e| WriteError::Corrupt(format!("{key}: {e}")))?;
-            let p = statement.predicate;
-            if p.agent != agent {
-                continue;
-            }
-            if best.as_ref().is_none_or(|(t, _)| p.finished_at >= *t) {
-                best = Some((
-                    p.finished_at,
-                    PrevCheckpoint {
-                        key: (*key).clone(),
-                        sha256: sha256_hex(&bytes),
-                    },
-                ));
-            }
-        }
-        if let Some((_, head)) = best {
-            return Ok(Some(head));
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -114,6 +114,11 @@ pub(crate) async fn exec(cli: &Cli, names: &[String]) -> Result<ExitCode, Failur
             }
         }
     }
+    // Planted or unreadable checkpoints the chain was not extended from.
+    for r in agent.refused() {
+        failed += 1;
+        println!("refused  {r}");
+    }
     let store = agent.store();
     println!("checkpoint {checkpoint} in {}", store.describe());
     if let Some(t) = agent.timestamper() {

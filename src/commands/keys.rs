@@ -30,7 +30,8 @@ pub(crate) async fn exec(cli: &Cli, command: &KeysCommand) -> Result<ExitCode, F
                 cli.verbose,
                 "warn",
             );
-            if !config.agent.key.exists() {
+            // A dangling link is reported as such by loading the key below.
+            if !config.agent.key.exists() && std::fs::symlink_metadata(&config.agent.key).is_err() {
                 return Err(Failure::Usage(anyhow::anyhow!(
                     "{} does not exist: there is no key to rotate yet",
                     config.agent.key.display()

@@ -39,6 +39,24 @@ pub struct CheckpointPredicate {
     /// by the retired key after this checkpoint are invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<KeyRotation>,
+    /// Set when the system clock was found behind the evidence already
+    /// written (a clock that was fast, then corrected): the writer then
+    /// stamps no earlier than what it extends, so that neither the chain
+    /// nor a stream goes back in time, and says by how much it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew: Option<ClockSkew>,
+}
+
+/// How far the system clock was behind the chain during a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSkew {
+    /// What the system clock read when the checkpoint was sealed; the
+    /// checkpoint's `finished_at` is later.
+    pub system_time: DateTime<Utc>,
+    /// The most the clock was behind during the run, in milliseconds: its
+    /// records' and its checkpoint's times were moved forward by up to this.
+    pub behind_ms: u64,
 }
 
 /// A signing key handing over to its successor.

@@ -1,5 +1,13 @@
 //! Ed25519 signing keys: generation on first use, PEM files that OpenSSL
 //! reads too, key ids, and the key ring `verify` trusts.
+//!
+//! A private key file is refused, as ssh refuses one, when its owner is the
+//! user running Exhibit and group or others may access it: a signing key
+//! others can read signs nothing an auditor should trust. Keys rotate
+//! (`exhibit keys rotate`): the retiring key signs a checkpoint naming its
+//! successor, and its file is kept beside the current one as
+//! `<key>.retired-<id>`, so that the writer can still recognise the chain it
+//! extends ([`retired_beside`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -32,6 +40,29 @@ pub enum KeyError {
         what: &'static str,
         /// What the decoder said.
         detail: String,
+    },
+    /// The private key file is accessible by group or others.
+    #[error(
+        "permissions {mode:04o} for '{path}' are too open: a signing key must not be \
+         accessible by group or others, as ssh requires of private keys \
+         (chmod 600 '{path}'); this key is not used"
+    )]
+    TooOpen {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key path is a symbolic link to nothing.
+    #[error(
+        "{path} is a symbolic link to {target}, which does not exist: \
+         fix or remove the link (a new key is created only where nothing is)"
+    )]
+    DanglingLink {
+        /// The key path.
+        path: PathBuf,
+        /// Where the link points.
+        target: PathBuf,
     },
 }
 
@@ -116,35 +147,55 @@ impl Signer {
     }
 
     /// Loads the PKCS#8 PEM at `path`, or creates one there (mode 0600) when
-    /// it does not exist yet. Returns the signer and whether it was created.
+    /// nothing is there yet. Returns the signer and whether it was created.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), KeyError> {
-        match fs::read_to_string(path) {
-            Ok(pem) => {
-                let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Format {
-                    path: path.into(),
-                    what: "private key",
-                    detail: e.to_string(),
-                })?;
-                Ok((Self::from_key(key), false))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match Self::load(path) {
+            Ok(signer) => Ok((signer, false)),
+            Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                // A link to a missing file is not "no key yet": creating a
+                // key there would fail, and the link is a mistake to fix.
+                if let Ok(meta) = fs::symlink_metadata(path)
+                    && meta.file_type().is_symlink()
+                {
+                    return Err(KeyError::DanglingLink {
+                        path: path.into(),
+                        target: fs::read_link(path).unwrap_or_default(),
+                    });
+                }
                 let signer = Self::generate();
                 match signer.write_private(path) {
                     Ok(()) => Ok((signer, true)),
-                    // Another process created it first: use theirs.
+                    // Another process created it first: use theirs (read
+                    // once: a file that vanished again is an error).
                     Err(KeyError::Io { source, .. })
                         if source.kind() == std::io::ErrorKind::AlreadyExists =>
                     {
-                        Self::load_or_create(path).map(|(s, _)| (s, false))
+                        Self::load(path).map(|s| (s, false))
                     }
                     Err(e) => Err(e),
                 }
             }
-            Err(source) => Err(KeyError::Io {
-                path: path.into(),
-                source,
-            }),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Loads the PKCS#8 PEM at `path`, refusing a file that group or others
+    /// may access.
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.into(),
+            source,
+        };
+        let mut file = fs::File::open(path).map_err(io)?;
+        check_private_permissions(path, &file.metadata().map_err(io)?)?;
+        let mut pem = String::new();
+        std::io::Read::read_to_string(&mut file, &mut pem).map_err(io)?;
+        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Format {
+            path: path.into(),
+            what: "private key",
+            detail: e.to_string(),
+        })?;
+        Ok(Self::from_key(key))
     }
 
     /// Writes the private key as PKCS#8 PEM to a new file (mode 0600);
@@ -242,6 +293,68 @@ impl StagedKey {
     }
 }
 
+/// The public halves of the keys retired from `path` by earlier rotations
+/// (`<path>.retired-<id>`, see [`StagedKey::install`]), by id. A retired
+/// file that cannot be read is an error: the chain it signed could no longer
+/// be recognised.
+pub fn retired_beside(path: &Path) -> Result<Vec<PublicKey>, KeyError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{name}.retired-");
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(KeyError::Io {
+                path: dir.into(),
+                source,
+            });
+        }
+    };
+    let mut retired = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| KeyError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let file_name = entry.file_name();
+        if file_name.to_str().is_some_and(|n| n.starts_with(&prefix)) {
+            retired.push(Signer::load(&entry.path())?.public());
+        }
+    }
+    retired.sort_by(|a, b| a.id().cmp(b.id()));
+    Ok(retired)
+}
+
+/// Refuses a private key file that group or others may access, when it
+/// belongs to the user running Exhibit (ssh's rule: a key owned by another
+/// user, such as a secret mounted by an orchestrator, is that user's
+/// business).
+#[cfg(unix)]
+fn check_private_permissions(path: &Path, meta: &fs::Metadata) -> Result<(), KeyError> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() == uid && mode & 0o077 != 0 {
+        return Err(KeyError::TooOpen {
+            path: path.into(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private_permissions(_: &Path, _: &fs::Metadata) -> Result<(), KeyError> {
+    Ok(())
+}
+
 fn private_permissions() -> fs::Permissions {
     use std::os::unix::fs::PermissionsExt;
     fs::Permissions::from_mode(0o600)
@@ -277,6 +390,11 @@ impl KeyRing {
     /// The ids of every key.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.keys.keys().map(String::as_str)
+    }
+
+    /// Whether the ring holds the key `id`.
+    pub fn contains(&self, id: &str) -> bool {
+        self.keys.contains_key(id)
     }
 }
 
@@ -333,10 +451,84 @@ mod tests {
     }
 
     #[test]
+    fn a_key_others_can_read_is_refused_as_ssh_refuses_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.pem");
+        let (created, _) = Signer::load_or_create(&path).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = Signer::load_or_create(&path).unwrap_err();
+            assert!(
+                matches!(err, KeyError::TooOpen { mode: m, .. } if m == mode),
+                "{mode:o}: {err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("permissions 0{mode:o}")) && text.contains("agent.pem"),
+                "{text}"
+            );
+        }
+        // Owner-only modes are fine, read-only included.
+        for mode in [0o600, 0o400] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(
+                Signer::load_or_create(&path).unwrap().0.key_id(),
+                created.key_id()
+            );
+        }
+    }
+
+    #[test]
+    fn a_dangling_symlink_at_the_key_path_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.pem");
+        let target = dir.path().join("mounted/agent.pem");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = Signer::load_or_create(&path).unwrap_err();
+        assert!(matches!(err, KeyError::DanglingLink { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("symbolic link") && text.contains("mounted/agent.pem"),
+            "{text}"
+        );
+        assert!(!target.exists(), "no key was created through the link");
+    }
+
+    #[test]
+    fn retired_keys_beside_the_key_file_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.pem");
+        assert!(retired_beside(&path).unwrap().is_empty());
+        let (first, _) = Signer::load_or_create(&path).unwrap();
+        StagedKey::beside(&path)
+            .unwrap()
+            .install(first.key_id())
+            .unwrap();
+        let (second, _) = Signer::load_or_create(&path).unwrap();
+        StagedKey::beside(&path)
+            .unwrap()
+            .install(second.key_id())
+            .unwrap();
+        // Another key file's retirees are not this one's.
+        let (_, _) = Signer::load_or_create(&dir.path().join("other.pem")).unwrap();
+        let mut want = vec![first.key_id().to_string(), second.key_id().to_string()];
+        want.sort();
+        let got: Vec<String> = retired_beside(&path)
+            .unwrap()
+            .iter()
+            .map(|k| k.id().to_string())
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn garbage_key_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.pem");
         fs::write(&path, "not a key").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         let err = Signer::load_or_create(&path).unwrap_err().to_string();
         assert!(
             err.contains("k.pem") && err.contains("private key"),

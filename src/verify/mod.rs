@@ -242,7 +242,7 @@ impl Findings {
 pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, StoreError> {
     let view = load::load(store, opts).await?;
     let mut found = Findings::default();
-    keys::check(&view, &mut found);
+    keys::check(&view, opts, &mut found);
     chains::check(&view, opts, &mut found);
     assessments::check(&view, opts, &mut found);
     let payloads = payloads::check(&view, opts, &mut found).await;

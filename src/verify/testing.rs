@@ -14,7 +14,7 @@ use serde_json::json;
 use super::load::{Loaded, load};
 use super::{Findings, Options};
 use crate::evidence::checkpoint::CheckpointPredicate;
-use crate::evidence::keys::Signer;
+use crate::evidence::keys::{PublicKey, Signer};
 use crate::evidence::layout;
 use crate::evidence::record::{
     CHECKPOINT_PREDICATE_TYPE, CollectorInfo, RECORD_PREDICATE_TYPE, RecordPredicate, Statement,
@@ -62,23 +62,27 @@ pub(super) struct Fixture {
     pub writer: Writer,
     /// The writer's key.
     pub signer: Arc<Signer>,
+    /// The keys it retired, oldest first.
+    pub retired: Vec<PublicKey>,
 }
 
 impl Fixture {
     /// An empty store with a fresh key.
     pub async fn new() -> Self {
-        Self::open(MemStore::new(), Arc::new(Signer::generate())).await
+        Self::open(MemStore::new(), Arc::new(Signer::generate()), Vec::new()).await
     }
 
-    async fn open(store: MemStore, signer: Arc<Signer>) -> Self {
-        let writer = Writer::open(Arc::new(store.clone()), signer.clone(), "agent")
-            .await
-            .expect("writer opens")
-            .with_clock(crate::clock::Clock::from_fn(clock));
+    async fn open(store: MemStore, signer: Arc<Signer>, retired: Vec<PublicKey>) -> Self {
+        let writer =
+            Writer::open_with_retired(Arc::new(store.clone()), signer.clone(), &retired, "agent")
+                .await
+                .expect("writer opens")
+                .with_clock(crate::clock::Clock::from_fn(clock));
         Fixture {
             store,
             writer,
             signer,
+            retired,
         }
     }
 
@@ -132,8 +136,10 @@ impl Fixture {
         NOW.with(|now| now.set(day(d)));
         let at = self.writer.rotate_key(&new).await.expect("rotates");
         let store = self.store.clone();
+        let mut retired = self.retired.clone();
+        retired.push(self.signer.public());
         drop(self);
-        (Self::open(store, new).await, at)
+        (Self::open(store, new, retired).await, at)
     }
 
     /// A copy of every object, to tamper with.

@@ -225,3 +225,188 @@ proptest! {
         prop_assert!(!verdict(o), "undetected: {:?}", t);
     }
 }
+
+// Key windows. A store whose key was rotated half-way, and what someone
+// holding only the new key (or only write access) can do to it: every
+// such tampering is detected too.
+
+struct Rotated {
+    objects: Objects,
+    old: Arc<Signer>,
+    new: Arc<Signer>,
+    rotation: String,
+}
+
+fn rotated() -> &'static Rotated {
+    static R: std::sync::OnceLock<Rotated> = std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let old = Arc::new(Signer::generate());
+        let new = Arc::new(Signer::generate());
+        rt.block_on(async {
+            let store = MemStore::new();
+            let writer = Writer::open(Arc::new(store.clone()), old.clone(), "agent")
+                .await
+                .unwrap();
+            write_runs(&writer, 0..2).await;
+            let rotation = writer.rotate_key(&new).await.unwrap();
+            drop(writer);
+            let writer = Writer::open_with_retired(
+                Arc::new(store.clone()),
+                new.clone(),
+                &[old.public()],
+                "agent",
+            )
+            .await
+            .unwrap();
+            write_runs(&writer, 2..4).await;
+            Rotated {
+                objects: store.snapshot(),
+                old: old.clone(),
+                new: new.clone(),
+                rotation,
+            }
+        })
+    })
+}
+
+async fn write_runs(writer: &Writer, runs: std::ops::Range<usize>) {
+    for r in runs {
+        let run = writer.begin_run(Trigger::Manual);
+        for s in STREAMS {
+            let mut entry = Entry::new(
+                s,
+                CollectorInfo {
+                    name: s.split('/').next().unwrap().into(),
+                    kind: "test".into(),
+                    version: "1".into(),
+                },
+                Status::Ok,
+                chrono::Utc::now(),
+                json!({"run": r, "stream": s}),
+            );
+            entry.predicate.schedule = Some("@daily".into());
+            writer.append(&run, entry).await.unwrap();
+        }
+        writer.checkpoint(run).await.unwrap();
+    }
+}
+
+fn verdict_with(objects: Objects, opts: &Options) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store: Arc<dyn Store> = Arc::new(MemStore::from_objects(objects));
+        verify(store, opts).await.unwrap().intact
+    })
+}
+
+#[derive(Debug, Clone)]
+enum KeyTamper {
+    /// Every record and checkpoint re-signed by the new key, links and
+    /// listings made whole, the rotation and the last `drop` checkpoints
+    /// left out; judged with the store's keys/ or the auditor's two keys.
+    RewriteWithoutRotation { drop: usize, given: bool },
+    /// A record of before the rotation, re-dated up to a day earlier and
+    /// signed by the new key, as a stream of its own.
+    Backdated { record: usize, seconds: i64 },
+    /// A key no rotation introduced, added to keys/.
+    StrayKey,
+}
+
+fn key_tamper() -> impl Strategy<Value = KeyTamper> {
+    prop_oneof![
+        2 => (0usize..3, any::<bool>()).prop_map(|(drop, given)| KeyTamper::RewriteWithoutRotation { drop, given }),
+        2 => (any::<usize>(), 0i64..86_400).prop_map(|(record, seconds)| KeyTamper::Backdated { record, seconds }),
+        1 => Just(KeyTamper::StrayKey),
+    ]
+}
+
+/// Applies a key tampering; returns the options the auditor verifies with.
+fn apply_key_tamper(r: &Rotated, t: &KeyTamper, o: &mut Objects) -> Options {
+    match t {
+        KeyTamper::RewriteWithoutRotation { drop, given } => {
+            let mut checkpoints: Vec<(chrono::DateTime<chrono::Utc>, String)> = o
+                .iter()
+                .filter(|(k, _)| exhibit::evidence::layout::is_checkpoint(k))
+                .map(|(k, v)| {
+                    let st: Statement<exhibit::evidence::checkpoint::CheckpointPredicate> =
+                        peek(v).unwrap();
+                    (st.predicate.finished_at, k.clone())
+                })
+                .collect();
+            checkpoints.sort();
+            let mut dropped = vec![r.rotation.clone()];
+            dropped.extend(checkpoints.iter().rev().take(*drop).map(|(_, k)| k.clone()));
+            crate::overclaims::keys::rewrite(o, &r.new, &dropped);
+            if *given {
+                let mut ring = exhibit::evidence::keys::KeyRing::default();
+                ring.insert(r.old.public());
+                ring.insert(r.new.public());
+                return Options {
+                    keys: Some(ring),
+                    ..Options::default()
+                };
+            }
+        }
+        KeyTamper::Backdated { record, seconds } => {
+            let before: Vec<String> = records(o)
+                .into_iter()
+                .filter(|k| {
+                    let env: serde_json::Value = serde_json::from_slice(&o[k]).unwrap();
+                    env["signatures"][0]["keyid"] == r.old.key_id()
+                })
+                .collect();
+            let key = &before[record % before.len()];
+            let st: Statement<RecordPredicate> = peek(&o[key]).unwrap();
+            let mut p = st.predicate.clone();
+            p.stream = "forged/x".into();
+            p.seq = 1;
+            p.prev = None;
+            p.started_at -= chrono::Duration::seconds(*seconds);
+            p.finished_at -= chrono::Duration::seconds(*seconds);
+            o.insert(
+                "records/forged/x/000000000001.json".into(),
+                seal(st.subject, RECORD_PREDICATE_TYPE, &p, &r.new),
+            );
+        }
+        KeyTamper::StrayKey => {
+            let stray = Signer::generate();
+            o.insert(
+                format!("keys/{}.pub", stray.key_id()),
+                stray.public().to_pem().into_bytes(),
+            );
+        }
+    }
+    Options::default()
+}
+
+#[test]
+fn the_rotated_store_verifies_with_its_keys_or_the_auditors() {
+    let r = rotated();
+    assert!(verdict(r.objects.clone()));
+    let mut ring = exhibit::evidence::keys::KeyRing::default();
+    ring.insert(r.old.public());
+    ring.insert(r.new.public());
+    let given = Options {
+        keys: Some(ring),
+        ..Options::default()
+    };
+    assert!(verdict_with(r.objects.clone(), &given));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases().min(256), failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_key_window_violation_is_detected(t in key_tamper()) {
+        let r = rotated();
+        let mut o = r.objects.clone();
+        let opts = apply_key_tamper(r, &t, &mut o);
+        prop_assert!(!verdict_with(o, &opts), "undetected: {:?}", t);
+    }
+}

@@ -4,6 +4,6 @@
 
 mod bundles;
 mod collect;
-mod keys;
+pub(crate) mod keys;
 mod verdicts;
 mod writer;
