@@ -173,25 +173,39 @@ impl Period {
         s
     }
 
-    /// Reads the file's text.
+    /// Reads the file's text, as strictly as `verify.sh` does: each of
+    /// `from`, `to` and `seed` once, times in UTC (`…Z`), nothing else but
+    /// `head` lines.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut from = None;
         let mut to = None;
         let mut seed = None;
         let mut heads = Vec::new();
         for line in text.lines() {
-            let (name, value) = line.split_once(' ').unwrap_or((line, ""));
+            let unexpected = || format!("period.txt: unexpected line `{line}`");
+            let (name, value) = line.split_once(' ').ok_or_else(unexpected)?;
             let time = |v: &str| {
+                if !is_utc_time(v) {
+                    return Err(format!("period.txt: `{line}` is not a UTC time"));
+                }
                 DateTime::parse_from_rfc3339(v)
                     .map(|t| t.with_timezone(&Utc))
                     .map_err(|e| format!("period.txt: `{line}`: {e}"))
             };
+            let once = |slot: &mut Option<_>, v| match slot.replace(v) {
+                None => Ok(()),
+                Some(_) => Err(format!("period.txt names `{name}` more than once")),
+            };
             match name {
-                "from" => from = Some(time(value)?),
-                "to" => to = Some(time(value)?),
-                "seed" => seed = Some(value.to_string()),
+                "from" => once(&mut from, time(value)?)?,
+                "to" => once(&mut to, time(value)?)?,
+                "seed" => {
+                    if seed.replace(value.to_string()).is_some() {
+                        return Err("period.txt names `seed` more than once".into());
+                    }
+                }
                 "head" if is_sha256(value) => heads.push(value.to_string()),
-                _ => return Err(format!("period.txt: unexpected line `{line}`")),
+                _ => return Err(unexpected()),
             }
         }
         Ok(Period {
@@ -201,6 +215,27 @@ impl Period {
             heads,
         })
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, with one to nine fraction digits:
+/// the times `verify.sh` compares as strings.
+fn is_utc_time(v: &str) -> bool {
+    let b = v.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let shape = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[b.len() - 1] == b'Z';
+    shape && (b.len() == 20 || (b[19] == b'.' && (21..=30).contains(&b.len()) && digits(20..b.len() - 1)))
 }
 
 fn is_sha256(s: &str) -> bool {
@@ -300,5 +335,8 @@ mod tests {
         assert!(text.contains("to 2026-12-31T23:59:59.500000000Z\n"), "{text}");
         assert_eq!(Period::parse(&text).unwrap(), p);
         assert!(Period::parse("from x\n").is_err());
+        assert!(Period::parse(&format!("{text}from 2026-01-01T00:00:00Z\n")).is_err());
+        assert!(Period::parse(&text.replace("Z\n", "+00:00\n")).is_err());
+        assert!(Period::parse(&format!("{text}note\n")).is_err());
     }
 }

@@ -30,6 +30,7 @@ use crate::evidence::{layout, sha256_hex};
 use crate::read::Reader;
 use crate::schedule::Schedule;
 use crate::store::Store;
+use chain::Walk;
 
 pub use draw::{check_seed, draw, rank};
 pub use files::ROOT;
@@ -233,7 +234,7 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
         let st: Statement<RecordPredicate> = peek(&bytes).with_context(|| {
             format!("cannot sample: {key} cannot be read; `exhibit verify` names what is wrong")
         })?;
-        predicates.insert(key, st);
+        predicates.insert(key.as_str(), st);
         files.insert(key.clone(), bytes);
     }
     let mut samples = Vec::new();
@@ -314,8 +315,6 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
     files::write(out, files, &manifest, &period)?;
     Ok(manifest)
 }
-
-use chain::Walk;
 
 #[cfg(test)]
 mod tests {

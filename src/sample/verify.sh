@@ -170,7 +170,14 @@ to_raw=$(sed -n 's/^to //p' "$period" | head -n 1)
 seed=$(sed -n 's/^seed //p' "$period" | head -n 1)
 from=$(norm_time "$from_raw")
 to=$(norm_time "$to_raw")
-[ -n "$from_raw" ] && [ -n "$to_raw" ] && grep -q '^seed ' "$period" || bad "period.txt: names no period and seed"
+utc='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$'
+for name in from to seed; do
+  [ "$(grep -c "^$name " "$period")" -eq 1 ] || bad "period.txt: names \`$name\` $(grep -c "^$name " "$period") times, not once"
+done
+printf '%s\n' "$from_raw" | grep -qE "$utc" || bad "period.txt: \`from $from_raw\` is not a UTC time"
+printf '%s\n' "$to_raw" | grep -qE "$utc" || bad "period.txt: \`to $to_raw\` is not a UTC time"
+grep -vE '^(from|to|seed) |^head [0-9a-f]{64}$' "$period" > "$tmp/odd-lines"
+while read -r l; do bad "period.txt: unexpected line \`$l\`"; done < "$tmp/odd-lines"
 sed -n 's/^head \([0-9a-f]\{64\}\)$/\1/p' "$period" > "$tmp/heads"
 [ -s "$tmp/heads" ] || bad "period.txt: names no head: the bundle shows no checkpoint chain"
 : > "$tmp/onchain"
@@ -207,6 +214,45 @@ LC_ALL=C sort -u "$tmp/onchain" > "$tmp/onchain.sorted"
 cut -d' ' -f2 "$tmp/cptable" | LC_ALL=C sort | LC_ALL=C comm -23 - "$tmp/onchain.sorted" > "$tmp/offchain"
 while read -r f; do bad "$f: is not on the checkpoint chain from any head"; done < "$tmp/offchain"
 
+find checkpoints -type f ! -name '*.json' ! -name '*.tsr' 2> /dev/null | LC_ALL=C sort > "$tmp/stray-cp"
+while read -r f; do bad "$f: is neither a checkpoint nor a token"; done < "$tmp/stray-cp"
+
+# The keys and TSA certificates the bundle carries, when they are the ones
+# trusted: each well-formed and named by its id (a key: the first 16 hex
+# digits of the SHA-256 of the raw key; a certificate: the SHA-256 of its
+# DER).
+if [ -z "${KEY:-}" ]; then
+  find keys -type f 2> /dev/null | LC_ALL=C sort > "$tmp/keyfiles"
+  while read -r k; do
+    if ! openssl pkey -pubin -in "$k" -noout > /dev/null 2>&1; then
+      bad "$k: is not a public key"
+    else
+      id=$(openssl pkey -pubin -in "$k" -outform DER 2> /dev/null | tail -c 32 | sha256sum | cut -c1-16)
+      [ "$k" = "keys/$id.pub" ] || bad "$k: holds key $id"
+    fi
+  done < "$tmp/keyfiles"
+fi
+if [ -z "${TSA_CA:-}" ]; then
+  find tsa -type f 2> /dev/null | LC_ALL=C sort > "$tmp/tsafiles"
+  while read -r c; do
+    rm -f "$tmp"/tsa.*.pem
+    awk -v out="$tmp/tsa." '/-----BEGIN CERTIFICATE-----/ { n++ } n { print > (out n ".pem") }' "$c"
+    any=""
+    named=""
+    for p in "$tmp"/tsa.*.pem; do
+      openssl x509 -in "$p" -noout > /dev/null 2>&1 || continue
+      any=1
+      h=$(openssl x509 -in "$p" -outform DER 2> /dev/null | sha256sum | cut -c1-64)
+      [ "$c" != "tsa/$h.pem" ] || named=1
+    done
+    if [ -z "$any" ]; then
+      bad "$c: is not a PEM certificate"
+    elif [ -z "$named" ]; then
+      bad "$c: is not named by the SHA-256 of the certificate it holds"
+    fi
+  done < "$tmp/tsafiles"
+fi
+
 # 4. The population: every record the period's checkpoints list, exactly
 # the records here.
 : > "$tmp/population"
@@ -222,7 +268,7 @@ while read -r h k; do
   fi
 done < "$tmp/pop"
 cut -d' ' -f2 "$tmp/pop" > "$tmp/popkeys"
-LC_ALL=C comm -13 "$tmp/popkeys" "$tmp/records" > "$tmp/extra"
+find records -type f 2> /dev/null | LC_ALL=C sort | LC_ALL=C comm -13 "$tmp/popkeys" - > "$tmp/extra"
 while read -r k; do bad "$k: is not listed by any checkpoint of the period"; done < "$tmp/extra"
 
 # 5. The draw, redrawn from the seed and the population; and no payload

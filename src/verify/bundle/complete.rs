@@ -159,6 +159,11 @@ pub(super) fn check(root: &Path, keys: &KeyRing) -> anyhow::Result<Outcome> {
             );
         }
     }
+    for key in files_under(root, layout::CHECKPOINTS)? {
+        if !key.ends_with(".json") && !key.ends_with(".tsr") {
+            out.problem(&key, "bundle_files", "is neither a checkpoint nor a token".into());
+        }
+    }
     out.facts.checkpoints_in_period = in_period.len();
 
     // 2. The population: exactly the records the period's checkpoints

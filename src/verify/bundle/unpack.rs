@@ -94,7 +94,7 @@ pub(crate) fn unpack_bounded(
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let path = entry.path().map_err(read_err)?.into_owned();
-        if !path.starts_with(ROOT) {
+        if !path.strip_prefix(".").unwrap_or(&path).starts_with(ROOT) {
             return Err(BundleError::NotABundle(anyhow!(
                 "{name} is not an Exhibit sample bundle: `{}` lies outside {ROOT}/",
                 path.display()

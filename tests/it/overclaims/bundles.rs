@@ -176,9 +176,9 @@ fn bomb(root: &Path, out: &Path) {
     h.set_mode(0o644);
     h.set_path("exhibit-sample/blobs/bomb").unwrap();
     h.set_cksum();
-    let mut tar = b.into_inner().unwrap();
-    tar.extend_from_slice(h.as_bytes());
-    tar.extend(std::iter::repeat_n(0u8, 1 << 20));
+    b.get_mut().extend_from_slice(h.as_bytes());
+    b.get_mut().extend(std::iter::repeat_n(0u8, 1 << 20));
+    let tar = b.into_inner().unwrap();
     let mut gz = flate2::write::GzEncoder::new(
         std::fs::File::create(out).unwrap(),
         flate2::Compression::fast(),
