@@ -221,7 +221,8 @@ impl Period {
 /// the times `verify.sh` compares as strings.
 fn is_utc_time(v: &str) -> bool {
     let b = v.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
     let shape = b.len() >= 20
         && digits(0..4)
         && b[4] == b'-'
@@ -235,10 +236,13 @@ fn is_utc_time(v: &str) -> bool {
         && b[16] == b':'
         && digits(17..19)
         && b[b.len() - 1] == b'Z';
-    shape && (b.len() == 20 || (b[19] == b'.' && (21..=30).contains(&b.len()) && digits(20..b.len() - 1)))
+    shape
+        && (b.len() == 20
+            || (b[19] == b'.' && (21..=30).contains(&b.len()) && digits(20..b.len() - 1)))
 }
 
-fn is_sha256(s: &str) -> bool {
+/// Whether `s` is a lower-case hex SHA-256.
+pub(crate) fn is_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
@@ -271,7 +275,10 @@ mod tests {
         let preds: Vec<CheckpointPredicate> = (1..=5)
             .map(|d| {
                 let i = d as usize - 1;
-                predicate(d, (i > 0).then(|| (keys[i - 1].as_str(), shas[i - 1].as_str())))
+                predicate(
+                    d,
+                    (i > 0).then(|| (keys[i - 1].as_str(), shas[i - 1].as_str())),
+                )
             })
             .collect();
         let subjects: Vec<Vec<Subject>> = (1..=5)
@@ -297,7 +304,10 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(heads(&links).iter().map(|l| l.key).collect::<Vec<_>>(), ["cp5"]);
+        assert_eq!(
+            heads(&links).iter().map(|l| l.key).collect::<Vec<_>>(),
+            ["cp5"]
+        );
         let day = |d: u32| format!("2026-01-{d:02}T00:00:00Z").parse().unwrap();
         let w = walk("cp5", &links, day(2), day(4));
         assert_eq!(w.period, ["cp3", "cp2"]);
@@ -315,7 +325,10 @@ mod tests {
         let w = walk("cp5", &cut, day(2), day(4));
         assert_eq!(
             w.broken,
-            Some(("cp3".into(), "its previous checkpoint cp2 is not here".into()))
+            Some((
+                "cp3".into(),
+                "its previous checkpoint cp2 is not here".into()
+            ))
         );
         // From the very start, the walk ends at the first checkpoint.
         let w = walk("cp5", &links, day(1), day(9));
@@ -332,7 +345,10 @@ mod tests {
             heads: vec!["a".repeat(64)],
         };
         let text = p.to_text();
-        assert!(text.contains("to 2026-12-31T23:59:59.500000000Z\n"), "{text}");
+        assert!(
+            text.contains("to 2026-12-31T23:59:59.500000000Z\n"),
+            "{text}"
+        );
         assert_eq!(Period::parse(&text).unwrap(), p);
         assert!(Period::parse("from x\n").is_err());
         assert!(Period::parse(&format!("{text}from 2026-01-01T00:00:00Z\n")).is_err());

@@ -30,7 +30,9 @@ pub fn check_seed(seed: &str) -> Result<(), String> {
         return Err("the seed is empty: pass --seed with a value of your own choosing".into());
     }
     if seed.chars().any(char::is_control) {
-        return Err("the seed holds a control character (a newline, a tab…): use printable text".into());
+        return Err(
+            "the seed holds a control character (a newline, a tab…): use printable text".into(),
+        );
     }
     Ok(())
 }

@@ -25,10 +25,7 @@ pub(super) fn write(
     period: &Period,
 ) -> anyhow::Result<()> {
     files.insert("period.txt".into(), period.to_text().into_bytes());
-    files.insert(
-        "sample.json".into(),
-        serde_json::to_vec_pretty(manifest)?,
-    );
+    files.insert("sample.json".into(), serde_json::to_vec_pretty(manifest)?);
     let lines = |v: Vec<&str>| format!("{}\n", v.join("\n")).into_bytes();
     files.insert(
         "sampled.txt".into(),

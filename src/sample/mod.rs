@@ -131,7 +131,11 @@ struct StoredCheckpoint {
 pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow::Result<Manifest> {
     check_seed(&req.seed).map_err(anyhow::Error::msg)?;
     if req.from > req.to {
-        bail!("the period starts ({}) after it ends ({})", req.from, req.to);
+        bail!(
+            "the period starts ({}) after it ends ({})",
+            req.from,
+            req.to
+        );
     }
     let index = Reader::new(store.clone()).index().await?;
     for s in &req.streams {
@@ -191,8 +195,12 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
         }
         walked.push(w);
     }
-    let population =
-        chain::population(walked.iter().flat_map(|w| w.period.iter().map(String::as_str)), &links);
+    let population = chain::population(
+        walked
+            .iter()
+            .flat_map(|w| w.period.iter().map(String::as_str)),
+        &links,
+    );
     if population.is_empty() {
         bail!(
             "no checkpoint of {} finished between {} and {}: no record to sample in the period",
@@ -229,7 +237,9 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
             format!("cannot sample: {key}, listed by a checkpoint of the period, is missing; `exhibit verify` says more")
         })?;
         if sha256_hex(&bytes) != *sha {
-            bail!("cannot sample: {key} differs from what its checkpoint signed; `exhibit verify` says more");
+            bail!(
+                "cannot sample: {key} differs from what its checkpoint signed; `exhibit verify` says more"
+            );
         }
         let st: Statement<RecordPredicate> = peek(&bytes).with_context(|| {
             format!("cannot sample: {key} cannot be read; `exhibit verify` names what is wrong")
@@ -255,6 +265,12 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
             let [subject] = st.subject.as_slice() else {
                 bail!("cannot sample: {key} does not name one payload");
             };
+            if !chain::is_sha256(&subject.digest.sha256) {
+                bail!(
+                    "cannot sample: the payload of {key} is named by `{}`, which is not a SHA-256",
+                    subject.digest.sha256
+                );
+            }
             let blob = layout::blob(&subject.digest.sha256);
             let bytes = store
                 .get(&blob)

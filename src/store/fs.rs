@@ -92,7 +92,9 @@ fn open_regular(path: &Path) -> std::io::Result<File> {
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(not_regular("a symbolic link")),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(not_regular("a symbolic link"));
+        }
         Err(e) => return Err(e),
     };
     let kind = file.metadata()?.file_type();
@@ -194,7 +196,7 @@ impl Store for FsStore {
             let mut file = open_regular(&path)?;
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut file, &mut bytes)?;
-            Ok(bytes)
+            Ok::<_, std::io::Error>(bytes)
         })
         .await
         .expect("reading does not panic");

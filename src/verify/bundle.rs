@@ -10,7 +10,7 @@
 mod complete;
 mod unpack;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use serde::Serialize;
 pub use complete::{BundleFacts, StreamDraw};
 pub use unpack::{MAX_ENTRIES, MAX_UNPACKED, unpack};
 
-use super::{BundleScope, Options, Problem, Report};
+use super::{Options, Problem, Report};
 use crate::evidence::keys::{KeyRing, PublicKey};
 use crate::evidence::{layout, sha256_hex};
 use crate::store::fs::FsStore;
@@ -52,7 +52,8 @@ impl BundleVerdict {
     /// The human form: the bundle's facts, then the verdict.
     pub fn render(&self, show_coverage: bool) -> String {
         let f = &self.bundle;
-        let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("?".into(), |t| t.to_rfc3339());
+        let time =
+            |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("?".into(), |t| t.to_rfc3339());
         let mut o = format!(
             "Bundle:      period {} to {}, seed `{}`\nHead:        {} (the store's newest checkpoint when the sample was drawn: compare it with the head you noted)\n",
             time(f.from),
@@ -61,7 +62,11 @@ impl BundleVerdict {
             f.head.as_deref().unwrap_or("none")
         );
         if f.heads.len() > 1 {
-            o.push_str(&format!("Chains:      {} heads: {}\n", f.heads.len(), f.heads.join(", ")));
+            o.push_str(&format!(
+                "Chains:      {} heads: {}\n",
+                f.heads.len(),
+                f.heads.join(", ")
+            ));
         }
         o.push_str(&format!(
             "Population:  {} record(s) of the period, under {} checkpoint(s)\n",
@@ -234,7 +239,10 @@ mod tests {
     async fn a_genuine_bundle_verifies_and_is_named_in_the_verdict() {
         let dir = tempfile::tempdir().unwrap();
         let path = bundle(dir.path()).await;
-        let report = verify_bundle(&path, Options::default()).await.unwrap().report;
+        let report = verify_bundle(&path, Options::default())
+            .await
+            .unwrap()
+            .report;
         assert_eq!(report.problems, []);
         assert!(report.intact);
         assert_eq!(report.store, path.display().to_string());
@@ -251,7 +259,10 @@ mod tests {
             std::fs::remove_file(root.join("verify.sh")).unwrap();
             std::fs::write(root.join("extra.txt"), "added").unwrap();
         });
-        let report = verify_bundle(&edited, Options::default()).await.unwrap().report;
+        let report = verify_bundle(&edited, Options::default())
+            .await
+            .unwrap()
+            .report;
         assert!(!report.intact);
         let mut found: Vec<_> = report
             .problems

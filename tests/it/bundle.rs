@@ -317,7 +317,14 @@ fn a_sample_with_nothing_to_prove_is_refused_and_streams_limit_only_the_draw() {
     );
     assert!(!path.exists(), "no bundle is written");
     // A seed that verify.sh could not redraw, and a reversed period.
-    let (out, _) = run(&["--from", "2000-01-01", "--to", "2100-01-01", "--seed", "a\nb"]);
+    let (out, _) = run(&[
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-01-01",
+        "--seed",
+        "a\nb",
+    ]);
     assert_eq!(code(&out), 2, "{}", text(&out));
     let (out, _) = run(&["--from", "2100-01-01", "--to", "2000-01-01", "--seed", "s"]);
     assert_eq!(code(&out), 2, "{}", text(&out));

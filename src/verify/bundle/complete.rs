@@ -142,7 +142,11 @@ pub(super) fn check(root: &Path, keys: &KeyRing) -> anyhow::Result<Outcome> {
         };
         let w = chain::walk(&h.key, &links, period.from, period.to);
         if let Some((key, why)) = &w.broken {
-            out.problem(key, "bundle_chain", format!("the checkpoint chain is broken: {why}"));
+            out.problem(
+                key,
+                "bundle_chain",
+                format!("the checkpoint chain is broken: {why}"),
+            );
         }
         out.outside.extend(w.after.iter().cloned());
         out.outside.extend(w.anchor.iter().cloned());
@@ -161,7 +165,11 @@ pub(super) fn check(root: &Path, keys: &KeyRing) -> anyhow::Result<Outcome> {
     }
     for key in files_under(root, layout::CHECKPOINTS)? {
         if !key.ends_with(".json") && !key.ends_with(".tsr") {
-            out.problem(&key, "bundle_files", "is neither a checkpoint nor a token".into());
+            out.problem(
+                &key,
+                "bundle_files",
+                "is neither a checkpoint nor a token".into(),
+            );
         }
     }
     out.facts.checkpoints_in_period = in_period.len();
@@ -269,7 +277,11 @@ pub(super) fn check(root: &Path, keys: &KeyRing) -> anyhow::Result<Outcome> {
     }
     for blob in files_under(root, layout::BLOBS)? {
         if !payloads.contains(&blob) {
-            out.problem(&blob, "bundle_files", "is not the payload of a sampled record".into());
+            out.problem(
+                &blob,
+                "bundle_files",
+                "is not the payload of a sampled record".into(),
+            );
         }
     }
     out.scope = BundleScope {

@@ -61,7 +61,9 @@ pub(crate) fn unpack_bounded(
         let mut entry = entry.map_err(read_err)?;
         count += 1;
         if count > MAX_ENTRIES {
-            return Err(refuse(format!("{name} holds more than {MAX_ENTRIES} entries: refused")));
+            return Err(refuse(format!(
+                "{name} holds more than {MAX_ENTRIES} entries: refused"
+            )));
         }
         let kind = entry.header().entry_type();
         let size = entry.header().size().map_err(read_err)?;
@@ -71,7 +73,9 @@ pub(crate) fn unpack_bounded(
             || kind.is_pax_local_extensions()
             || kind.is_pax_global_extensions();
         if extension && size > MAX_EXTENSION {
-            return Err(refuse(format!("{name}: a tar extension entry of {size} bytes: refused (a bundle never needs more than {MAX_EXTENSION})")));
+            return Err(refuse(format!(
+                "{name}: a tar extension entry of {size} bytes: refused (a bundle never needs more than {MAX_EXTENSION})"
+            )));
         }
         if !extension && !kind.is_file() && !kind.is_dir() {
             return Err(refuse(format!(
@@ -101,7 +105,10 @@ pub(crate) fn unpack_bounded(
             )));
         }
         if !entry.unpack_in(dir).map_err(read_err)? {
-            return Err(refuse(format!("{name}: `{}` would unpack outside the bundle: refused", path.display())));
+            return Err(refuse(format!(
+                "{name}: `{}` would unpack outside the bundle: refused",
+                path.display()
+            )));
         }
     }
     let root = dir.join(ROOT);
@@ -203,15 +210,23 @@ mod tests {
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
         let e = refusal(unpack(&path, &out));
-        assert!(e.contains("`exhibit-sample/blobs/x` is a symbolic link, not a regular file: refused"), "{e}");
-        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing written");
+        assert!(
+            e.contains("`exhibit-sample/blobs/x` is a symbolic link, not a regular file: refused"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            0,
+            "nothing written"
+        );
 
         tarball(&path, |b| {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Char);
             h.set_size(0);
             h.set_cksum();
-            b.append_data(&mut h, format!("{ROOT}/zero"), &[][..]).unwrap();
+            b.append_data(&mut h, format!("{ROOT}/zero"), &[][..])
+                .unwrap();
         });
         let e = refusal(unpack(&path, &out));
         assert!(e.contains("is a character device"), "{e}");
@@ -243,8 +258,12 @@ mod tests {
                 h.set_size(1 << 20);
                 h.set_mode(0o644);
                 h.set_cksum();
-                b.append_data(&mut h, format!("{ROOT}/f{i}"), std::io::repeat(0).take(1 << 20))
-                    .unwrap();
+                b.append_data(
+                    &mut h,
+                    format!("{ROOT}/f{i}"),
+                    std::io::repeat(0).take(1 << 20),
+                )
+                .unwrap();
             }
         });
         let e = refusal(unpack_bounded(&path, &out, 3 << 20));

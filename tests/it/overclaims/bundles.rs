@@ -82,7 +82,12 @@ fn remanifest(root: &Path) {
     let listing: String = files(root)
         .into_iter()
         .filter(|f| f != "MANIFEST.sha256")
-        .map(|f| format!("{}  {f}\n", sha256_hex(&std::fs::read(root.join(&f)).unwrap())))
+        .map(|f| {
+            format!(
+                "{}  {f}\n",
+                sha256_hex(&std::fs::read(root.join(&f)).unwrap())
+            )
+        })
         .collect();
     std::fs::write(root.join("MANIFEST.sha256"), listing).unwrap();
 }
@@ -210,7 +215,10 @@ fn every_bundle_tampering_fails_both_verifiers_alike() {
             .arg(format!("command -v {tool}"))
             .status()
             .unwrap();
-        assert!(found.success(), "`{tool}` is needed by this test: install it");
+        assert!(
+            found.success(),
+            "`{tool}` is needed by this test: install it"
+        );
     }
     let ws = store();
     // The period holds runs 3 to 5: run 2 is the last before it, runs 6
@@ -218,7 +226,16 @@ fn every_bundle_tampering_fails_both_verifiers_alike() {
     let (from, to) = (started(&ws, 3), started(&ws, 6));
     let bundle = ws.path().join("sample.tar.gz");
     let out = ws.run(&[
-        "sample", "--from", &from, "--to", &to, "--seed", "audit", "--size", "2", "--out",
+        "sample",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--seed",
+        "audit",
+        "--size",
+        "2",
+        "--out",
         bundle.to_str().unwrap(),
     ]);
     assert_eq!(code(&out), 0, "{}", text(&out));
