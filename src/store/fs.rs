@@ -81,30 +81,30 @@ fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<String>) -> std::io::Result<
 }
 
 /// Opens the regular file at `path`, refusing anything else: a symlink
-/// (to `/dev/zero`, say) or a device could be read without end. The link
-/// is refused by `O_NOFOLLOW`, the rest by the opened file's own type, so
-/// that nothing swapped in between is read either.
+/// (to `/dev/zero`, say), a device or a FIFO could be read, or block,
+/// without end. The name is checked before it is opened (so that a FIFO
+/// is never opened), and the opened file again (so that nothing swapped in
+/// between is read).
 fn open_regular(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(not_regular("a symbolic link"));
+    let what = |kind: fs::FileType| {
+        if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "a device, FIFO or socket"
         }
-        Err(e) => return Err(e),
     };
-    let kind = file.metadata()?.file_type();
-    if kind.is_file() {
-        Ok(file)
-    } else if kind.is_dir() {
-        Err(not_regular("a directory"))
-    } else {
-        Err(not_regular("a device, FIFO or socket"))
+    let kind = fs::symlink_metadata(path)?.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(what(kind)));
     }
+    let file = File::open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(what(kind)));
+    }
+    Ok(file)
 }
 
 fn not_regular(what: &str) -> std::io::Error {

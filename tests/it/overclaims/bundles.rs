@@ -16,8 +16,6 @@ use serde_json::Value;
 
 use crate::support::{Workspace, code, text, unpack};
 
-const STREAMS: [&str; 2] = ["iam/local", "repos/local"];
-
 /// A store of seven runs of two streams.
 fn store() -> Workspace {
     let ws = Workspace::new(
