@@ -4,8 +4,18 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Failure, SampleArgs};
 
-/// Draws the sample, writes the bundle to `--out`, and lists what it holds.
+/// Draws the sample, writes the bundle to `--out`, and lists what it holds
+/// and the head it carries.
 pub(crate) async fn exec(cli: &Cli, args: &SampleArgs) -> Result<ExitCode, Failure> {
+    crate::sample::check_seed(&args.seed)
+        .map_err(|e| Failure::Usage(anyhow::anyhow!("--seed: {e}")))?;
+    if args.from > args.to {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--from ({}) is after --to ({})",
+            args.from.to_rfc3339(),
+            args.to.to_rfc3339()
+        )));
+    }
     let store = super::read_store(cli).await?;
     let req = crate::sample::Request {
         streams: args.streams.clone(),
@@ -28,9 +38,14 @@ pub(crate) async fn exec(cli: &Cli, args: &SampleArgs) -> Result<ExitCode, Failu
         );
     }
     println!(
-        "bundle {} (seed `{}`): verify with `sh verify.sh` inside it, or `exhibit verify --bundle`",
+        "head: {} (note it: verifying the bundle prints it again)",
+        m.head
+    );
+    println!(
+        "bundle {} (seed `{}`, {} record(s) in the period): verify with `sh verify.sh` inside it, or `exhibit verify --bundle`",
         args.out.display(),
-        m.seed
+        m.seed,
+        m.population
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -33,17 +33,26 @@ pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failu
         bundle: None,
         timestamps,
     };
-    let report = match &args.bundle {
-        Some(b) => crate::verify::bundle::verify_bundle(b, opts)
+    if let Some(b) = &args.bundle {
+        let verdict = crate::verify::bundle::verify_bundle(b, opts)
             .await
             .map_err(|e| match e {
                 BundleError::NotABundle(e) => Failure::Usage(e),
                 BundleError::Failed(e) => Failure::Runtime(e),
-            })?,
-        None => crate::verify::verify(store, &opts)
-            .await
-            .map_err(anyhow::Error::from)?,
-    };
+            })?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&verdict).expect("verdicts serialise")
+            );
+        } else {
+            print!("{}", verdict.render(args.coverage));
+        }
+        return Ok(exit_code(verdict.report.intact));
+    }
+    let report = crate::verify::verify(store, &opts)
+        .await
+        .map_err(anyhow::Error::from)?;
     if args.json {
         println!(
             "{}",
@@ -52,11 +61,15 @@ pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failu
     } else {
         print!("{}", report.render(args.coverage));
     }
-    Ok(if report.intact {
+    Ok(exit_code(report.intact))
+}
+
+fn exit_code(intact: bool) -> ExitCode {
+    if intact {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 /// How `verify` judges RFC 3161 tokens: trust from `--tsa-cert`, else the

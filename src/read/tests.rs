@@ -6,11 +6,12 @@ use futures::TryStreamExt as _;
 use serde_json::json;
 
 use super::*;
+use crate::evidence::checkpoint::CheckpointPredicate;
 use crate::evidence::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use crate::evidence::keys::{KeyRing, Signer};
 use crate::evidence::record::{
-    CollectorInfo, Digest, PayloadInfo, RECORD_PREDICATE_TYPE, RecordPredicate, STATEMENT_TYPE,
-    Status, Subject, Trigger, seal,
+    CHECKPOINT_PREDICATE_TYPE, CollectorInfo, Digest, PayloadInfo, RECORD_PREDICATE_TYPE,
+    RecordPredicate, STATEMENT_TYPE, Status, Subject, Trigger, seal,
 };
 use crate::store::mem::MemStore;
 
@@ -62,6 +63,32 @@ async fn write(store: &MemStore, signer: &Signer, p: RecordPredicate, payload: s
     }];
     let key = layout::record(&p.stream, p.seq);
     let sealed = seal(subject, RECORD_PREDICATE_TYPE, &p, signer);
+    store.put_new(&key, &sealed).await.unwrap();
+}
+
+/// Signs a checkpoint listing every record of `store` as it is, so that a
+/// sample has a population to draw from.
+async fn checkpoint_everything(store: &MemStore) {
+    let mut subject = Vec::new();
+    for key in store.list(layout::RECORDS).await.unwrap() {
+        let bytes = store.get(&key).await.unwrap().unwrap();
+        let sha256 = sha256_hex(&bytes);
+        subject.push(Subject {
+            name: key,
+            digest: Digest { sha256 },
+        });
+    }
+    let p = CheckpointPredicate {
+        agent: "test".into(),
+        run_id: "run".into(),
+        trigger: Trigger::Manual,
+        started_at: at(0),
+        finished_at: at(9),
+        prev: None,
+        rotation: None,
+    };
+    let sealed = seal(subject, CHECKPOINT_PREDICATE_TYPE, &p, &Signer::generate());
+    let key = layout::checkpoint(at(9), "run");
     store.put_new(&key, &sealed).await.unwrap();
 }
 
@@ -348,6 +375,9 @@ async fn every_reading_command_survives_malformed_records() {
     assert!(format!("{err:#}").contains("is not a SHA-256"), "{err:#}");
 
     let dir = tempfile::tempdir().unwrap();
+    let mem = malformed_store().await;
+    checkpoint_everything(&mem).await;
+    let store: Arc<dyn Store> = Arc::new(mem);
     let req = |streams: &[&str], size| crate::sample::Request {
         streams: streams.iter().map(|s| s.to_string()).collect(),
         from: at(0),
@@ -382,8 +412,10 @@ async fn a_sample_fails_only_on_a_drawn_record_without_a_payload() {
     .await;
     let digest = json!([{"name": "blobs/x", "digest": {"sha256": "x"}}]);
     forge(&store, claim("s", 2, Status::Ok, 2), digest).await;
+    checkpoint_everything(&store).await;
     let store: Arc<dyn Store> = Arc::new(store);
     let dir = tempfile::tempdir().unwrap();
+    let keys = [layout::record("s", 1), layout::record("s", 2)];
     let mut drawn_bad = false;
     let mut drawn_good = false;
     for seed in 0..40 {
@@ -394,10 +426,11 @@ async fn a_sample_fails_only_on_a_drawn_record_without_a_payload() {
             size: Some(1),
             seed: seed.to_string(),
         };
-        let picked = crate::sample::draw(&req.seed, "s", 2, 1)[0];
+        let population = [keys[0].as_str(), keys[1].as_str()];
+        let picked = crate::sample::draw(&req.seed, &population, 1)[0];
         let out = dir.path().join(format!("{seed}.tar.gz"));
         let result = crate::sample::bundle(store.clone(), &req, &out).await;
-        if picked == 1 {
+        if picked == keys[1] {
             drawn_bad = true;
             let err = format!("{:#}", result.unwrap_err());
             assert!(

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Verifies this Exhibit sample bundle with standard tools only: sha256sum,
-# openssl (3.0 or later), sed, grep, awk, sort, cut, wc, printf.
+# openssl (3.0 or later), sed, grep, awk, sort, comm, cmp, cut, wc, find,
+# printf.
 #
-#   sh verify.sh                    # trusts the public keys in keys/
+#   sh verify.sh                    # trusts the public keys in keys/ (and
+#                                   # says so)
 #   KEY=our-copy.pub sh verify.sh   # checks every signature against your own
 #                                   # copy of the key, obtained out of band
 #   TSA_CA=tsa-ca.pem sh verify.sh  # checks the RFC 3161 tokens against your
@@ -10,15 +12,31 @@
 #                                   # (default: the certificates in tsa/)
 #   REQUIRE_TIMESTAMPS=1 sh verify.sh  # a checkpoint without a token fails
 #
-# It checks: every file against MANIFEST.sha256; every record's and
-# checkpoint's Ed25519 signature over its DSSE envelope; each record's
-# sequence number and stream against its place; every sampled payload
-# against the sha256 its record signs; the chain links (`prev`) between
-# consecutive records; that no record of the period is missing; and that
-# each checkpoint's list of records matches the records' bytes; and, where
-# a checkpoint has an RFC 3161 token (<run id>.tsr), `openssl ts -verify`
-# of the token against the checkpoint's sha256 and the TSA certificates.
-# Exit status 0 means every check passed.
+# It checks, from signed data only, what `exhibit verify --bundle` checks,
+# and reaches the same verdict:
+#  1. files: regular files only, every file listed in MANIFEST.sha256 with
+#     its sha256, and no file left out of it;
+#  2. records: each one's Ed25519 signature over its DSSE envelope, its
+#     stream and number against its place, the chain link (`prev`) to the
+#     record before it, no number missing, and each sampled payload's
+#     sha256 against the one its record signs;
+#  3. checkpoints: each one's signature, and the chain from each head named
+#     in period.txt back, link by link, to the last checkpoint before the
+#     period (or the chain's first): no checkpoint missing or altered, none
+#     off the chain;
+#  4. the population: the records are exactly those the period's
+#     checkpoints list, byte for byte;
+#  5. the draw: each sampled stream's records are the ones the seed draws
+#     (the lowest sha256 of "<seed>\n<record key>"), and no payload is here
+#     but the sampled records';
+#  6. RFC 3161 tokens, where a checkpoint has one (<run id>.tsr):
+#     `openssl ts -verify` against the checkpoint's sha256 and the TSA
+#     certificates.
+# `exhibit verify --bundle` also checks the records' times against their
+# runs and the tokens' times (back-dating), which needs date arithmetic.
+# Exit status 0 means every check passed. The head it prints must match the
+# one noted when the sample was drawn: a bundle cut short after its last
+# run, head and all, cannot be told from a genuine one otherwise.
 set -u
 cd "$(dirname "$0")" || exit 2
 tmp=$(mktemp -d) || exit 2
@@ -29,9 +47,28 @@ checkpoints=0
 payloads=0
 timestamps=0
 bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
-hash_of() { sha256sum "$1" | cut -c1-64; }
+hash_of() { sha256sum < "$1" | cut -c1-64; }
 # The last occurrence of a string field in one line of canonical JSON.
 field() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$2"; }
+# An RFC 3339 UTC time with nine fraction digits, so that times compare as
+# strings.
+norm_time() {
+  printf '%s\n' "$1" | awk '{ t = $0; sub(/Z$/, "", t); f = ""; i = index(t, ".")
+    if (i) { f = substr(t, i + 1); t = substr(t, 1, i - 1) }
+    while (length(f) < 9) f = f "0"; print t "." f }'
+}
+earlier() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+# The records of stream $1 in a list of record keys ($2: which column).
+of_stream() {
+  awk -v p="records/$1/" -v c="$2" 'index($c, p) == 1 && index(substr($c, length(p) + 1), "/") == 0 { print $c }'
+}
+
+if [ -n "${KEY:-}" ]; then
+  trust="your key $KEY"
+else
+  trust="the bundle's own keys in keys/"
+  echo "NOTE: no KEY= given: signatures are checked against the bundle's own keys in keys/, which whoever made the bundle could have replaced. Pass KEY=your-copy.pub, obtained out of band, for an independent check."
+fi
 
 # Checks the signature of a DSSE envelope; leaves its payload (the signed
 # statement) in $tmp/st.json.
@@ -53,11 +90,34 @@ check_envelope() {
   return 0
 }
 
-# 1. The files are the ones the bundle was made with.
-if ! sha256sum -c --quiet MANIFEST.sha256; then bad "files differ from MANIFEST.sha256"; fi
+# 1. Files: regular files only (a link or a device could be read without
+# end), each the one the bundle was made with, none unlisted.
+find . ! -type f ! -type d | sed 's|^\./||' | LC_ALL=C sort > "$tmp/odd"
+while read -r f; do bad "$f: is not a regular file"; done < "$tmp/odd"
+# The bundle's own text files (empty when missing: that fails here).
+for f in MANIFEST.sha256 period.txt streams.txt sampled.txt; do
+  if [ -f "$f" ] && [ ! -h "$f" ]; then cp "$f" "$tmp/$f"; else bad "the bundle has no $f"; : > "$tmp/$f"; fi
+done
+sed -n 's/^\([0-9a-f]\{64\}\)  \(.*\)$/\1 \2/p' "$tmp/MANIFEST.sha256" > "$tmp/manifest"
+while read -r h name; do
+  if [ -h "$name" ]; then continue; fi
+  if [ ! -f "$name" ]; then
+    bad "$name: is listed in MANIFEST.sha256 but missing"
+  elif [ "$(hash_of "$name")" != "$h" ]; then
+    bad "$name: differs from MANIFEST.sha256"
+  fi
+done < "$tmp/manifest"
+cut -d' ' -f2- "$tmp/manifest" | LC_ALL=C sort > "$tmp/listed-files"
+find . -type f | sed 's|^\./||' | grep -vx 'MANIFEST.sha256' | LC_ALL=C sort > "$tmp/files"
+LC_ALL=C comm -23 "$tmp/files" "$tmp/listed-files" > "$tmp/unlisted"
+while read -r f; do bad "$f: is not listed in MANIFEST.sha256"; done < "$tmp/unlisted"
+grep -v '^$' "$tmp/streams.txt" > "$tmp/streams"
+grep -v '^$' "$tmp/sampled.txt" | LC_ALL=C sort -u > "$tmp/sampled"
 
 # 2. Records.
-find records -type f -name '*.json' | LC_ALL=C sort > "$tmp/records"
+find records -type f -name '*.json' 2> /dev/null | LC_ALL=C sort > "$tmp/records"
+: > "$tmp/seqs"
+: > "$tmp/digests"
 while read -r f; do
   records=$((records + 1))
   check_envelope "$f" || continue
@@ -70,10 +130,11 @@ while read -r f; do
   [ "$(field stream "$st")" = "$stream" ] || bad "$f: the record belongs to stream $(field stream "$st")"
   digest=$(sed -n 's/.*"digest":{"sha256":"\([0-9a-f]\{64\}\)"}.*/\1/p' "$st")
   blob="blobs/sha256/$(printf %s "$digest" | cut -c1-2)/$digest"
+  echo "$f $blob" >> "$tmp/digests"
   if [ -f "$blob" ]; then
     payloads=$((payloads + 1))
     [ "$(hash_of "$blob")" = "$digest" ] || bad "$blob: payload does not match what $f signs"
-  elif grep -qx "$f" sampled.txt; then
+  elif grep -qxF "$f" "$tmp/sampled"; then
     bad "$f: sampled, but its payload is missing"
   fi
   prev_file="records/$stream/$(printf '%012d' $((seq - 1))).json"
@@ -82,56 +143,180 @@ while read -r f; do
   fi
   echo "$stream $seq" >> "$tmp/seqs"
 done < "$tmp/records"
+# No number is missing between the first and the last of each stream.
+LC_ALL=C sort -k1,1 -k2,2n "$tmp/seqs" | awk '
+  $1 == s && $2 != n + 1 { printf "FAIL: records/%s: number %d follows %d\n", $1, $2, n; bad++ }
+  { s = $1; n = $2 }
+  END { exit bad > 0 }' || failures=$((failures + 1))
 
-# 3. No record of the period is missing: each stream's numbers are contiguous.
-if [ -f "$tmp/seqs" ]; then
-  LC_ALL=C sort -k1,1 -k2,2n "$tmp/seqs" | awk '
-    $1 == s && $2 != n + 1 { printf "FAIL: records/%s: number %d follows %d\n", $1, $2, n; bad++ }
-    { s = $1; n = $2 }
-    END { exit bad > 0 }' || failures=$((failures + 1))
-fi
-
-# 4. Checkpoints: signed, chained, and listing exactly these records.
-find checkpoints -type f -name '*.json' | LC_ALL=C sort > "$tmp/checkpoints"
+# 3. Checkpoints: signed, and chained from each head back past the
+# period's start. A table of those that open: number, key, sha256, the
+# previous checkpoint's key and sha256, and the time the run finished.
+find checkpoints -type f -name '*.json' 2> /dev/null | LC_ALL=C sort > "$tmp/checkpoints"
+: > "$tmp/cptable"
 while read -r f; do
   checkpoints=$((checkpoints + 1))
   check_envelope "$f" || continue
+  prev=$(sed -n 's/.*"prev":{"key":"\([^"]*\)","sha256":"\([0-9a-f]*\)"}.*/\1 \2/p' "$tmp/st.json")
+  [ -n "$prev" ] || prev="- -"
+  echo "$checkpoints $f $(hash_of "$f") $prev $(norm_time "$(field finished_at "$tmp/st.json")")" >> "$tmp/cptable"
   grep -o '"digest":{"sha256":"[0-9a-f]*"},"name":"records/[^"]*"' "$tmp/st.json" |
-    sed 's/"digest":{"sha256":"\([0-9a-f]*\)"},"name":"\(.*\)"/\1 \2/' > "$tmp/listed"
-  while read -r h k; do
-    s=${k#records/}
-    s=${s%/*}
-    grep -qx "$s" streams.txt || continue
-    if [ -f "$k" ]; then
-      [ "$(hash_of "$k")" = "$h" ] || bad "$k: differs from what checkpoint $f recorded"
+    sed 's/"digest":{"sha256":"\([0-9a-f]*\)"},"name":"\(.*\)"/\1 \2/' |
+    grep -E '^[0-9a-f]{64} records/.+/[0-9]{12}\.json$' > "$tmp/cp.$checkpoints.list"
+done < "$tmp/checkpoints"
+period=$tmp/period.txt
+from_raw=$(sed -n 's/^from //p' "$period" | head -n 1)
+to_raw=$(sed -n 's/^to //p' "$period" | head -n 1)
+seed=$(sed -n 's/^seed //p' "$period" | head -n 1)
+from=$(norm_time "$from_raw")
+to=$(norm_time "$to_raw")
+utc='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$'
+for name in from to seed; do
+  [ "$(grep -c "^$name " "$period")" -eq 1 ] || bad "period.txt: names \`$name\` $(grep -c "^$name " "$period") times, not once"
+done
+printf '%s\n' "$from_raw" | grep -qE "$utc" || bad "period.txt: \`from $from_raw\` is not a UTC time"
+printf '%s\n' "$to_raw" | grep -qE "$utc" || bad "period.txt: \`to $to_raw\` is not a UTC time"
+grep -vE '^(from|to|seed) |^head [0-9a-f]{64}$' "$period" > "$tmp/odd-lines"
+while read -r l; do bad "period.txt: unexpected line \`$l\`"; done < "$tmp/odd-lines"
+sed -n 's/^head \([0-9a-f]\{64\}\)$/\1/p' "$period" > "$tmp/heads"
+[ -s "$tmp/heads" ] || bad "period.txt: names no head: the bundle shows no checkpoint chain"
+: > "$tmp/onchain"
+: > "$tmp/in-period"
+total=$(wc -l < "$tmp/cptable" | tr -d ' ')
+while read -r head; do
+  line=$(awk -v h="$head" '$3 == h { print; exit }' "$tmp/cptable")
+  [ -n "$line" ] || bad "period.txt: head $head is not among the bundle's signed checkpoints"
+  steps=0
+  while [ -n "$line" ]; do
+    # shellcheck disable=SC2086
+    set -- $line
+    n=$1 key=$2 pk=$4 ph=$5 fin=$6
+    steps=$((steps + 1))
+    if [ "$steps" -gt "$total" ]; then bad "$key: the checkpoint chain loops back to it"; break; fi
+    echo "$key" >> "$tmp/onchain"
+    if earlier "$fin" "$from"; then break; fi
+    earlier "$to" "$fin" || echo "$n" >> "$tmp/in-period"
+    [ "$pk" != "-" ] || break
+    line=$(awk -v k="$pk" '$2 == k { print; exit }' "$tmp/cptable")
+    if [ -z "$line" ]; then
+      bad "$key: the checkpoint chain is broken: its previous checkpoint $pk is not here"
     else
-      first=$(ls "records/$s" 2> /dev/null | LC_ALL=C sort | head -n 1)
-      n=$(basename "$k" .json)
-      if [ -z "$first" ] || [ "$(expr "$n" + 0)" -ge "$(expr "$(basename "$first" .json)" + 0)" ]; then
-        bad "$k: listed by checkpoint $f but missing"
+      # shellcheck disable=SC2086
+      set -- $line
+      if [ "$3" != "$ph" ]; then
+        bad "$key: the checkpoint chain is broken: its previous checkpoint $pk hashes to $3, not $ph"
+        line=""
       fi
     fi
-  done < "$tmp/listed"
-  prev=$(sed -n 's/.*"prev":{"key":"\([^"]*\)","sha256":"\([0-9a-f]*\)"}.*/\1 \2/p' "$tmp/st.json")
-  if [ -n "$prev" ]; then
-    pk=${prev% *}
-    ph=${prev#* }
-    if [ -f "$pk" ]; then
-      [ "$(hash_of "$pk")" = "$ph" ] || bad "$f: previous checkpoint $pk differs"
-    fi
-  fi
-done < "$tmp/checkpoints"
+  done
+done < "$tmp/heads"
+LC_ALL=C sort -u "$tmp/onchain" > "$tmp/onchain.sorted"
+cut -d' ' -f2 "$tmp/cptable" | LC_ALL=C sort | LC_ALL=C comm -23 - "$tmp/onchain.sorted" > "$tmp/offchain"
+while read -r f; do bad "$f: is not on the checkpoint chain from any head"; done < "$tmp/offchain"
 
-# 5. RFC 3161 timestamps: each token is over its checkpoint's bytes and
+find checkpoints -type f ! -name '*.json' ! -name '*.tsr' 2> /dev/null | LC_ALL=C sort > "$tmp/stray-cp"
+while read -r f; do bad "$f: is neither a checkpoint nor a token"; done < "$tmp/stray-cp"
+
+# The keys and TSA certificates the bundle carries, when they are the ones
+# trusted: each well-formed and named by its id (a key: the first 16 hex
+# digits of the SHA-256 of the raw key; a certificate: the SHA-256 of its
+# DER).
+if [ -z "${KEY:-}" ]; then
+  find keys -type f 2> /dev/null | LC_ALL=C sort > "$tmp/keyfiles"
+  while read -r k; do
+    if ! openssl pkey -pubin -in "$k" -noout > /dev/null 2>&1; then
+      bad "$k: is not a public key"
+    else
+      id=$(openssl pkey -pubin -in "$k" -outform DER 2> /dev/null | tail -c 32 | sha256sum | cut -c1-16)
+      [ "$k" = "keys/$id.pub" ] || bad "$k: holds key $id"
+    fi
+  done < "$tmp/keyfiles"
+fi
+if [ -z "${TSA_CA:-}" ]; then
+  find tsa -type f 2> /dev/null | LC_ALL=C sort > "$tmp/tsafiles"
+  while read -r c; do
+    rm -f "$tmp"/tsa.*.pem
+    awk -v out="$tmp/tsa." '/-----BEGIN CERTIFICATE-----/ { n++ } n { print > (out n ".pem") }' "$c"
+    any=""
+    named=""
+    for p in "$tmp"/tsa.*.pem; do
+      openssl x509 -in "$p" -noout > /dev/null 2>&1 || continue
+      any=1
+      h=$(openssl x509 -in "$p" -outform DER 2> /dev/null | sha256sum | cut -c1-64)
+      [ "$c" != "tsa/$h.pem" ] || named=1
+    done
+    if [ -z "$any" ]; then
+      bad "$c: is not a PEM certificate"
+    elif [ -z "$named" ]; then
+      bad "$c: is not named by the SHA-256 of the certificate it holds"
+    fi
+  done < "$tmp/tsafiles"
+fi
+
+# 4. The population: every record the period's checkpoints list, exactly
+# the records here.
+: > "$tmp/population"
+while read -r n; do cat "$tmp/cp.$n.list" >> "$tmp/population"; done < "$tmp/in-period"
+LC_ALL=C sort -k2,2 -u "$tmp/population" > "$tmp/pop"
+population=$(wc -l < "$tmp/pop" | tr -d ' ')
+[ "$population" -gt 0 ] || bad "records/: no record of the period: the bundle shows nothing"
+while read -r h k; do
+  if [ -h "$k" ] || [ ! -f "$k" ]; then
+    bad "$k: is listed by a checkpoint of the period but missing"
+  elif [ "$(hash_of "$k")" != "$h" ]; then
+    bad "$k: differs from what the period's checkpoint signed"
+  fi
+done < "$tmp/pop"
+cut -d' ' -f2 "$tmp/pop" > "$tmp/popkeys"
+find records -type f 2> /dev/null | LC_ALL=C sort | LC_ALL=C comm -13 "$tmp/popkeys" - > "$tmp/extra"
+while read -r k; do bad "$k: is not listed by any checkpoint of the period"; done < "$tmp/extra"
+
+# 5. The draw, redrawn from the seed and the population; and no payload
+# but the sampled records'.
+[ -s "$tmp/streams" ] || bad "streams.txt: samples no stream"
+while read -r k; do
+  s=${k#records/}
+  s=${s%/*}
+  printf '%s\n' "$k" | grep -qE '^records/.+/[0-9]{12}\.json$' && grep -qxF "$s" "$tmp/streams" ||
+    bad "sampled.txt: names $k, which is not a record of a sampled stream"
+done < "$tmp/sampled"
+: > "$tmp/summary"
+while read -r s; do
+  of_stream "$s" 2 < "$tmp/pop" > "$tmp/pop.s"
+  of_stream "$s" 1 < "$tmp/sampled" > "$tmp/mine.s"
+  np=$(wc -l < "$tmp/pop.s" | tr -d ' ')
+  nm=$(wc -l < "$tmp/mine.s" | tr -d ' ')
+  echo "sampled: $nm of $np record(s) of $s, redrawn from the seed" >> "$tmp/summary"
+  if [ "$np" -eq 0 ]; then
+    bad "streams.txt: samples stream $s, which has no record in the period"
+  elif [ "$nm" -eq 0 ]; then
+    bad "sampled.txt: holds no record of stream $s"
+  else
+    while read -r k; do
+      printf '%s %s\n' "$(printf '%s\n%s' "$seed" "$k" | sha256sum | cut -c1-64)" "$k"
+    done < "$tmp/pop.s" | LC_ALL=C sort | head -n "$nm" | cut -d' ' -f2 | LC_ALL=C sort > "$tmp/draw.s"
+    cmp -s "$tmp/draw.s" "$tmp/mine.s" ||
+      bad "sampled.txt: the records sampled from stream $s are not the $nm the seed draws from its $np records"
+  fi
+done < "$tmp/streams"
+: > "$tmp/payloads"
+while read -r k; do
+  awk -v k="$k" '$1 == k { print $2 }' "$tmp/digests" >> "$tmp/payloads"
+done < "$tmp/sampled"
+LC_ALL=C sort -u "$tmp/payloads" > "$tmp/payloads.sorted"
+find blobs -type f 2> /dev/null | LC_ALL=C sort | LC_ALL=C comm -23 - "$tmp/payloads.sorted" > "$tmp/stray"
+while read -r b; do bad "$b: is not the payload of a sampled record"; done < "$tmp/stray"
+
+# 6. RFC 3161 timestamps: each token is over its checkpoint's bytes and
 # signed by a trusted TSA (-partial_chain: a trusted certificate may be the
 # TSA's own or an intermediate's, not only a root's).
 if [ -n "${TSA_CA:-}" ]; then
   cp "$TSA_CA" "$tmp/tsa-ca.pem" 2> /dev/null || bad "cannot read TSA_CA=$TSA_CA"
 else
   : > "$tmp/tsa-ca.pem"
-  for c in tsa/*.pem; do [ -f "$c" ] && cat "$c" >> "$tmp/tsa-ca.pem"; done
+  for c in tsa/*.pem; do [ -f "$c" ] && [ ! -h "$c" ] && cat "$c" >> "$tmp/tsa-ca.pem"; done
 fi
-find checkpoints -type f -name '*.tsr' | LC_ALL=C sort > "$tmp/tokens"
+find checkpoints -type f -name '*.tsr' 2> /dev/null | LC_ALL=C sort > "$tmp/tokens"
 while read -r t; do
   [ -f "${t%.tsr}.json" ] || bad "$t: a token for a checkpoint that is not here"
 done < "$tmp/tokens"
@@ -159,9 +344,18 @@ while read -r f; do
   fi
 done < "$tmp/checkpoints"
 
-echo "checked $records record(s), $payloads payload(s), $checkpoints checkpoint(s), $timestamps timestamp(s)${KEY:+ against $KEY}"
+echo "period: $from_raw to $to_raw, seed \`$seed\`"
+while read -r h; do echo "chain head: $h"; done < "$tmp/heads"
+echo "head: $(tail -n 1 "$tmp/heads") (the store's newest checkpoint when the sample was drawn: compare it with the head you noted)"
+echo "population: $population record(s) of the period, under $(wc -l < "$tmp/in-period" | tr -d ' ') checkpoint(s)"
+cat "$tmp/summary"
+echo "checked $records record(s), $payloads payload(s), $checkpoints checkpoint(s), $timestamps timestamp(s) against $trust"
 if [ "$failures" -eq 0 ]; then
-  echo "VERIFIED: every signature, hash, link and listing checks out"
+  if [ -n "${KEY:-}" ]; then
+    echo "VERIFIED: every signature, hash, link, listing and the draw check out"
+  else
+    echo "VERIFIED against the bundle's own keys (not independent: pass KEY=your-copy.pub): every signature, hash, link, listing and the draw check out"
+  fi
   exit 0
 fi
 echo "NOT VERIFIED: $failures problem(s)"

@@ -80,6 +80,60 @@ fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<String>) -> std::io::Result<
     Ok(())
 }
 
+/// Opens the regular file at `path`, refusing anything else: a symlink
+/// (to `/dev/zero`, say), a device or a FIFO could be read, or block,
+/// without end. The name is checked before it is opened (so that a FIFO
+/// is never opened), and the opened file again (so that nothing swapped in
+/// between is read).
+fn open_regular(path: &Path) -> std::io::Result<File> {
+    let what = |kind: fs::FileType| {
+        if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "a device, FIFO or socket"
+        }
+    };
+    let kind = fs::symlink_metadata(path)?.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(what(kind)));
+    }
+    let file = File::open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(what(kind)));
+    }
+    Ok(file)
+}
+
+fn not_regular(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        ErrorKind::InvalidData,
+        format!("is {what}, not a regular file: refused (the store holds regular files only)"),
+    )
+}
+
+/// SHA-256 and length of the regular file at `path`, read in bounded
+/// chunks.
+fn hash_regular(path: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = open_regular(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), len))
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -138,7 +192,15 @@ impl Store for FsStore {
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.path(key)?;
-        match tokio::fs::read(&path).await {
+        let read = tokio::task::spawn_blocking(move || {
+            let mut file = open_regular(&path)?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut file, &mut bytes)?;
+            Ok::<_, std::io::Error>(bytes)
+        })
+        .await
+        .expect("reading does not panic");
+        match read {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::io(key, e)),
@@ -147,7 +209,7 @@ impl Store for FsStore {
 
     async fn hash(&self, key: &str) -> Result<Option<(String, u64)>, StoreError> {
         let path = self.path(key)?;
-        match tokio::task::spawn_blocking(move || super::hash_file(&path))
+        match tokio::task::spawn_blocking(move || hash_regular(&path))
             .await
             .expect("hashing does not panic")
         {
@@ -332,5 +394,28 @@ mod tests {
         assert!(err.to_string().contains("locked by another agent"), "{err}");
         drop(held);
         s.lease("stream/git/x").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_symlink_or_device_is_refused_not_read_without_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FsStore::new(dir.path().to_path_buf());
+        let blob = format!("blobs/sha256/00/{}", "0".repeat(64));
+        fs::create_dir_all(dir.path().join("blobs/sha256/00")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join(&blob)).unwrap();
+        let fifo = "records/a/000000000001.json";
+        fs::create_dir_all(dir.path().join("records/a")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join(fifo))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for key in [blob.as_str(), fifo] {
+            let e = s.get(key).await.unwrap_err().to_string();
+            assert!(e.contains("not a regular file: refused"), "{key}: {e}");
+            let e = s.hash(key).await.unwrap_err().to_string();
+            assert!(e.contains("not a regular file: refused"), "{key}: {e}");
+        }
+        assert_eq!(s.get("records/a/000000000002.json").await.unwrap(), None);
     }
 }

@@ -1,17 +1,28 @@
 //! `exhibit verify --bundle`: verifying a sample bundle (`exhibit sample`
-//! writes them). The bundle is unpacked into a temporary directory, its
-//! `MANIFEST.sha256` checked against the files, and the directory verified
-//! as a store within what the bundle promises to hold: every record of its
-//! streams in the period, and the payloads of the sampled records only.
+//! writes them). The bundle is unpacked, bounded, into a temporary
+//! directory (`unpack`); its `MANIFEST.sha256` is checked against the
+//! files; its completeness is checked from signed data only (`complete`:
+//! the checkpoint chain from the head, the population, the draw); and the
+//! directory is verified as a store within what the bundle holds: every
+//! record of the period, and the payloads of the sampled records only.
+//! `verify.sh`, shipped in every bundle, makes the same checks.
 
-use std::collections::{BTreeSet, HashSet};
-use std::path::{Path, PathBuf};
+mod complete;
+mod unpack;
+
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+use serde::Serialize;
 
-use super::{BundleScope, Options, Problem, Report};
-use crate::evidence::sha256_hex;
+pub use complete::{BundleFacts, StreamDraw};
+pub use unpack::{MAX_ENTRIES, MAX_UNPACKED, unpack};
+
+use super::{Options, Problem, Report};
+use crate::evidence::keys::{KeyRing, PublicKey};
+use crate::evidence::{layout, sha256_hex};
 use crate::store::fs::FsStore;
 
 /// Why a bundle could not be verified.
@@ -25,63 +36,109 @@ pub enum BundleError {
     Failed(anyhow::Error),
 }
 
+/// The verdict on a bundle: the store-wide verdict over its contents, and
+/// what the bundle proved of its own completeness.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleVerdict {
+    /// The verdict over the bundle's contents, the bundle's own problems
+    /// included.
+    #[serde(flatten)]
+    pub report: Report,
+    /// The period, head, population and draw.
+    pub bundle: BundleFacts,
+}
+
+impl BundleVerdict {
+    /// The human form: the bundle's facts, then the verdict.
+    pub fn render(&self, show_coverage: bool) -> String {
+        let f = &self.bundle;
+        let time =
+            |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("?".into(), |t| t.to_rfc3339());
+        let mut o = format!(
+            "Bundle:      period {} to {}, seed `{}`\nHead:        {} (the store's newest checkpoint when the sample was drawn: compare it with the head you noted)\n",
+            time(f.from),
+            time(f.to),
+            f.seed,
+            f.head.as_deref().unwrap_or("none")
+        );
+        if f.heads.len() > 1 {
+            o.push_str(&format!(
+                "Chains:      {} heads: {}\n",
+                f.heads.len(),
+                f.heads.join(", ")
+            ));
+        }
+        o.push_str(&format!(
+            "Population:  {} record(s) of the period, under {} checkpoint(s)\n",
+            f.population, f.checkpoints_in_period
+        ));
+        for s in &f.streams {
+            o.push_str(&format!(
+                "Sampled:     {} of {} record(s) of {}, redrawn from the seed\n",
+                s.sampled, s.population, s.stream
+            ));
+        }
+        o.push_str(&self.report.render(show_coverage));
+        o
+    }
+}
+
 /// Verifies the sample bundle at `path` with `opts` (whose `bundle` scope
 /// is the bundle's own). The verdict names the bundle as its store, and
-/// counts what its manifest reveals as problems.
-pub async fn verify_bundle(path: &Path, mut opts: Options) -> Result<Report, BundleError> {
+/// counts what its manifest and its completeness checks reveal as
+/// problems.
+pub async fn verify_bundle(path: &Path, mut opts: Options) -> Result<BundleVerdict, BundleError> {
     let unpacked = tempfile::tempdir().map_err(|e| BundleError::Failed(e.into()))?;
-    let root = unpack(path, unpacked.path()).map_err(BundleError::NotABundle)?;
-    let (scope, manifest_problems) = scope(&root).map_err(BundleError::Failed)?;
-    opts.bundle = Some(scope);
+    let root = unpack(path, unpacked.path())?;
+    let mut problems = manifest(&root).map_err(BundleError::Failed)?;
+    let keys = match &opts.keys {
+        Some(k) => k.clone(),
+        None => bundle_keys(&root).map_err(BundleError::Failed)?,
+    };
+    let outcome = complete::check(&root, &keys).map_err(BundleError::Failed)?;
+    opts.bundle = Some(outcome.scope.clone());
     let mut report = super::verify(Arc::new(FsStore::new(root)), &opts)
         .await
         .map_err(|e| BundleError::Failed(e.into()))?;
     report.store = path.display().to_string();
-    report.problems.extend(manifest_problems);
+    // The checkpoints that are here for the chain's sake list records
+    // outside the bundle, and the anchor's own predecessor is outside it:
+    // the completeness checks cover what the bundle must hold.
+    report.problems.retain(|p| {
+        !(p.code == "record_missing" && outcome.outside.contains(&p.location)
+            || p.code == "checkpoint_chain_broken" && outcome.anchors.contains(&p.location))
+    });
+    problems.extend(outcome.problems);
+    report.problems.extend(problems);
+    report.problems.sort();
+    report.problems.dedup();
     report.intact = report.problems.is_empty();
-    Ok(report)
+    Ok(BundleVerdict {
+        report,
+        bundle: outcome.facts,
+    })
 }
 
-/// Unpacks a bundle into `dir`; returns the bundle's root directory.
-pub fn unpack(bundle: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
-    let file =
-        std::fs::File::open(bundle).with_context(|| format!("cannot open {}", bundle.display()))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    // Entries are confined to `dir` (tar rejects `..` and absolute paths).
-    archive
-        .unpack(dir)
-        .with_context(|| format!("{} is not a readable .tar.gz bundle", bundle.display()))?;
-    let root = dir.join("exhibit-sample");
-    if !root.join("sample.json").exists() {
-        bail!(
-            "{} is not an Exhibit sample bundle (no exhibit-sample/sample.json)",
-            bundle.display()
-        );
+/// The keys in the bundle's `keys/`, trusted when the auditor gave none.
+fn bundle_keys(root: &Path) -> anyhow::Result<KeyRing> {
+    let mut ring = KeyRing::default();
+    for key in files_under(root, layout::KEYS)? {
+        if let Ok(pem) = std::fs::read_to_string(root.join(&key))
+            && let Ok(k) = PublicKey::from_pem(&pem)
+        {
+            ring.insert(k);
+        }
     }
-    Ok(root)
+    Ok(ring)
 }
 
-/// What an unpacked bundle promises (its streams and sampled records), and
-/// the problems its MANIFEST.sha256 reveals: files changed, missing or
-/// added.
-pub fn scope(root: &Path) -> anyhow::Result<(BundleScope, Vec<Problem>)> {
-    let read = |name: &str| {
-        std::fs::read_to_string(root.join(name))
-            .with_context(|| format!("the bundle has no {name}"))
-    };
-    let lines = |text: String| -> HashSet<String> {
-        text.lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    let scope = BundleScope {
-        streams: lines(read("streams.txt")?),
-        sampled: lines(read("sampled.txt")?),
-    };
+/// The problems MANIFEST.sha256 reveals: files changed, missing or added.
+fn manifest(root: &Path) -> anyhow::Result<Vec<Problem>> {
+    let text = std::fs::read_to_string(root.join("MANIFEST.sha256"))
+        .context("the bundle has no MANIFEST.sha256")?;
     let mut problems = Vec::new();
     let mut listed = BTreeSet::new();
-    for line in read("MANIFEST.sha256")?.lines() {
+    for line in text.lines() {
         let Some((hash, name)) = line.split_once("  ") else {
             continue;
         };
@@ -97,9 +154,7 @@ pub fn scope(root: &Path) -> anyhow::Result<(BundleScope, Vec<Problem>)> {
             message: problem.into(),
         });
     }
-    let mut present = Vec::new();
-    walk(root, "", &mut present)?;
-    for name in present {
+    for name in files_under(root, "")? {
         if name != "MANIFEST.sha256" && !listed.contains(&name) {
             problems.push(Problem {
                 location: name,
@@ -108,24 +163,40 @@ pub fn scope(root: &Path) -> anyhow::Result<(BundleScope, Vec<Problem>)> {
             });
         }
     }
-    Ok((scope, problems))
+    Ok(problems)
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let name = format!("{prefix}{}", e.file_name().to_string_lossy());
-        if e.file_type()?.is_dir() {
-            walk(&e.path(), &format!("{name}/"), out)?;
-        } else {
-            out.push(name);
+/// The files under `prefix` (a directory of the bundle, with its slash, or
+/// "" for all), as bundle-relative names, sorted.
+fn files_under(root: &Path, prefix: &str) -> anyhow::Result<Vec<String>> {
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let e = e?;
+            let name = format!("{prefix}{}", e.file_name().to_string_lossy());
+            if e.file_type()?.is_dir() {
+                walk(&e.path(), &format!("{name}/"), out)?;
+            } else {
+                out.push(name);
+            }
         }
+        Ok(())
     }
-    Ok(())
+    let mut out = Vec::new();
+    walk(&root.join(prefix.trim_end_matches('/')), prefix, &mut out)
+        .with_context(|| format!("cannot read the bundle's {prefix}"))?;
+    out.sort();
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use crate::sample::Request;
     use crate::verify::testing::{Fixture, STREAMS, day};
@@ -168,7 +239,10 @@ mod tests {
     async fn a_genuine_bundle_verifies_and_is_named_in_the_verdict() {
         let dir = tempfile::tempdir().unwrap();
         let path = bundle(dir.path()).await;
-        let report = verify_bundle(&path, Options::default()).await.unwrap();
+        let report = verify_bundle(&path, Options::default())
+            .await
+            .unwrap()
+            .report;
         assert_eq!(report.problems, []);
         assert!(report.intact);
         assert_eq!(report.store, path.display().to_string());
@@ -185,7 +259,10 @@ mod tests {
             std::fs::remove_file(root.join("verify.sh")).unwrap();
             std::fs::write(root.join("extra.txt"), "added").unwrap();
         });
-        let report = verify_bundle(&edited, Options::default()).await.unwrap();
+        let report = verify_bundle(&edited, Options::default())
+            .await
+            .unwrap()
+            .report;
         assert!(!report.intact);
         let mut found: Vec<_> = report
             .problems

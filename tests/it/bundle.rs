@@ -297,3 +297,59 @@ fn a_period_that_starts_mid_chain_verifies_and_still_catches_a_gap() {
     let (c, said) = verify_rust(&ws, &root, "mid-gap");
     assert_eq!(c, 1, "{said}");
 }
+
+#[test]
+fn a_sample_with_nothing_to_prove_is_refused_and_streams_limit_only_the_draw() {
+    let ws = store_with_history();
+    let run = |args: &[&str]| {
+        let out_path = ws.path().join("refused.tar.gz");
+        let mut all = vec!["sample", "--out", out_path.to_str().unwrap()];
+        all.extend_from_slice(args);
+        (ws.run(&all), out_path)
+    };
+    // A period before the store existed: no checkpoint, no record.
+    let (out, path) = run(&["--from", "2000-01-01", "--to", "2000-12-31", "--seed", "s"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        text(&out).contains("no record to sample in the period"),
+        "{}",
+        text(&out)
+    );
+    assert!(!path.exists(), "no bundle is written");
+    // A seed that verify.sh could not redraw, and a reversed period.
+    let (out, _) = run(&[
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-01-01",
+        "--seed",
+        "a\nb",
+    ]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    let (out, _) = run(&["--from", "2100-01-01", "--to", "2000-01-01", "--seed", "s"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+
+    // --stream draws from one stream; the bundle still holds the whole
+    // population, and both verifiers redraw it.
+    let bundle = sample(&ws, "one", &["--stream", "iam/local", "--size", "2"]);
+    let (_d, root) = unpack(&bundle);
+    assert_eq!(
+        std::fs::read_to_string(root.join("streams.txt")).unwrap(),
+        "iam/local\n"
+    );
+    assert_eq!(records_of(&root, "repos/local").len(), 8);
+    assert_eq!(walk_count(&root.join("blobs")), 2);
+    let (ok, said) = verify_sh(&root, None);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("sampled: 2 of 8 record(s) of iam/local, redrawn from the seed"),
+        "{said}"
+    );
+    let out = ws.run(&["verify", "--bundle", bundle.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("Population:  16 record(s) of the period"),
+        "{}",
+        text(&out)
+    );
+}
