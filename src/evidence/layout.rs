@@ -165,10 +165,12 @@ impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ObjectKey::Blob { sha256 } => {
+                // `get`: a digest read from an unverified record may be
+                // short or not even ASCII; a key is still printed.
                 write!(
                     f,
                     "blobs/sha256/{}/{sha256}",
-                    &sha256[..2.min(sha256.len())]
+                    sha256.get(..2).unwrap_or(sha256)
                 )
             }
             ObjectKey::Record { stream, seq } => {

@@ -42,6 +42,8 @@ use fetch::Fetcher;
 use shape::{Redaction, Scrubber};
 use template::{Vars, render};
 
+pub use client::redirect_policy;
+
 /// Registration of the kind.
 pub const SPEC: KindSpec = KindSpec {
     name: "http",
