@@ -182,7 +182,7 @@ impl Runner {
         let result = result.map_err(|e| scrub_error(inst, e)).map(|mut s| {
             let n = scrub_snapshot(inst, &mut s) + inst.secrets.scrub_json(&mut source);
             if n > 0 {
-                tracing::warn!(collector = %inst.name, stream = %stream, count = n, "secret values in the collected evidence were replaced with {}", crate::config::REDACTED);
+                tracing::info!(collector = %inst.name, stream = %stream, count = n, "secret values or URL credentials in the collected evidence were replaced with {}", crate::config::REDACTED);
             }
             s
         });
@@ -376,10 +376,7 @@ where
 
 /// `e` without the instance's secret values or URL credentials.
 fn scrub_error(inst: &CollectorInstance, e: CollectError) -> CollectError {
-    let scrub = |m: String| match inst.secrets.scrub(&m) {
-        std::borrow::Cow::Owned(o) => o,
-        std::borrow::Cow::Borrowed(_) => m,
-    };
+    let scrub = |m: String| inst.secrets.scrub(&m).into_owned();
     match e {
         CollectError::Retryable {
             message,

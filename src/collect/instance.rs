@@ -181,7 +181,7 @@ command = ["uptime"]
                     set_env = { PLAIN = \"literal-set-env\" }\n\
                     [[collectors]]\nname = \"b\"\nkind = \"http\"\nschedule = \"@daily\"\n\
                     definition = \"pagerduty\"\ntoken_file = \"pd.token\"\n\
-                    vars = { x = \"${EXHIBIT_INSTANCE_TEST_B}\" }\n";
+                    base_url = \"https://${EXHIBIT_INSTANCE_TEST_B}\"\n";
         let config = crate::config::parse(&dir.path().join("exhibit.toml"), text.into()).unwrap();
         let built = build_all(&config).unwrap();
         let a = &built[0].secrets;

@@ -121,9 +121,13 @@ impl CollectorConfig {
         expansions: &[Expansion],
     ) -> Result<Self, ConfigError> {
         let span = item.span();
+        // An expansion is this entry's when it was made in one of the
+        // entry's strings (spans are kept by interpolation).
+        let mut strings = Vec::new();
+        string_spans(item.get_ref(), item.span(), &mut strings);
         let mut secrets = Secrets::new();
         for e in expansions {
-            if e.span.start >= span.start && e.span.end <= span.end {
+            if strings.contains(&e.span) {
                 secrets.insert(&e.value);
             }
         }
@@ -206,6 +210,24 @@ impl CollectorConfig {
             name: self.name.clone(),
             secrets: std::sync::Mutex::new(found),
         })
+    }
+}
+
+/// The spans of every string in `v` (written at `span`), at any depth.
+fn string_spans(v: &DeValue<'_>, span: Range<usize>, out: &mut Vec<Range<usize>>) {
+    match v {
+        DeValue::String(_) => out.push(span),
+        DeValue::Array(a) => {
+            for x in a.iter() {
+                string_spans(x.get_ref(), x.span(), out);
+            }
+        }
+        DeValue::Table(t) => {
+            for (_, x) in t.iter() {
+                string_spans(x.get_ref(), x.span(), out);
+            }
+        }
+        _ => {}
     }
 }
 
