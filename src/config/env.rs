@@ -299,7 +299,11 @@ pub fn redact_url_credentials(s: &str) -> Cow<'_, str> {
         // The authority ends at the path, query, fragment, or the end of
         // the URL in the text.
         let end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')' | ']' | '`'))
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#')
+                    || c.is_whitespace()
+                    || matches!(c, '"' | '\'' | '<' | '>' | ')' | ']' | '`')
+            })
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         let web = head.ends_with("http://") || head.ends_with("https://");
@@ -315,7 +319,11 @@ pub fn redact_url_credentials(s: &str) -> Cow<'_, str> {
         rest = &tail[end..];
     }
     out.push_str(rest);
-    if changed { Cow::Owned(out) } else { Cow::Borrowed(s) }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 #[cfg(test)]
@@ -334,7 +342,8 @@ mod tests {
             s.scrub("x=hunter22-and-more y=hunter22 z=abc"),
             "x=[REDACTED] y=[REDACTED] z=abc"
         );
-        let mut v = json!({"hunter22": ["a hunter22", 5, {"k": "hunter22-and-more"}], "ok": "fine"});
+        let mut v =
+            json!({"hunter22": ["a hunter22", 5, {"k": "hunter22-and-more"}], "ok": "fine"});
         assert_eq!(s.scrub_json(&mut v), 3);
         assert_eq!(
             v,
@@ -347,7 +356,10 @@ mod tests {
     fn multi_line_secrets_are_also_looked_for_line_by_line() {
         let mut s = Secrets::new();
         s.insert("-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END KEY-----\n");
-        assert_eq!(s.scrub("line: MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"), "line: [REDACTED]");
+        assert_eq!(
+            s.scrub("line: MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+            "line: [REDACTED]"
+        );
     }
 
     #[test]

@@ -219,10 +219,7 @@ impl BodyError {
 /// decoding): a `Content-Length` over the cap is refused before reading,
 /// and a body that keeps coming is cut off at the cap, so that memory
 /// stays bounded whatever the server sends.
-pub(super) async fn read_body(
-    mut resp: reqwest::Response,
-    max: u64,
-) -> Result<Vec<u8>, BodyError> {
+pub(super) async fn read_body(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, BodyError> {
     if resp.content_length().is_some_and(|n| n > max) {
         return Err(BodyError::TooLarge);
     }

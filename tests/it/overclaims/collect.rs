@@ -121,20 +121,38 @@ retries = 0
     assert_eq!(pred["status"], "failed", "{failed}");
     let err = pred["error"].as_str().unwrap();
     assert!(
-        err.contains("exited with status 3") && err.contains("stderr: [REDACTED] --token=[REDACTED]"),
+        err.contains("exited with status 3")
+            && err.contains("stderr: [REDACTED] --token=[REDACTED]"),
         "{err}"
     );
 
     // Nowhere in the store, nor in anything read from it.
     let mut read = vec![
         text(&exhibit_on_store(&ws.store(), &["show", "echo-ok/local"])),
-        text(&exhibit_on_store(&ws.store(), &["show", "echo-fail/local", "--json"])),
-        text(&exhibit_on_store(&ws.store(), &["report", "--since", "7d", "--format", "md"])),
-        text(&exhibit_on_store(&ws.store(), &["report", "--since", "7d", "--json"])),
+        text(&exhibit_on_store(
+            &ws.store(),
+            &["show", "echo-fail/local", "--json"],
+        )),
+        text(&exhibit_on_store(
+            &ws.store(),
+            &["report", "--since", "7d", "--format", "md"],
+        )),
+        text(&exhibit_on_store(
+            &ws.store(),
+            &["report", "--since", "7d", "--json"],
+        )),
     ];
     let export = exhibit_on_store(
         &ws.store(),
-        &["export", "--format", "oscal", "--from", "2000-01-01", "--to", "2100-01-01"],
+        &[
+            "export",
+            "--format",
+            "oscal",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2100-01-01",
+        ],
     );
     assert_eq!(code(&export), 0, "{}", text(&export));
     read.push(text(&export));
@@ -143,14 +161,24 @@ retries = 0
     let sample = exhibit_on_store(
         &ws.store(),
         &[
-            "sample", "--from", "2000-01-01", "--to", "2100-01-01", "--seed", "s", "--out",
+            "sample",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2100-01-01",
+            "--seed",
+            "s",
+            "--out",
             bundle.to_str().unwrap(),
         ],
     );
     assert_eq!(code(&sample), 0, "{}", text(&sample));
     let stored = everything_under(&ws.store());
     let bundled = everything_under(&ws.path().join("bundles"));
-    assert!(bundled.contains("[REDACTED]"), "the bundle holds the records");
+    assert!(
+        bundled.contains("[REDACTED]"),
+        "the bundle holds the records"
+    );
     for s in secrets {
         assert!(!stored.contains(s), "`{s}` in the store");
         assert!(!bundled.contains(s), "`{s}` in the sample bundle");
@@ -194,7 +222,8 @@ impl Server {
 }
 
 fn read_head(conn: &mut TcpStream) -> String {
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -255,7 +284,10 @@ app_key = "{APP_KEY}"
     );
     for h in elsewhere.heads() {
         for secret in [API_KEY, APP_KEY, URL_PASSWORD] {
-            assert!(!h.contains(secret), "`{secret}` reached another origin: {h}");
+            assert!(
+                !h.contains(secret),
+                "`{secret}` reached another origin: {h}"
+            );
         }
         assert!(!h.to_ascii_lowercase().contains("authorization"), "{h}");
     }
@@ -265,7 +297,9 @@ app_key = "{APP_KEY}"
     assert_eq!(pred["status"], "failed", "{rec}");
     let err = pred["error"].as_str().unwrap();
     assert!(
-        err.contains("302") && err.contains("another origin") && err.contains(&format!("127.0.0.1:{to}")),
+        err.contains("302")
+            && err.contains("another origin")
+            && err.contains(&format!("127.0.0.1:{to}")),
         "{err}"
     );
     // The credentials of the base URL are in no message and no record.
@@ -381,7 +415,8 @@ fn forge(store: &Path, stream: &str, from: u64, seq: u64, digest: &str) {
     let read = |n: u64| -> PathBuf { dir.join(format!("{n:012}.json")) };
     let mut env: Value = serde_json::from_slice(&std::fs::read(read(from)).unwrap()).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut st: Value = serde_json::from_slice(&b64.decode(env["payload"].as_str().unwrap()).unwrap()).unwrap();
+    let mut st: Value =
+        serde_json::from_slice(&b64.decode(env["payload"].as_str().unwrap()).unwrap()).unwrap();
     st["predicate"]["seq"] = seq.into();
     st["subject"][0]["digest"]["sha256"] = digest.into();
     env["payload"] = b64.encode(serde_json::to_vec(&st).unwrap()).into();
@@ -409,10 +444,27 @@ fn a_malformed_record_never_panics_a_reading_command() {
             vec!["diff", "s/local", "2", "3"],
             vec!["report", "--since", "7d", "--format", "md"],
             vec!["report", "--since", "7d", "--json"],
-            vec!["export", "--format", "oscal", "--from", "2000-01-01", "--to", "2100-01-01"],
             vec![
-                "sample", "--from", "2000-01-01", "--to", "2100-01-01", "--seed", "1", "--size",
-                "3", "--out", bundle.to_str().unwrap(),
+                "export",
+                "--format",
+                "oscal",
+                "--from",
+                "2000-01-01",
+                "--to",
+                "2100-01-01",
+            ],
+            vec![
+                "sample",
+                "--from",
+                "2000-01-01",
+                "--to",
+                "2100-01-01",
+                "--seed",
+                "1",
+                "--size",
+                "3",
+                "--out",
+                bundle.to_str().unwrap(),
             ],
         ];
         for args in commands {
@@ -472,6 +524,9 @@ fn a_pull_request_whose_checks_cannot_be_read_stays_in_the_population() {
     let err = pred["error"].as_str().unwrap();
     assert!(err.contains("api#2: check runs:"), "{err}");
     // Not moved on: the window is read again next time.
-    assert_eq!(pred["cursor"]["merged_since"], p["window"]["since"], "{pred}");
+    assert_eq!(
+        pred["cursor"]["merged_since"], p["window"]["since"],
+        "{pred}"
+    );
     assert_all_consumed();
 }
