@@ -187,12 +187,12 @@ command = ["uptime"]
         let a = &built[0].secrets;
         assert_eq!(
             a.scrub("s3cret-of-a literal-set-env s3cret-of-b t0ken-from-file"),
-            "[REDACTED] [REDACTED] s3cret-of-b t0ken-from-file"
+            "[redacted] [redacted] s3cret-of-b t0ken-from-file"
         );
         let b = &built[1].secrets;
         assert_eq!(
             b.scrub("s3cret-of-a s3cret-of-b t0ken-from-file"),
-            "s3cret-of-a [REDACTED] [REDACTED]"
+            "s3cret-of-a [redacted] [redacted]"
         );
     }
 

@@ -21,7 +21,7 @@ use toml::de::{DeString, DeTable, DeValue};
 use super::source::{ConfigError, Source};
 
 /// What replaces a secret value in evidence, messages and logs.
-pub const REDACTED: &str = "[REDACTED]";
+pub const REDACTED: &str = "[redacted]";
 
 /// Secrets shorter than this are not looked for: they would match ordinary
 /// text (a `1`, a `yes`) and wreck evidence without protecting anything.
@@ -340,14 +340,14 @@ mod tests {
         assert_eq!(s.len(), 2, "too short a value is not looked for");
         assert_eq!(
             s.scrub("x=hunter22-and-more y=hunter22 z=abc"),
-            "x=[REDACTED] y=[REDACTED] z=abc"
+            "x=[redacted] y=[redacted] z=abc"
         );
         let mut v =
             json!({"hunter22": ["a hunter22", 5, {"k": "hunter22-and-more"}], "ok": "fine"});
         assert_eq!(s.scrub_json(&mut v), 3);
         assert_eq!(
             v,
-            json!({"[REDACTED]": ["a [REDACTED]", 5, {"k": "[REDACTED]"}], "ok": "fine"})
+            json!({"[redacted]": ["a [redacted]", 5, {"k": "[redacted]"}], "ok": "fine"})
         );
         assert_eq!(format!("{s:?}"), "Secrets(2 values)");
     }
@@ -358,7 +358,7 @@ mod tests {
         s.insert("-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END KEY-----\n");
         assert_eq!(
             s.scrub("line: MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
-            "line: [REDACTED]"
+            "line: [redacted]"
         );
     }
 
@@ -366,11 +366,11 @@ mod tests {
     fn url_credentials_are_redacted_wherever_a_url_is() {
         assert_eq!(
             redact_url_credentials("GET https://bob:pa55@api.example/v1?x=1 failed"),
-            "GET https://[REDACTED]@api.example/v1?x=1 failed"
+            "GET https://[redacted]@api.example/v1?x=1 failed"
         );
         assert_eq!(
             redact_url_credentials("a (http://tok@h:8080) and ssh://git@x.example/p"),
-            "a (http://[REDACTED]@h:8080) and ssh://git@x.example/p"
+            "a (http://[redacted]@h:8080) and ssh://git@x.example/p"
         );
         assert_eq!(
             redact_url_credentials("mail bob@example.com via https://h/"),

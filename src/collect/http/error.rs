@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(redact_url("/users"), "/users");
         assert_eq!(
             redact_url("https://bob:hunter22@x.example/api?k=1"),
-            "https://[REDACTED]@x.example/api"
+            "https://[redacted]@x.example/api"
         );
     }
 

@@ -113,16 +113,16 @@ retries = 0
     let ok = show(&ws.store(), "echo-ok/local");
     let p = &ok["payload"];
     assert_eq!(ok["statement"]["predicate"]["status"], "ok", "{ok}");
-    assert_eq!(p["output"], "[REDACTED] --token=[REDACTED]\n", "{p}");
-    assert_eq!(p["stderr_tail"], "stderr: [REDACTED] --token=[REDACTED]\n");
-    assert_eq!(p["command"][3], "--token=[REDACTED]", "{p}");
+    assert_eq!(p["output"], "[redacted] --token=[redacted]\n", "{p}");
+    assert_eq!(p["stderr_tail"], "stderr: [redacted] --token=[redacted]\n");
+    assert_eq!(p["command"][3], "--token=[redacted]", "{p}");
     let failed = show(&ws.store(), "echo-fail/local");
     let pred = &failed["statement"]["predicate"];
     assert_eq!(pred["status"], "failed", "{failed}");
     let err = pred["error"].as_str().unwrap();
     assert!(
         err.contains("exited with status 3")
-            && err.contains("stderr: [REDACTED] --token=[REDACTED]"),
+            && err.contains("stderr: [redacted] --token=[redacted]"),
         "{err}"
     );
 
@@ -176,7 +176,7 @@ retries = 0
     let stored = everything_under(&ws.store());
     let bundled = everything_under(&ws.path().join("bundles"));
     assert!(
-        bundled.contains("[REDACTED]"),
+        bundled.contains("[redacted]"),
         "the bundle holds the records"
     );
     for s in secrets {
@@ -309,7 +309,7 @@ app_key = "{APP_KEY}"
         assert!(!stored.contains(secret), "`{secret}` in the store");
     }
     assert!(
-        stored.contains(&format!("http://[REDACTED]@127.0.0.1:{}", vendor.port)),
+        stored.contains(&format!("http://[redacted]@127.0.0.1:{}", vendor.port)),
         "the source names the base URL without its credentials"
     );
 }
