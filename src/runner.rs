@@ -398,7 +398,7 @@ fn scrub_snapshot(inst: &CollectorInstance, s: &mut Snapshot) -> usize {
         n += inst.secrets.scrub_json(c);
     }
     for f in &mut s.failures {
-        if let std::borrow::Cow::Owned(o) = inst.secrets.scrub(f) {
+        if let Some(o) = inst.secrets.scrubbed(f) {
             *f = o;
             n += 1;
         }

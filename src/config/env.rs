@@ -248,29 +248,37 @@ impl Secrets {
         out
     }
 
+    /// `s` scrubbed, when that changed it.
+    pub fn scrubbed(&self, s: &str) -> Option<String> {
+        match self.scrub(s) {
+            Cow::Owned(o) => Some(o),
+            Cow::Borrowed(_) => None,
+        }
+    }
+
     /// Scrubs every string of `v`, object keys included; returns how many
     /// strings changed.
     pub fn scrub_json(&self, v: &mut Value) -> usize {
         match v {
-            Value::String(s) => match self.scrub(s) {
-                Cow::Owned(o) => {
+            Value::String(s) => match self.scrubbed(s) {
+                Some(o) => {
                     *s = o;
                     1
                 }
-                Cow::Borrowed(_) => 0,
+                None => 0,
             },
             Value::Array(a) => a.iter_mut().map(|x| self.scrub_json(x)).sum(),
             Value::Object(m) => {
                 let mut n = 0;
-                if m.keys().any(|k| matches!(self.scrub(k), Cow::Owned(_))) {
+                if m.keys().any(|k| self.scrubbed(k).is_some()) {
                     let old = std::mem::take(m);
                     for (k, x) in old {
-                        let k = match self.scrub(&k) {
-                            Cow::Owned(o) => {
+                        let k = match self.scrubbed(&k) {
+                            Some(o) => {
                                 n += 1;
                                 o
                             }
-                            Cow::Borrowed(_) => k,
+                            None => k,
                         };
                         m.insert(k, x);
                     }
