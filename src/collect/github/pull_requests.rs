@@ -338,6 +338,7 @@ impl Checks {
 }
 
 /// The evidence for one merged pull request, and its flags.
+#[cfg(test)]
 pub(crate) fn assess(repo: &str, p: &Pull, reviews: &[Review], checks: Option<&Checks>) -> Value {
     judge(repo, p, Some(reviews), checks)
 }
