@@ -376,6 +376,17 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_digest_still_prints_a_key() {
+        // A digest read from an unverified record: short, empty, or not
+        // ASCII (the first two bytes of `€` split a character).
+        for d in ["a", "", "€", "é€"] {
+            let key = ObjectKey::Blob { sha256: d.into() }.to_string();
+            assert!(key.starts_with("blobs/sha256/") && key.ends_with(d), "{key}");
+            assert_eq!(ObjectKey::parse(&key), None, "{key}");
+        }
+    }
+
+    #[test]
     fn keys_outside_the_layout_do_not_parse() {
         for bad in [
             "records/a/1.json",
