@@ -381,7 +381,10 @@ mod tests {
         // ASCII (the first two bytes of `€` split a character).
         for d in ["a", "", "€", "é€"] {
             let key = ObjectKey::Blob { sha256: d.into() }.to_string();
-            assert!(key.starts_with("blobs/sha256/") && key.ends_with(d), "{key}");
+            assert!(
+                key.starts_with("blobs/sha256/") && key.ends_with(d),
+                "{key}"
+            );
             assert_eq!(ObjectKey::parse(&key), None, "{key}");
         }
     }
