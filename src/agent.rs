@@ -77,11 +77,13 @@ pub async fn open_store(
 }
 
 /// The HTTP client every collector, the timestamper and the report webhook
-/// share (one connection pool).
+/// share (one connection pool). Redirects are followed only within their
+/// origin, so that credential headers never travel to another server.
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .user_agent(concat!("exhibit/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(10))
+        .redirect(crate::collect::http::redirect_policy())
         .build()
         .context("cannot build the HTTP client")
 }

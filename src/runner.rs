@@ -178,6 +178,17 @@ impl Runner {
     ) -> Outcome {
         let stream = format!("{}/{}", inst.name, target.key);
         let finished_at = self.writer.now();
+        let mut source = target.source.clone();
+        let result = result.map_err(|e| scrub_error(inst, e)).map(|mut s| {
+            let n = scrub_snapshot(inst, &mut s) + inst.secrets.scrub_json(&mut source);
+            if n > 0 {
+                tracing::info!(collector = %inst.name, stream = %stream, count = n, "secret values or URL credentials in the collected evidence were replaced with {}", crate::config::REDACTED);
+            }
+            s
+        });
+        if result.is_err() {
+            inst.secrets.scrub_json(&mut source);
+        }
         let (status, error, payload, cursor) = match result {
             Ok(s) if s.failures.is_empty() => (Status::Ok, None, s.payload, s.cursor),
             Ok(s) => {
@@ -204,7 +215,7 @@ impl Runner {
         };
         let mut entry = describe(inst, &stream, status, finished_at, payload);
         let p = &mut entry.predicate;
-        p.source = target.source.clone();
+        p.source = source;
         p.started_at = started_at;
         p.error = error.clone();
         p.attempts = attempts;
@@ -343,6 +354,8 @@ where
             _ = ctx.cancel.cancelled() => Err(CollectError::Cancelled),
         };
         drop(guard);
+        // Before the error is logged, retried or recorded.
+        let result = result.map_err(|e| scrub_error(inst, e));
         let retry_after = match &result {
             Err(CollectError::Retryable {
                 retry_after,
@@ -359,6 +372,38 @@ where
             _ = ctx.cancel.cancelled() => return (Err(CollectError::Cancelled), tries),
         }
     }
+}
+
+/// `e` without the instance's secret values or URL credentials.
+fn scrub_error(inst: &CollectorInstance, e: CollectError) -> CollectError {
+    let scrub = |m: String| inst.secrets.scrub(&m).into_owned();
+    match e {
+        CollectError::Retryable {
+            message,
+            retry_after,
+        } => CollectError::Retryable {
+            message: scrub(message),
+            retry_after,
+        },
+        CollectError::Fatal(m) => CollectError::Fatal(scrub(m)),
+        CollectError::Cancelled => CollectError::Cancelled,
+    }
+}
+
+/// Scrubs the instance's secret values and URL credentials from what a
+/// collection returned; returns how many strings changed.
+fn scrub_snapshot(inst: &CollectorInstance, s: &mut Snapshot) -> usize {
+    let mut n = inst.secrets.scrub_json(&mut s.payload);
+    if let Some(c) = s.cursor.as_mut() {
+        n += inst.secrets.scrub_json(c);
+    }
+    for f in &mut s.failures {
+        if let Some(o) = inst.secrets.scrubbed(f) {
+            *f = o;
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Exponential backoff with full jitter in the upper half: `base·2^(n-1)`

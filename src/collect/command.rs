@@ -40,7 +40,8 @@ struct CommandSettings {
     /// Names of the agent's environment variables passed to the child.
     #[serde(default = "default_env")]
     env: Vec<String>,
-    /// Variables set for the child; their values are never recorded.
+    /// Variables set for the child; their values are never recorded, and
+    /// are scrubbed from what the child prints.
     #[serde(default)]
     set_env: BTreeMap<String, String>,
     /// Working directory, relative to the config file.
@@ -101,6 +102,11 @@ fn build(settings: &Settings) -> Result<Box<dyn Collector>, ConfigError> {
     };
     crate::evidence::validate_stream_id(&s.stream_key)
         .map_err(|m| settings.error("stream_key", m))?;
+    // What the child is given to keep secret, it may print: the runner
+    // scrubs these values from the output, the stderr tail and errors.
+    for v in s.set_env.values() {
+        settings.mark_secret(v);
+    }
     let cwd = settings
         .base_dir
         .join(s.cwd.unwrap_or_else(|| PathBuf::from(".")));

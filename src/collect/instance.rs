@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::Collector;
-use crate::config::{CollectorConfig, Config, ConfigError};
+use crate::config::{CollectorConfig, Config, ConfigError, Secrets};
 use crate::schedule::Schedule;
 
 /// One configured collector instance, built and ready to run.
@@ -31,6 +31,10 @@ pub struct CollectorInstance {
     pub criteria: Vec<String>,
     /// The collector.
     pub collector: Box<dyn Collector>,
+    /// Its secret values (`${NAME}` expansions, secret settings, a
+    /// command's `set_env`): the runner scrubs them from everything the
+    /// collector returns before it is written or logged.
+    pub secrets: Secrets,
 }
 
 impl fmt::Debug for CollectorInstance {
@@ -59,7 +63,9 @@ pub fn build(c: &CollectorConfig) -> Result<CollectorInstance, ConfigError> {
     };
     let settings = c.settings(spec.secrets)?;
     let collector = (spec.build)(&settings)?;
+    let secrets = settings.secrets();
     Ok(CollectorInstance {
+        secrets,
         name: c.name.clone(),
         kind: c.kind.clone(),
         schedule: c.schedule.clone(),
@@ -159,6 +165,35 @@ command = ["uptime"]
         );
         assert_eq!(known[..2], ["command", "git"], "{known:?}");
         assert!(known.contains(&"http"), "{known:?}");
+    }
+
+    #[test]
+    fn an_instance_carries_its_own_secrets_only() {
+        // SAFETY: only this test reads these variables.
+        unsafe {
+            std::env::set_var("EXHIBIT_INSTANCE_TEST_A", "s3cret-of-a");
+            std::env::set_var("EXHIBIT_INSTANCE_TEST_B", "s3cret-of-b");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pd.token"), "t0ken-from-file\n").unwrap();
+        let text = "[[collectors]]\nname = \"a\"\nkind = \"command\"\nschedule = \"@daily\"\n\
+                    command = [\"echo\", \"--key=${EXHIBIT_INSTANCE_TEST_A}\"]\n\
+                    set_env = { PLAIN = \"literal-set-env\" }\n\
+                    [[collectors]]\nname = \"b\"\nkind = \"http\"\nschedule = \"@daily\"\n\
+                    definition = \"pagerduty\"\ntoken_file = \"pd.token\"\n\
+                    base_url = \"https://${EXHIBIT_INSTANCE_TEST_B}\"\n";
+        let config = crate::config::parse(&dir.path().join("exhibit.toml"), text.into()).unwrap();
+        let built = build_all(&config).unwrap();
+        let a = &built[0].secrets;
+        assert_eq!(
+            a.scrub("s3cret-of-a literal-set-env s3cret-of-b t0ken-from-file"),
+            "[redacted] [redacted] s3cret-of-b t0ken-from-file"
+        );
+        let b = &built[1].secrets;
+        assert_eq!(
+            b.scrub("s3cret-of-a s3cret-of-b t0ken-from-file"),
+            "s3cret-of-a [redacted] [redacted]"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::duration;
-use super::env::resolve_secret_files;
+use super::env::{Expansion, Secrets, resolve_secret_files};
 use super::source::{ConfigError, Source};
 use crate::schedule::Schedule;
 
@@ -94,6 +94,8 @@ pub struct CollectorConfig {
     common: BTreeMap<String, Range<usize>>,
     /// The kind-specific keys, as written.
     settings: WrittenTable,
+    /// The `${NAME}` values expanded inside this entry.
+    secrets: Secrets,
 }
 
 impl fmt::Debug for CollectorConfig {
@@ -110,13 +112,25 @@ impl fmt::Debug for CollectorConfig {
 
 impl CollectorConfig {
     /// Reads one `[[collectors]]` item: splits the common keys from the
-    /// kind's, and checks the common ones (name, schedule).
+    /// kind's, and checks the common ones (name, schedule). The
+    /// `expansions` made inside the item become its secrets.
     pub(super) fn parse(
         source: &Source,
         item: Spanned<DeValue<'_>>,
         base: &Path,
+        expansions: &[Expansion],
     ) -> Result<Self, ConfigError> {
         let span = item.span();
+        // An expansion is this entry's when it was made in one of the
+        // entry's strings (spans are kept by interpolation).
+        let mut strings = Vec::new();
+        string_spans(item.get_ref(), item.span(), &mut strings);
+        let mut secrets = Secrets::new();
+        for e in expansions {
+            if strings.contains(&e.span) {
+                secrets.insert(&e.value);
+            }
+        }
         let DeValue::Table(table) = item.into_inner() else {
             return Err(source.error_at(Some(span), "each collector must be a table"));
         };
@@ -161,6 +175,7 @@ impl CollectorConfig {
                 .collect(),
             settings: WrittenTable::new(&kind_table),
             span,
+            secrets,
         })
     }
 
@@ -180,14 +195,39 @@ impl CollectorConfig {
     /// the kind's settings that may be given as `<name>_file`, whose files
     /// are read now.
     pub fn settings(&self, secrets: &[&str]) -> Result<Settings<'_>, ConfigError> {
-        let table =
-            resolve_secret_files(&self.source, self.settings.de(), secrets, &self.base_dir)?;
+        let mut found = self.secrets.clone();
+        let table = resolve_secret_files(
+            &self.source,
+            self.settings.de(),
+            secrets,
+            &self.base_dir,
+            &mut found,
+        )?;
         Ok(Settings {
             source: self.source.clone(),
             table: Spanned::new(self.span.clone(), table),
             base_dir: self.base_dir.clone(),
             name: self.name.clone(),
+            secrets: std::sync::Mutex::new(found),
         })
+    }
+}
+
+/// The spans of every string in `v` (written at `span`), at any depth.
+fn string_spans(v: &DeValue<'_>, span: Range<usize>, out: &mut Vec<Range<usize>>) {
+    match v {
+        DeValue::String(_) => out.push(span),
+        DeValue::Array(a) => {
+            for x in a.iter() {
+                string_spans(x.get_ref(), x.span(), out);
+            }
+        }
+        DeValue::Table(t) => {
+            for (_, x) in t.iter() {
+                string_spans(x.get_ref(), x.span(), out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -200,6 +240,9 @@ pub struct Settings<'a> {
     pub base_dir: PathBuf,
     /// The instance name.
     pub name: String,
+    /// The secret values seen so far: the entry's expansions, its secret
+    /// settings, and what the kind marks.
+    secrets: std::sync::Mutex<Secrets>,
 }
 
 impl fmt::Debug for Settings<'_> {
@@ -217,6 +260,25 @@ impl Settings<'_> {
     /// fields).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         self.source.deserialize(self.table.clone())
+    }
+
+    /// Marks a value as secret: it is scrubbed from everything the
+    /// instance produces (for settings the kind's `secrets` list cannot
+    /// name, such as the values of a command's `set_env` table).
+    pub fn mark_secret(&self, value: &str) {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(value);
+    }
+
+    /// Every secret value of the instance: the `${NAME}` expansions of its
+    /// entry, its secret settings and the values its kind marked.
+    pub fn secrets(&self) -> Secrets {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// An error located at the setting `key` (or the collector table).

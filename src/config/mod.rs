@@ -28,7 +28,7 @@ use toml::de::{DeTable, DeValue};
 use crate::schedule::Schedule;
 
 pub use collector::{CollectorConfig, Settings};
-pub use env::interpolate_str;
+pub use env::{REDACTED, Secrets, interpolate_str, redact_url_credentials};
 pub use source::{ConfigError, Source};
 pub use timestamping::Timestamping;
 
@@ -288,7 +288,7 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
     let source = Source::new(path.to_path_buf(), text);
     let text = source.text();
     let mut root = DeTable::parse(&text).map_err(|e| source.toml_error(e))?;
-    env::interpolate_table(root.get_mut(), &source)?;
+    let expansions = env::interpolate_table(root.get_mut(), &source)?;
 
     let collectors_value = root.get_mut().remove("collectors");
     let top: TopLevel = source.deserialize(root)?;
@@ -307,7 +307,12 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
             }
         };
         for item in items.iter() {
-            collectors.push(CollectorConfig::parse(&source, item.clone(), &base)?);
+            collectors.push(CollectorConfig::parse(
+                &source,
+                item.clone(),
+                &base,
+                &expansions,
+            )?);
         }
     }
     let mut seen = std::collections::HashSet::new();

@@ -165,10 +165,12 @@ impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ObjectKey::Blob { sha256 } => {
+                // `get`: a digest read from an unverified record may be
+                // short or not even ASCII; a key is still printed.
                 write!(
                     f,
                     "blobs/sha256/{}/{sha256}",
-                    &sha256[..2.min(sha256.len())]
+                    sha256.get(..2).unwrap_or(sha256)
                 )
             }
             ObjectKey::Record { stream, seq } => {
@@ -371,6 +373,20 @@ mod tests {
             Some("checkpoints/2026/03/04/r.json")
         );
         assert_eq!(checkpoint_of_token("checkpoints/2026/03/04/r.json"), None);
+    }
+
+    #[test]
+    fn a_malformed_digest_still_prints_a_key() {
+        // A digest read from an unverified record: short, empty, or not
+        // ASCII (the first two bytes of `€` split a character).
+        for d in ["a", "", "€", "é€"] {
+            let key = ObjectKey::Blob { sha256: d.into() }.to_string();
+            assert!(
+                key.starts_with("blobs/sha256/") && key.ends_with(d),
+                "{key}"
+            );
+            assert_eq!(ObjectKey::parse(&key), None, "{key}");
+        }
     }
 
     #[test]

@@ -355,6 +355,8 @@ pub async fn post_summary(
         .json(&serde_json::json!({ "text": text }))
         .send()
         .await
+        // The webhook's URL is its credential: never in a message.
+        .map_err(|e| e.without_url())
         .context("cannot reach the report webhook")?;
     if !resp.status().is_success() {
         anyhow::bail!("the report webhook answered {}", resp.status());

@@ -11,6 +11,11 @@
 //! starts there. A record with failures does not move the window on, so a
 //! repository that could not be read is covered again next time rather
 //! than leaving a gap in the population.
+//!
+//! A pull request whose follow-up calls (the pull itself, its reviews,
+//! its checks) fail stays in the population with what could be read and a
+//! `missing` list naming what could not; the record is then `partial`. The
+//! population is never shorter than the listing because a detail failed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -94,8 +99,11 @@ impl Kind for PullRequests {
         .await;
         let mut pulls = Vec::new();
         for (r, res) in repos.iter().zip(results) {
-            if let Some(mut p) = per_repo(&r.name, "pull requests", res, &mut failures)? {
+            if let Some((mut p, mut missing)) =
+                per_repo(&r.name, "pull requests", res, &mut failures)?
+            {
                 pulls.append(&mut p);
+                failures.append(&mut missing);
             }
         }
         let flagged: Vec<String> = pulls
@@ -119,8 +127,26 @@ impl Kind for PullRequests {
     }
 }
 
+/// A follow-up call's value, or `None` with the call named in `missing`;
+/// errors that end the whole collection are passed up.
+fn follow_up<T>(
+    what: &str,
+    r: Result<T, ApiError>,
+    missing: &mut Vec<String>,
+) -> Result<Option<T>, ApiError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.ends_collection() => Err(e),
+        Err(e) => {
+            missing.push(format!("{what}: {e}"));
+            Ok(None)
+        }
+    }
+}
+
 impl PullRequests {
-    /// The merged pull requests of one repository in the window.
+    /// The merged pull requests of one repository in the window, and what
+    /// could not be read of them (`repo#N: what: error`).
     async fn repo(
         &self,
         api: &Api,
@@ -129,9 +155,9 @@ impl PullRequests {
         r: &Repo,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<Vec<Value>, ApiError> {
+    ) -> Result<(Vec<Value>, Vec<String>), ApiError> {
         let Some(branch) = r.default_branch.as_deref() else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
         let base = format!("/repos/{}/{}", seg(&common.org), seg(&r.name));
         // Sorted by last update, newest first: a pull request merged in the
@@ -161,43 +187,77 @@ impl PullRequests {
             })
             .collect();
         merged.sort_by_key(|p| p.number);
+        let mut failures = Vec::new();
         if merged.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), failures));
         }
         // The checks the branch requires now (GitHub keeps no history of
         // its protection); read only when there is something to judge.
         let required = if self.checks {
-            required_checks(api, ctx, &base, branch).await?
+            let mut missing = Vec::new();
+            let required = follow_up(
+                "required checks",
+                required_checks(api, ctx, &base, branch).await,
+                &mut missing,
+            )?;
+            failures.extend(missing.iter().map(|m| format!("{}: {m}", r.name)));
+            required.flatten()
         } else {
             None
         };
         let mut out = Vec::new();
         for p in merged {
+            let mut missing = Vec::new();
             // The listing leaves out who merged; the single pull has it.
-            let full: Pull = api.get(ctx, &format!("{base}/pulls/{}", p.number)).await?;
-            let reviews: Vec<Review> = api
-                .paginate(ctx, &format!("{base}/pulls/{}/reviews", p.number))
-                .await?;
+            let full: Option<Pull> = follow_up(
+                "pull request",
+                api.get(ctx, &format!("{base}/pulls/{}", p.number)).await,
+                &mut missing,
+            )?;
+            let reviews: Option<Vec<Review>> = follow_up(
+                "reviews",
+                api.paginate(ctx, &format!("{base}/pulls/{}/reviews", p.number))
+                    .await,
+                &mut missing,
+            )?;
+            let pull = full.as_ref().unwrap_or(p);
             let checks = if self.checks {
-                let sha = seg(&full.head.sha);
-                Some(Checks {
-                    runs: api
-                        .get(
-                            ctx,
-                            &format!("{base}/commits/{sha}/check-runs?per_page=100"),
-                        )
-                        .await?,
-                    statuses: api
-                        .get(ctx, &format!("{base}/commits/{sha}/status?per_page=100"))
-                        .await?,
+                let sha = seg(&pull.head.sha);
+                let runs = follow_up(
+                    "check runs",
+                    api.get(
+                        ctx,
+                        &format!("{base}/commits/{sha}/check-runs?per_page=100"),
+                    )
+                    .await,
+                    &mut missing,
+                )?;
+                let statuses = follow_up(
+                    "commit statuses",
+                    api.get(ctx, &format!("{base}/commits/{sha}/status?per_page=100"))
+                        .await,
+                    &mut missing,
+                )?;
+                runs.zip(statuses).map(|(runs, statuses)| Checks {
+                    runs,
+                    statuses,
                     required: required.clone(),
                 })
             } else {
                 None
             };
-            out.push(assess(&r.name, &full, &reviews, checks.as_ref()));
+            let mut v = judge(&r.name, pull, reviews.as_deref(), checks.as_ref());
+            if !missing.is_empty() {
+                failures.extend(
+                    missing
+                        .iter()
+                        .map(|m| format!("{}#{}: {m}", r.name, p.number)),
+                );
+                v["missing"] = json!(missing);
+            }
+            out.push(v);
         }
-        Ok(out)
+        Ok((out, failures))
     }
 }
 
@@ -278,7 +338,17 @@ impl Checks {
 }
 
 /// The evidence for one merged pull request, and its flags.
+#[cfg(test)]
 pub(crate) fn assess(repo: &str, p: &Pull, reviews: &[Review], checks: Option<&Checks>) -> Value {
+    judge(repo, p, Some(reviews), checks)
+}
+
+/// [`assess`], with reviews that may not have been read: then approval is
+/// unknown (null), neither given nor missing, and no approval flag is
+/// raised on a guess.
+fn judge(repo: &str, p: &Pull, reviews: Option<&[Review]>, checks: Option<&Checks>) -> Value {
+    let known = reviews.is_some();
+    let reviews = reviews.unwrap_or_default();
     let author = p.user.as_ref().map(|u| u.login.as_str());
     let merged_at = p.merged_at.as_deref().and_then(time);
     // Each reviewer's last decisive review before the merge: a later
@@ -306,7 +376,7 @@ pub(crate) fn assess(repo: &str, p: &Pull, reviews: &[Review], checks: Option<&C
         .collect();
     let merged_by = p.merged_by.as_ref().map(|u| u.login.as_str());
     let mut flags = Vec::new();
-    if approvals.is_empty() {
+    if known && approvals.is_empty() {
         flags.push("merged_without_independent_approval");
     }
     if merged_by.is_some() && merged_by == author {
@@ -324,6 +394,7 @@ pub(crate) fn assess(repo: &str, p: &Pull, reviews: &[Review], checks: Option<&C
         }
         v
     });
+    let unknown_or = |v: Value| if known { v } else { Value::Null };
     json!({
         "repository": repo,
         "number": p.number,
@@ -335,15 +406,15 @@ pub(crate) fn assess(repo: &str, p: &Pull, reviews: &[Review], checks: Option<&C
         "base": p.base.name,
         "head_sha": p.head.sha,
         "merge_commit_sha": p.merge_commit_sha,
-        "approvals": approvals.iter().map(|r| json!({
+        "approvals": unknown_or(json!(approvals.iter().map(|r| json!({
             "review_id": r.id,
             "reviewer": r.user.as_ref().map(|u| &u.login),
             "author_association": r.author_association,
             "submitted_at": r.submitted_at,
             "commit_id": r.commit_id,
-        })).collect::<Vec<_>>(),
-        "reviews_before_merge": reviews.iter().filter(|r| r.submitted_at.as_deref().and_then(time).zip(merged_at).is_some_and(|(a, m)| a <= m)).count(),
-        "independent_approval": !approvals.is_empty(),
+        })).collect::<Vec<_>>())),
+        "reviews_before_merge": unknown_or(json!(reviews.iter().filter(|r| r.submitted_at.as_deref().and_then(time).zip(merged_at).is_some_and(|(a, m)| a <= m)).count())),
+        "independent_approval": unknown_or(json!(!approvals.is_empty())),
         "checks": checks,
         "flags": flags,
     })

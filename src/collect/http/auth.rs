@@ -371,6 +371,9 @@ fn basic_authorization(user: &str, password: &str) -> String {
     format!("Basic {basic}")
 }
 
+/// The largest token endpoint answer read, in bytes.
+const MAX_TOKEN_BODY: u64 = 1 << 20;
+
 /// POSTs a form to a token endpoint; returns the status and the JSON body
 /// (null when the body is not JSON). Only a failure to reach the endpoint is
 /// an error here: callers judge the answer.
@@ -393,7 +396,11 @@ async fn token_request(
             Failure::retryable(format!("{what} token request: {}", without_url(&e)))
         })?;
     let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    // A token answer is small; anything past the cap is not one.
+    let v: Value = match super::client::read_body(resp, MAX_TOKEN_BODY).await {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
+        Err(e) => return Err(e.failure("POST", &format!("{what} token request"), MAX_TOKEN_BODY)),
+    };
     Ok((status, v))
 }
 

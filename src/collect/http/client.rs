@@ -2,7 +2,9 @@
 //! the instance's bound on requests in flight, the vendor's rate-limit
 //! window (a pause for everyone when it is used up), retries of 429 and
 //! 5xx answers after `Retry-After` or a backoff, and the classification of
-//! what came back. Redirects are followed by the shared HTTP client.
+//! what came back. Redirects are followed by the shared HTTP client within
+//! their origin only ([`redirect_policy`]), and bodies are read up to the
+//! definition's `max_body`, never whole on trust.
 
 use std::time::Duration;
 
@@ -26,6 +28,35 @@ pub(super) struct Client {
     headers: HeaderMap,
     auth: Authenticator,
     throttle: Throttle,
+    /// The largest response body read, in bytes.
+    max_body: u64,
+}
+
+/// Redirects followed before a request fails.
+const MAX_REDIRECTS: usize = 10;
+
+/// The redirect policy of the shared HTTP client: a redirect is followed
+/// only within the origin (scheme, host and port) the request was sent to,
+/// and stopped at any other, so that no credential header of any kind (a
+/// vendor's `DD-API-KEY` or `X-Api-Key`, not only `Authorization`, which
+/// is all the default policy strips) reaches a server it was not meant
+/// for. The stopped redirect comes back as its 3xx answer, which fails the
+/// request naming where it pointed.
+pub fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+        }
+        let cross_origin = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() != attempt.url().origin());
+        if cross_origin {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 impl Client {
@@ -37,6 +68,7 @@ impl Client {
             headers: fixed_headers(d, vars),
             auth,
             throttle: Throttle::new(d.rate_limit.clone()),
+            max_body: d.max_body,
         }
     }
 
@@ -121,12 +153,19 @@ impl Client {
                     attempt + 1
                 )));
             }
-            let bytes = read_body(resp).await.map_err(|e| {
-                Failure::retryable(format!(
-                    "{method} {path}: reading the body: {}",
-                    without_url(&e)
-                ))
-            })?;
+            if status.is_redirection() {
+                let to = headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .map(redact_url)
+                    .unwrap_or_else(|| "nowhere".into());
+                return Err(Failure::fatal(format!(
+                    "{method} {path}: HTTP {status}: redirected to another origin ({to}); not followed, so that the credentials stay with the server they are for"
+                )));
+            }
+            let bytes = read_body(resp, self.max_body)
+                .await
+                .map_err(|e| e.failure(method, &path, self.max_body))?;
             if !status.is_success() {
                 return Err(Failure::refused(
                     format!(
@@ -140,10 +179,10 @@ impl Client {
                     status.as_u16(),
                 ));
             }
-            let value: Value = if bytes.as_ref().is_empty() {
+            let value: Value = if bytes.is_empty() {
                 Value::Null
             } else {
-                serde_json::from_slice(bytes.as_ref()).map_err(|e| {
+                serde_json::from_slice(&bytes).map_err(|e| {
                     Failure::retryable(format!("{method} {path}: the response is not JSON: {e}"))
                 })?
             };
@@ -152,9 +191,49 @@ impl Client {
     }
 }
 
-/// A response's body, whole.
-async fn read_body(resp: reqwest::Response) -> Result<impl AsRef<[u8]>, reqwest::Error> {
-    resp.bytes().await
+/// Why a body could not be read.
+pub(super) enum BodyError {
+    /// It is (or says it is) larger than the cap.
+    TooLarge,
+    /// The connection failed while reading it.
+    Transport(reqwest::Error),
+}
+
+impl BodyError {
+    /// The failure of the request, naming the cap when it was hit. A body
+    /// over the cap would be over it again: not worth retrying.
+    pub(super) fn failure(self, method: &str, path: &str, max: u64) -> Failure {
+        match self {
+            BodyError::TooLarge => Failure::fatal(format!(
+                "{method} {path}: the response body is larger than max_body ({max} bytes); not read further"
+            )),
+            BodyError::Transport(e) => Failure::retryable(format!(
+                "{method} {path}: reading the body: {}",
+                without_url(&e)
+            )),
+        }
+    }
+}
+
+/// A response's body, read chunk by chunk up to `max` bytes (after any
+/// decoding): a `Content-Length` over the cap is refused before reading,
+/// and a body that keeps coming is cut off at the cap, so that memory
+/// stays bounded whatever the server sends.
+pub(super) async fn read_body(mut resp: reqwest::Response, max: u64) -> Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(BodyError::TooLarge);
+    }
+    // A declared length is a hint, not a promise: the first allocation
+    // stays small either way.
+    let hint = resp.content_length().unwrap_or(0).min(max).min(1 << 20);
+    let mut body = Vec::with_capacity(hint as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// `Accept: application/json` unless the definition says otherwise, and

@@ -89,8 +89,17 @@ pub struct Definition {
     /// addition to the built-in list of secret-looking names.
     #[serde(default)]
     pub redact_fields: Vec<String>,
+    /// The largest response body read, in bytes (default 256 MiB): a
+    /// larger one fails its request naming this cap, so that a broken or
+    /// hostile server cannot exhaust the agent's memory.
+    #[serde(default = "default_max_body")]
+    pub max_body: u64,
     /// The requests; each becomes a section of the payload.
     pub requests: Vec<Request>,
+}
+
+fn default_max_body() -> u64 {
+    256 * 1024 * 1024
 }
 
 /// Authentication. Secrets come from the instance settings (`token`,

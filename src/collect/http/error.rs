@@ -62,9 +62,11 @@ impl From<Failure> for CollectError {
     }
 }
 
-/// A URL for messages: without its query, which may carry keys.
+/// A URL for messages: without its query, which may carry keys, and
+/// without credentials (`https://user:pass@host`).
 pub(super) fn redact_url(url: &str) -> String {
-    url.split('?').next().unwrap_or(url).to_string()
+    let no_query = url.split('?').next().unwrap_or(url);
+    crate::config::redact_url_credentials(no_query).into_owned()
 }
 
 /// A reqwest error's text with the URL it embeds cut at the query, which
@@ -88,7 +90,7 @@ pub(super) fn without_url(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         s.push_str(" (timeout)");
     }
-    s
+    crate::config::redact_url_credentials(&s).into_owned()
 }
 
 #[cfg(test)]
@@ -118,6 +120,10 @@ mod tests {
             "https://x.example/api/v1"
         );
         assert_eq!(redact_url("/users"), "/users");
+        assert_eq!(
+            redact_url("https://bob:hunter22@x.example/api?k=1"),
+            "https://[redacted]@x.example/api"
+        );
     }
 
     #[tokio::test]

@@ -42,6 +42,8 @@ use fetch::Fetcher;
 use shape::{Redaction, Scrubber};
 use template::{Vars, render};
 
+pub use client::redirect_policy;
+
 /// Registration of the kind.
 pub const SPEC: KindSpec = KindSpec {
     name: "http",
@@ -130,8 +132,15 @@ fn build(settings: &Settings) -> Result<Box<dyn Collector>, ConfigError> {
             )
         })?;
     let base_url = base_url.trim_end_matches('/').to_string();
-    reqwest::Url::parse(&base_url)
-        .map_err(|e| settings.error("base_url", format!("`{base_url}` is not a URL: {e}")))?;
+    reqwest::Url::parse(&base_url).map_err(|e| {
+        settings.error(
+            "base_url",
+            format!(
+                "`{}` is not a URL: {e}",
+                crate::config::redact_url_credentials(&base_url)
+            ),
+        )
+    })?;
     let vars = template::instance_vars(settings, &s.definition, &d, &s.vars, &base_url)?;
     // Every template must resolve now, not at 3 a.m.
     let uses_window = template::check(&d, &vars, &loaded.source)?;

@@ -146,7 +146,7 @@ impl Scrubber {
                 let mut n = 0;
                 for secret in &self.secrets {
                     if s.contains(secret.as_str()) {
-                        *s = s.replace(secret.as_str(), "[redacted]");
+                        *s = s.replace(secret.as_str(), crate::config::REDACTED);
                         n += 1;
                     }
                 }
