@@ -18,7 +18,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::duration;
-use super::env::resolve_secret_files;
+use super::env::{interpolate_table, resolve_secret_files};
 use super::source::{ConfigError, Source};
 use crate::schedule::Schedule;
 
@@ -40,7 +40,9 @@ struct CommonSettings {
     criteria: Option<Vec<String>>,
 }
 
-const COMMON_KEYS: &[&str] = &[
+/// The keys every collector instance has, whatever its kind, in the order
+/// messages list them.
+pub const COMMON_KEYS: &[&str] = &[
     "name",
     "kind",
     "schedule",
@@ -129,6 +131,31 @@ impl CollectorConfig {
                 kind_table.insert(k, v);
             }
         }
+        // A required key that is missing while a near-miss of it is
+        // present is a typo of that key, and is named as such at its own
+        // line (not as a missing key at the table's).
+        for required in ["name", "kind", "schedule"] {
+            if common_table.contains_key(required) {
+                continue;
+            }
+            let near = kind_table.iter().find(|(k, _)| {
+                super::suggest::nearest(k.get_ref(), COMMON_KEYS.iter().copied()) == Some(required)
+            });
+            if let Some((k, _)) = near {
+                return Err(source.error_at(
+                    Some(k.span()),
+                    format!(
+                        "unknown field `{}`; did you mean `{required}`? Every collector has: {}",
+                        k.get_ref(),
+                        COMMON_KEYS.join(", ")
+                    ),
+                ));
+            }
+        }
+        // The common keys are read now (`${…}` expanded); the kind's own
+        // are expanded when the collector is built, so that a disabled
+        // collector's variables and files are never read.
+        interpolate_table(&mut common_table, source)?;
         let common: CommonSettings =
             source.deserialize(Spanned::new(span.clone(), common_table.clone()))?;
         let at = |key: &str| {
@@ -142,7 +169,7 @@ impl CollectorConfig {
         if common.name.contains('/') {
             return Err(source.error_at(Some(at("name")), "collector names may not contain `/`"));
         }
-        let schedule = Schedule::parse(&common.schedule)
+        let schedule = super::schedule_hint::parse(&common.schedule)
             .map_err(|m| source.error_at(Some(at("schedule")), m))?;
         Ok(CollectorConfig {
             name: common.name,
@@ -178,16 +205,80 @@ impl CollectorConfig {
 
     /// The kind-specific settings, for the kind's builder; `secrets` are
     /// the kind's settings that may be given as `<name>_file`, whose files
-    /// are read now.
+    /// are read now. Any error is returned as a config error; see
+    /// [`CollectorConfig::resolve`] to tell the two kinds apart.
     pub fn settings(&self, secrets: &[&str]) -> Result<Settings<'_>, ConfigError> {
-        let table =
-            resolve_secret_files(&self.source, self.settings.de(), secrets, &self.base_dir)?;
+        self.resolve(secrets).map_err(SettingsError::into_inner)
+    }
+
+    /// The kind-specific settings with `${…}` expanded and the `*_file`s of
+    /// `secrets` read: an unset variable or an unreadable file is
+    /// [`SettingsError::Unresolved`] (the environment's fault, not the
+    /// file's), anything else [`SettingsError::Invalid`].
+    pub fn resolve(&self, secrets: &[&str]) -> Result<Settings<'_>, SettingsError> {
+        let mut table = self.settings.de();
+        interpolate_table(&mut table, &self.source).map_err(SettingsError::Unresolved)?;
+        for name in secrets {
+            let file_key = format!("{name}_file");
+            if table.contains_key(*name) && table.contains_key(file_key.as_str()) {
+                return Err(SettingsError::Invalid(self.error(
+                    &file_key,
+                    format!("give either `{name}` or `{file_key}`, not both"),
+                )));
+            }
+            if let Some(v) = table.get(file_key.as_str())
+                && v.get_ref().as_str().is_none()
+            {
+                return Err(SettingsError::Invalid(
+                    self.error(&file_key, format!("`{file_key}` must be a path")),
+                ));
+            }
+        }
+        let table = resolve_secret_files(&self.source, table, secrets, &self.base_dir)
+            .map_err(SettingsError::Unresolved)?;
         Ok(Settings {
             source: self.source.clone(),
             table: Spanned::new(self.span.clone(), table),
             base_dir: self.base_dir.clone(),
             name: self.name.clone(),
         })
+    }
+
+    /// The kind-specific keys as written, in file order.
+    pub fn kind_keys(&self) -> impl Iterator<Item = &str> {
+        self.settings.0.iter().map(|(k, _)| k.get_ref().as_str())
+    }
+
+    /// An error located at the key `key` itself (not its value): for a key
+    /// that should not be there.
+    pub fn error_at_key(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let span = self
+            .settings
+            .0
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(k, _)| k.span())
+            .unwrap_or_else(|| self.span.clone());
+        self.source.error_at(Some(span), message)
+    }
+}
+
+/// Why a collector's own settings could not be had.
+#[derive(Debug, Clone)]
+pub enum SettingsError {
+    /// A `${VAR}` that is not set or a `*_file` that cannot be read: the
+    /// collector is configured, but its secret is missing where it runs.
+    Unresolved(ConfigError),
+    /// The file itself is wrong.
+    Invalid(ConfigError),
+}
+
+impl SettingsError {
+    /// The located error, whichever it is.
+    pub fn into_inner(self) -> ConfigError {
+        match self {
+            SettingsError::Unresolved(e) | SettingsError::Invalid(e) => e,
+        }
     }
 }
 
@@ -209,6 +300,26 @@ impl fmt::Debug for Settings<'_> {
             .field("name", &self.name)
             .field("base_dir", &self.base_dir)
             .finish_non_exhaustive()
+    }
+}
+
+impl Settings<'static> {
+    /// Settings holding only `key = true`, for no collector: building a
+    /// kind from them makes its settings struct name the keys it accepts
+    /// (serde's "unknown field `key`, expected one of …").
+    pub fn probe(key: &'static str) -> Self {
+        let source = Source::new(PathBuf::from("(probe)"), String::new());
+        let mut table = DeTable::new();
+        table.insert(
+            Spanned::new(0..0, Cow::Borrowed(key)),
+            Spanned::new(0..0, DeValue::Boolean(true)),
+        );
+        Settings {
+            source,
+            table: Spanned::new(0..0, table),
+            base_dir: PathBuf::from("."),
+            name: "probe".into(),
+        }
     }
 }
 
