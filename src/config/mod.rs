@@ -440,6 +440,17 @@ fn diagnose_text(path: &Path, text: String) -> Diagnosis {
     if agent.key.is_relative() {
         agent.key = base.join(&agent.key);
     }
+    // The chart sets the grace period of the pod and of the agent from one
+    // value.
+    if let Ok(g) = std::env::var("EXHIBIT_SHUTDOWN_GRACE") {
+        match humantime::parse_duration(g.trim()) {
+            Ok(d) => agent.shutdown_grace = d,
+            Err(e) => problems.push(source.unlocated(
+                Some("agent.shutdown_grace".into()),
+                format!("EXHIBIT_SHUTDOWN_GRACE: invalid duration `{g}`: {e}"),
+            )),
+        }
+    }
     if agent.concurrency == 0 {
         problems.push(source.error_for_key("agent", 0, "concurrency", "must be at least 1"));
     }
