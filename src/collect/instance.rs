@@ -109,7 +109,7 @@ pub fn check_keys(c: &CollectorConfig) -> Vec<ConfigError> {
                 k,
                 suggest::unknown_key(
                     k,
-                    &[("every collector", &common), (spec.name, &valid)],
+                    &[("every collector", common.as_slice()), (spec.name, valid.as_slice())],
                 ),
             )
         })

@@ -217,7 +217,15 @@ impl CollectorConfig {
     /// file's), anything else [`SettingsError::Invalid`].
     pub fn resolve(&self, secrets: &[&str]) -> Result<Settings<'_>, SettingsError> {
         let mut table = self.settings.de();
-        interpolate_table(&mut table, &self.source).map_err(SettingsError::Unresolved)?;
+        interpolate_table(&mut table, &self.source).map_err(|e| {
+            // An unset variable is the environment's; a malformed
+            // reference is the file's.
+            if e.message.starts_with("environment variable `") {
+                SettingsError::Unresolved(e)
+            } else {
+                SettingsError::Invalid(e)
+            }
+        })?;
         for name in secrets {
             let file_key = format!("{name}_file");
             if table.contains_key(*name) && table.contains_key(file_key.as_str()) {

@@ -375,7 +375,7 @@ fn diagnose_text(path: &Path, text: String) -> Diagnosis {
         if !SECTIONS.contains(&k.get_ref().as_ref()) {
             problems.push(source.error_at(
                 Some(k.span()),
-                suggest::unknown_key(k.get_ref(), &[("", &valid)]),
+                suggest::unknown_key(k.get_ref(), &[("", valid.as_slice())]),
             ));
         }
     }

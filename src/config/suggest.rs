@@ -55,7 +55,7 @@ pub fn rewrite_serde(message: &str) -> String {
         return message.to_string();
     };
     let valid = expected_names(tail);
-    unknown_key(key, &[("", &valid)])
+    unknown_key(key, &[("", valid.as_slice())])
 }
 
 /// The keys an [`unknown_key`] message (or serde's own) lists as valid:
