@@ -31,8 +31,9 @@ fn a_disabled_collector_s_variables_and_files_are_never_read() {
     let out = ws.run(&["collect"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(text(&out).contains("ok       users/"), "{}", text(&out));
-    let out = ws.run(&["run", "--help"]);
-    assert_eq!(code(&out), 0);
+    // Named, a disabled collector runs, and only it is built.
+    let out = ws.run(&["collect", "users"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
 }
 
 #[test]
@@ -380,13 +381,6 @@ fn the_review_counts_coverage_as_verify_does() {
         review_cov["expected"].as_u64().unwrap() <= 2,
         "a minute-old stream owes no slots of the day before: {review_cov}"
     );
-    let missed = review["streams"][0]["highlights"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| h["rule"] == "missed_slots")
-        .count();
-    assert_eq!(missed, 0, "{review:#}");
 }
 
 #[test]
