@@ -101,7 +101,7 @@ fn every_problem_of_a_file_is_listed_at_once() {
     assert!(messages[0].contains(":14:1: key `collectors[1].schedul`: unknown field `schedul`; did you mean `schedule`?"), "{messages:#?}");
     assert!(messages[1].contains("key `collectors[2].schedule`: unknown schedule shortcut `@dayly`; did you mean `@daily`?"), "{messages:#?}");
     assert!(messages[2].contains("unknown field `agent2`; did you mean `agent`?"), "{messages:#?}");
-    assert_eq!(d.collectors.len(), 2, "the collectors that could be read are kept");
+    assert_eq!(d.collectors.len(), 1, "the collector that could be read is kept");
 }
 
 #[test]
