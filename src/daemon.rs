@@ -263,7 +263,12 @@ async fn report_loop(
             let report = crate::report::build(agent.store().clone(), since).await?;
             // A directory gets a new dated page each night.
             let written = match &cfg.out {
-                Some(out) => Some(crate::report::write_out(out, report.generated_at, "html", &crate::report::html(&report))?),
+                Some(out) => Some(crate::report::write_out(
+                    out,
+                    report.generated_at,
+                    "html",
+                    &crate::report::html(&report),
+                )?),
                 None => None,
             };
             if let Some(url) = &cfg.webhook {

@@ -21,7 +21,10 @@ pub struct About {
 }
 
 const AWS_REQUIRED: &[&str] = &[];
-const GITHUB_REQUIRED: &[&str] = &["org", "token | token_file | app_id + installation_id + private_key (default: $GITHUB_TOKEN)"];
+const GITHUB_REQUIRED: &[&str] = &[
+    "org",
+    "token | token_file | app_id + installation_id + private_key (default: $GITHUB_TOKEN)",
+];
 const AWS_DOCS: &str = "docs/collectors/aws.md";
 const GITHUB_DOCS: &str = "docs/collectors/github.md";
 
@@ -52,7 +55,10 @@ pub fn about(kind: &str) -> Option<About> {
         ),
         "http" => a(
             "a SaaS API read by a declarative definition (collectors/*.toml): requests, pagination, fields kept and redacted",
-            &["definition", "the definition's credentials (token, api_key + app_key, username + password, client_id + client_secret, private_key)"],
+            &[
+                "definition",
+                "the definition's credentials (token, api_key + app_key, username + password, client_id + client_secret, private_key)",
+            ],
             "a read-only API credential of the vendor; see the definition's page in docs/collectors/",
             "docs/collectors/http.md",
         ),
@@ -150,9 +156,15 @@ mod tests {
     fn every_kind_of_the_registry_is_described() {
         for k in super::super::kinds() {
             let a = super::about(k.name).unwrap_or_else(|| panic!("{} has no description", k.name));
-            assert!(!a.collects.is_empty() && !a.permissions.is_empty(), "{}", k.name);
             assert!(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(a.docs).exists(),
+                !a.collects.is_empty() && !a.permissions.is_empty(),
+                "{}",
+                k.name
+            );
+            assert!(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(a.docs)
+                    .exists(),
                 "{}: {}",
                 k.name,
                 a.docs

@@ -109,7 +109,10 @@ pub fn check_keys(c: &CollectorConfig) -> Vec<ConfigError> {
                 k,
                 suggest::unknown_key(
                     k,
-                    &[("every collector", common.as_slice()), (spec.name, valid.as_slice())],
+                    &[
+                        ("every collector", common.as_slice()),
+                        (spec.name, valid.as_slice()),
+                    ],
                 ),
             )
         })
@@ -342,7 +345,8 @@ command = ["uptime"]
         let e = parse_str(&typo).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("collectors[1].definiton"), "{e}");
         assert!(
-            e.message.starts_with("unknown field `definiton`; did you mean `definition`?"),
+            e.message
+                .starts_with("unknown field `definiton`; did you mean `definition`?"),
             "{e}"
         );
     }
@@ -352,8 +356,14 @@ command = ["uptime"]
         let text = OK.replace("@hourly\"", "@hourly\"\ntimout = \"5m\"");
         let e = parse_str(&text).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("collectors[0].timout"), "{e}");
-        assert!(e.message.starts_with("unknown field `timout`; did you mean `timeout`?"), "{e}");
-        for k in ["timeout", "retries", "criteria", "schedule", "command", "shell", "env"] {
+        assert!(
+            e.message
+                .starts_with("unknown field `timout`; did you mean `timeout`?"),
+            "{e}"
+        );
+        for k in [
+            "timeout", "retries", "criteria", "schedule", "command", "shell", "env",
+        ] {
             assert!(e.message.contains(k), "{k} missing: {e}");
         }
     }

@@ -26,11 +26,7 @@ pub(crate) async fn exec(cli: &Cli, command: &ConfigCommand) -> Result<ExitCode,
             for p in &problems {
                 eprintln!("error: {p}");
             }
-            eprintln!(
-                "{}: {} problem(s)",
-                cli.config.display(),
-                problems.len()
-            );
+            eprintln!("{}: {} problem(s)", cli.config.display(), problems.len());
             return Ok(ExitCode::from(2));
         }
     };
@@ -134,7 +130,10 @@ async fn probe(c: &CollectorInstance, http: &reqwest::Client) -> Result<String, 
         Ok(r) => r,
         Err(_) => {
             ctx.cancel.cancel();
-            Err(format!("no answer within {}", humantime::format_duration(timeout)))
+            Err(format!(
+                "no answer within {}",
+                humantime::format_duration(timeout)
+            ))
         }
     }
 }

@@ -110,11 +110,21 @@ const GIT_OFF: &str = r#"# Change management (CC8.1): the commits of a git repos
 pub(crate) fn starter(file: &str, dir: &Path) -> String {
     let id = crate::host_name()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect::<String>();
     let id = id.trim_matches('-');
     let id = if id.is_empty() { "default" } else { id };
-    let git = if dir.join(".git").exists() { GIT_ON } else { GIT_OFF };
+    let git = if dir.join(".git").exists() {
+        GIT_ON
+    } else {
+        GIT_OFF
+    };
     STARTER
         .replace("{file}", file)
         .replace("{id}", id)
@@ -130,7 +140,11 @@ pub(crate) fn exec(cli: &Cli, args: &InitArgs) -> Result<ExitCode, Failure> {
         _ => std::path::PathBuf::from("."),
     };
     let text = starter(&path.display().to_string(), &dir);
-    let mut f = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             return Err(Failure::Usage(anyhow::anyhow!(
@@ -148,6 +162,10 @@ pub(crate) fn exec(cli: &Cli, args: &InitArgs) -> Result<ExitCode, Failure> {
     f.write_all(text.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     println!("wrote {}", path.display());
-    println!("next: exhibit --config {} collect && exhibit --config {} verify", path.display(), path.display());
+    println!(
+        "next: exhibit --config {} collect && exhibit --config {} verify",
+        path.display(),
+        path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

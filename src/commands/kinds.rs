@@ -48,21 +48,37 @@ pub(crate) fn exec(json: bool) -> Result<ExitCode, Failure> {
         };
         for k in &kinds {
             let _ = writeln!(out, "{}", k["kind"].as_str().unwrap_or(""));
-            let _ = writeln!(out, "  collects     {}", k["collects"].as_str().unwrap_or("—"));
+            let _ = writeln!(
+                out,
+                "  collects     {}",
+                k["collects"].as_str().unwrap_or("—")
+            );
             let criteria = list(&k["criteria"]);
             let _ = writeln!(
                 out,
                 "  criteria     {}",
-                if criteria.is_empty() { "none by default (set `criteria`)".into() } else { criteria }
+                if criteria.is_empty() {
+                    "none by default (set `criteria`)".into()
+                } else {
+                    criteria
+                }
             );
             let required = list(&k["required"]);
             let _ = writeln!(
                 out,
                 "  requires     {}",
-                if required.is_empty() { "nothing beyond name, kind and schedule".into() } else { required }
+                if required.is_empty() {
+                    "nothing beyond name, kind and schedule".into()
+                } else {
+                    required
+                }
             );
             let _ = writeln!(out, "  settings     {}", list(&k["settings"]));
-            let _ = writeln!(out, "  permissions  {}", k["permissions"].as_str().unwrap_or("—"));
+            let _ = writeln!(
+                out,
+                "  permissions  {}",
+                k["permissions"].as_str().unwrap_or("—")
+            );
             if let Some(defs) = k["definitions"].as_array() {
                 let _ = writeln!(out, "  definitions");
                 for d in defs {
@@ -74,7 +90,11 @@ pub(crate) fn exec(json: bool) -> Result<ExitCode, Failure> {
                     );
                 }
             }
-            let _ = writeln!(out, "  docs         {}\n", k["docs"].as_str().unwrap_or("—"));
+            let _ = writeln!(
+                out,
+                "  docs         {}\n",
+                k["docs"].as_str().unwrap_or("—")
+            );
         }
         let _ = writeln!(
             out,
@@ -91,10 +111,11 @@ fn definitions() -> Value {
     crate::collect::http::definition::BUILTIN
         .iter()
         .map(|(name, text)| {
-            let description = text
-                .parse::<toml::Table>()
-                .ok()
-                .and_then(|t| t.get("description").and_then(|d| d.as_str()).map(str::to_string));
+            let description = text.parse::<toml::Table>().ok().and_then(|t| {
+                t.get("description")
+                    .and_then(|d| d.as_str())
+                    .map(str::to_string)
+            });
             json!({"name": name, "description": description})
         })
         .collect()

@@ -338,7 +338,10 @@ fn section<T: serde::de::DeserializeOwned>(
     let value = root.remove(name)?;
     let span = value.span();
     let DeValue::Table(table) = value.into_inner() else {
-        problems.push(source.error_at(Some(span), format!("`{name}` must be a table: write [{name}]")));
+        problems.push(source.error_at(
+            Some(span),
+            format!("`{name}` must be a table: write [{name}]"),
+        ));
         return None;
     };
     match source.deserialize(Spanned::new(span, table)) {

@@ -134,9 +134,15 @@ mod tests {
     #[test]
     fn shortcut_typos_and_out_of_range_fields_are_named() {
         let m = parse("@dayly").unwrap_err();
-        assert!(m.starts_with("unknown schedule shortcut `@dayly`; did you mean `@daily`?"), "{m}");
+        assert!(
+            m.starts_with("unknown schedule shortcut `@dayly`; did you mean `@daily`?"),
+            "{m}"
+        );
         let m = parse("0 25 * * *").unwrap_err();
-        assert!(m.contains("the hour field is `25`, and 25 is out of its range 0–23"), "{m}");
+        assert!(
+            m.contains("the hour field is `25`, and 25 is out of its range 0–23"),
+            "{m}"
+        );
         let m = parse("61 * * * *").unwrap_err();
         assert!(m.contains("the minute field"), "{m}");
         let m = parse("0 0 1 13 *").unwrap_err();

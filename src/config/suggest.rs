@@ -20,7 +20,9 @@ pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 /// valid keys in groups (label, keys), e.g. the keys of every collector
 /// and those of its kind.
 pub fn unknown_key(key: &str, groups: &[(&str, &[String])]) -> String {
-    let all = groups.iter().flat_map(|(_, keys)| keys.iter().map(String::as_str));
+    let all = groups
+        .iter()
+        .flat_map(|(_, keys)| keys.iter().map(String::as_str));
     let mut m = format!("unknown field `{key}`");
     if let Some(n) = nearest(key, all) {
         m.push_str(&format!("; did you mean `{n}`?"));
@@ -69,7 +71,11 @@ pub fn valid_keys_in(message: &str) -> Option<Vec<String>> {
         return Some(Vec::new());
     }
     if let Some((_, list)) = message.split_once(" Valid keys here: ") {
-        return Some(list.split([',', ';']).map(|k| k.trim().to_string()).collect());
+        return Some(
+            list.split([',', ';'])
+                .map(|k| k.trim().to_string())
+                .collect(),
+        );
     }
     let (_, tail) = message.split_once("` ")?;
     Some(expected_names(tail)).filter(|v| !v.is_empty())
@@ -97,7 +103,10 @@ mod tests {
         assert_eq!(nearest("schedul", keys), Some("schedule"));
         assert_eq!(nearest("timout", keys), Some("timeout"));
         assert_eq!(nearest("repository", keys), None);
-        assert_eq!(nearest("dayly", ["hourly", "daily", "weekly"]), Some("daily"));
+        assert_eq!(
+            nearest("dayly", ["hourly", "daily", "weekly"]),
+            Some("daily")
+        );
     }
 
     #[test]
@@ -113,7 +122,9 @@ mod tests {
             "unknown field `z` (no keys are valid here)"
         );
         assert_eq!(
-            valid_keys_in(&rewrite_serde("unknown field `p`, expected one of `a`, `b_c`")),
+            valid_keys_in(&rewrite_serde(
+                "unknown field `p`, expected one of `a`, `b_c`"
+            )),
             Some(vec!["a".to_string(), "b_c".to_string()])
         );
         assert_eq!(valid_keys_in("missing field `x`"), None);

@@ -84,8 +84,14 @@ fn mentions_admin(v: &Value) -> bool {
 /// (GitHub's organisation owner), in any case.
 fn is_privileged_role(v: &Value) -> bool {
     v.as_str().is_some_and(|r| {
-        ["admin", "owner", "administrator", "super_admin", "superadmin"]
-            .contains(&r.to_ascii_lowercase().as_str())
+        [
+            "admin",
+            "owner",
+            "administrator",
+            "super_admin",
+            "superadmin",
+        ]
+        .contains(&r.to_ascii_lowercase().as_str())
     })
 }
 
@@ -242,7 +248,10 @@ pub fn from_changes(changes: &[Change]) -> Vec<Highlight> {
                 severity: Severity::High,
                 message: format!(
                     "New account with uid 0 (root privileges): {}{}",
-                    after.and_then(who).map(|w| format!("{w} at ")).unwrap_or_default(),
+                    after
+                        .and_then(who)
+                        .map(|w| format!("{w} at "))
+                        .unwrap_or_default(),
                     entity(&c.path)
                 ),
             });
@@ -465,7 +474,11 @@ mod tests {
         assert_eq!(h.len(), 1, "{h:#?}");
         assert_eq!(h[0].rule, "logging_stopped");
         assert!(h[0].message.contains("trails[arn=arn:t/main]"), "{h:?}");
-        assert!(h[0].message.contains("regions.eu-west-1") && h[0].message.contains("regions.us-east-1"), "{h:?}");
+        assert!(
+            h[0].message.contains("regions.eu-west-1")
+                && h[0].message.contains("regions.us-east-1"),
+            "{h:?}"
+        );
     }
 
     #[test]
@@ -478,9 +491,21 @@ mod tests {
             .filter(|h| h.severity == Severity::High)
             .map(|h| (h.rule, h.message.as_str()))
             .collect();
-        assert!(high.iter().any(|(r, m)| *r == "new_privileged_account" && m.contains("toor")), "{h:#?}");
-        assert!(high.iter().any(|(r, m)| *r == "new_admin" && m.contains("bob") && m.contains("owner")), "{h:#?}");
-        assert!(high.iter().any(|(r, m)| *r == "new_admin" && m.contains("eve")), "{h:#?}");
+        assert!(
+            high.iter()
+                .any(|(r, m)| *r == "new_privileged_account" && m.contains("toor")),
+            "{h:#?}"
+        );
+        assert!(
+            high.iter()
+                .any(|(r, m)| *r == "new_admin" && m.contains("bob") && m.contains("owner")),
+            "{h:#?}"
+        );
+        assert!(
+            high.iter()
+                .any(|(r, m)| *r == "new_admin" && m.contains("eve")),
+            "{h:#?}"
+        );
     }
 
     #[test]

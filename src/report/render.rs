@@ -32,7 +32,12 @@ impl FailureGroup<'_> {
     pub fn summary(&self) -> String {
         let t = |d: &DateTime<Utc>| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         if self.seqs.len() == 1 {
-            format!("{} #{} at {}", self.status.as_str(), self.seqs[0], t(&self.first))
+            format!(
+                "{} #{} at {}",
+                self.status.as_str(),
+                self.seqs[0],
+                t(&self.first)
+            )
         } else {
             let seqs: Vec<String> = self.seqs.iter().map(|s| format!("#{s}")).collect();
             format!(
@@ -192,8 +197,15 @@ mod tests {
         let g = failure_groups(&f);
         assert_eq!(g.len(), 2);
         assert_eq!(g[0].seqs, [4, 6]);
-        assert!(g[0].summary().starts_with("failed 2 times (#4, #6) from "), "{}", g[0].summary());
-        assert_eq!(g[1].summary(), format!("failed #5 at {}", "2023-11-14T22:18:20Z"));
+        assert!(
+            g[0].summary().starts_with("failed 2 times (#4, #6) from "),
+            "{}",
+            g[0].summary()
+        );
+        assert_eq!(
+            g[1].summary(),
+            format!("failed #5 at {}", "2023-11-14T22:18:20Z")
+        );
     }
 
     #[test]
@@ -213,7 +225,12 @@ mod tests {
             after: Some(commit),
         };
         let line = change_lines(&[c]);
-        assert!(line.starts_with("+ commits[sha=aaaa]  {\"subject\":\"Remove the audit log retention\""), "{line}");
+        assert!(
+            line.starts_with(
+                "+ commits[sha=aaaa]  {\"subject\":\"Remove the audit log retention\""
+            ),
+            "{line}"
+        );
     }
 
     #[test]

@@ -49,11 +49,14 @@ fn an_enabled_collector_without_its_secret_fails_alone_and_says_which() {
     assert_eq!(code(&out), 2, "{}", text(&out));
     let t = text(&out);
     assert!(
-        t.contains("key `collectors[1].token`: environment variable `EXHIBIT_FH_PD_TOKEN` is not set"),
+        t.contains(
+            "key `collectors[1].token`: environment variable `EXHIBIT_FH_PD_TOKEN` is not set"
+        ),
         "{t}"
     );
     assert!(
-        t.contains("key `collectors[2].token_file`: cannot read the secret file") && t.contains("okta.token"),
+        t.contains("key `collectors[2].token_file`: cannot read the secret file")
+            && t.contains("okta.token"),
         "{t}"
     );
     assert!(t.contains("2 problem(s)"), "{t}");
@@ -65,7 +68,10 @@ fn an_enabled_collector_without_its_secret_fails_alone_and_says_which() {
     assert!(t.contains("ok       users/"), "{t}");
     let failed: Vec<&str> = t.lines().filter(|l| l.starts_with("failed")).collect();
     assert_eq!(failed.len(), 2, "{t}");
-    assert!(failed.iter().any(|l| l.contains("EXHIBIT_FH_PD_TOKEN")), "{t}");
+    assert!(
+        failed.iter().any(|l| l.contains("EXHIBIT_FH_PD_TOKEN")),
+        "{t}"
+    );
     assert!(failed.iter().any(|l| l.contains("okta.token")), "{t}");
     let out = ws.run(&["verify"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
@@ -113,10 +119,14 @@ schedule = \"0 25 * * *\"
     );
     assert!(!t.contains("missing field"), "{t}");
     assert!(
-        errors[1].contains(":14:1: key `collectors[1].timout`: unknown field `timout`; did you mean `timeout`?"),
+        errors[1].contains(
+            ":14:1: key `collectors[1].timout`: unknown field `timout`; did you mean `timeout`?"
+        ),
         "{t}"
     );
-    for k in ["timeout", "retries", "criteria", "schedule", "command", "shell", "env"] {
+    for k in [
+        "timeout", "retries", "criteria", "schedule", "command", "shell", "env",
+    ] {
         assert!(errors[1].contains(k), "`{k}` not listed: {}", errors[1]);
     }
     assert!(
@@ -124,14 +134,17 @@ schedule = \"0 25 * * *\"
         "{t}"
     );
     assert!(
-        errors[3].contains("key `collectors[3].schedule`") && errors[3].contains("the hour field is `25`"),
+        errors[3].contains("key `collectors[3].schedule`")
+            && errors[3].contains("the hour field is `25`"),
         "{t}"
     );
     // The kind is checked once the schedule is right.
     let ws = Workspace::new(&config.replace("0 25 * * *", "@daily"));
     let t = text(&ws.run(&["config", "check"]));
     assert!(
-        t.contains("key `collectors[3].kind`: unknown collector kind `comand`; did you mean `command`?"),
+        t.contains(
+            "key `collectors[3].kind`: unknown collector kind `comand`; did you mean `command`?"
+        ),
         "{t}"
     );
     // `collect` refuses the same file (exit 2), naming a problem.
@@ -142,11 +155,15 @@ schedule = \"0 25 * * *\"
 /// (`NAME=value` in its opening comment).
 fn header_variables(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for line in text.lines().take_while(|l| l.starts_with('#') || l.trim().is_empty()) {
+    for line in text
+        .lines()
+        .take_while(|l| l.starts_with('#') || l.trim().is_empty())
+    {
         for word in line.split_whitespace() {
             if let Some((k, v)) = word.split_once('=')
                 && !k.is_empty()
-                && k.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && k.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
             {
                 out.push((k.to_string(), v.to_string()));
             }
@@ -159,7 +176,14 @@ fn header_variables(text: &str) -> Vec<(String, String)> {
 fn service_account_key(dir: &Path) -> std::path::PathBuf {
     let pem = dir.join("sa.pem");
     let out = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&pem)
         .output()
         .expect("openssl runs");
@@ -227,7 +251,10 @@ fn every_shipped_config_loads_with_only_the_variables_its_header_names() {
         assert!(text_of(&out).contains(": OK"), "{}", text_of(&out));
         checked.push(file.file_name().unwrap().to_string_lossy().to_string());
     }
-    assert_eq!(checked, ["aws.toml", "github.toml", "local.toml", "saas.toml"]);
+    assert_eq!(
+        checked,
+        ["aws.toml", "github.toml", "local.toml", "saas.toml"]
+    );
 
     // The Helm chart's default config needs no variable at all.
     let values = std::fs::read_to_string(root().join("deploy/helm/exhibit/values.yaml")).unwrap();
@@ -269,7 +296,10 @@ fn init_then_check_then_collect_then_verify_is_intact() {
     let out = run(&["init"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let written = std::fs::read_to_string(&config).unwrap();
-    assert!(written.contains("# [[collectors]]\n# name = \"iam-users\""), "cloud sections commented");
+    assert!(
+        written.contains("# [[collectors]]\n# name = \"iam-users\""),
+        "cloud sections commented"
+    );
     // It never overwrites.
     let out = run(&["init"]);
     assert_eq!(code(&out), 2, "{}", text(&out));
@@ -281,14 +311,27 @@ fn init_then_check_then_collect_then_verify_is_intact() {
     let out = run(&["collect"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains("ok       shell-accounts/") && t.contains("ok       os-release/"), "{t}");
+    assert!(
+        t.contains("ok       shell-accounts/") && t.contains("ok       os-release/"),
+        "{t}"
+    );
     let out = run(&["verify"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(text(&out).contains("INTACT"), "{}", text(&out));
-    let out = run(&["show", "--json", &format!("shell-accounts/{}", stream_key(&t, "shell-accounts"))]);
-    let shown: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
-    let accounts = shown["payload"]["output"].as_array().expect("the accounts, as JSON");
-    assert!(accounts.iter().any(|a| a["uid"] == 0), "root is a login account: {accounts:?}");
+    let out = run(&[
+        "show",
+        "--json",
+        &format!("shell-accounts/{}", stream_key(&t, "shell-accounts")),
+    ]);
+    let shown: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    let accounts = shown["payload"]["output"]
+        .as_array()
+        .expect("the accounts, as JSON");
+    assert!(
+        accounts.iter().any(|a| a["uid"] == 0),
+        "root is a login account: {accounts:?}"
+    );
 }
 
 /// The key of `collector`'s stream in `collect`'s output.
@@ -311,14 +354,23 @@ fn kinds_lists_every_kind_of_the_registry() {
     assert_eq!(names, registry);
     for k in &listed {
         assert!(k["collects"].as_str().is_some_and(|s| !s.is_empty()), "{k}");
-        assert!(k["permissions"].as_str().is_some_and(|s| !s.is_empty()), "{k}");
+        assert!(
+            k["permissions"].as_str().is_some_and(|s| !s.is_empty()),
+            "{k}"
+        );
         assert!(!k["settings"].as_array().unwrap().is_empty(), "{k}");
     }
     let git = listed.iter().find(|k| k["kind"] == "git").unwrap();
     assert_eq!(git["criteria"], serde_json::json!(["CC8.1"]));
     assert_eq!(git["required"], serde_json::json!(["repository"]));
     let http = listed.iter().find(|k| k["kind"] == "http").unwrap();
-    assert!(http["definitions"].as_array().unwrap().iter().any(|d| d["name"] == "pagerduty"));
+    assert!(
+        http["definitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == "pagerduty")
+    );
     let out = ws.run(&["kinds"]);
     assert_eq!(code(&out), 0);
     assert!(text(&out).contains("permissions"), "{}", text(&out));
@@ -336,11 +388,17 @@ fn completions_and_the_manual_page_name_the_subcommands() {
         }
     }
     let out = ws.run(&["completions", "bash"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("complete -F"), "a bash completion");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("complete -F"),
+        "a bash completion"
+    );
     let out = ws.run(&["man"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let page = String::from_utf8(out.stdout).unwrap();
-    assert!(page.starts_with(".ie") || page.contains(".TH exhibit"), "{page}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH exhibit"),
+        "{page}"
+    );
     assert!(page.contains("verify") && page.contains("config"), "{page}");
 }
 
@@ -357,8 +415,16 @@ fn check_connect_reaches_each_source_and_names_the_one_that_fails() {
     let out = ws.run(&["config", "check", "--connect"]);
     assert_eq!(code(&out), 1, "{}", text(&out));
     let t = text(&out);
-    assert!(t.lines().any(|l| l.trim_start().starts_with("ok") && l.contains("users")), "{t}");
-    assert!(t.lines().any(|l| l.contains("FAILED") && l.contains("broken")), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.trim_start().starts_with("ok") && l.contains("users")),
+        "{t}"
+    );
+    assert!(
+        t.lines()
+            .any(|l| l.contains("FAILED") && l.contains("broken")),
+        "{t}"
+    );
     assert!(!ws.store().exists(), "nothing is recorded");
 }
 
@@ -387,7 +453,10 @@ fn the_review_counts_coverage_as_verify_does() {
 fn the_review_leads_with_what_matters_and_folds_repeats() {
     let repo = tempfile::tempdir().unwrap();
     git(repo.path(), &["init", "-q", "-b", "main"]);
-    git(repo.path(), &["commit", "-q", "--allow-empty", "-m", "First commit"]);
+    git(
+        repo.path(),
+        &["commit", "-q", "--allow-empty", "-m", "First commit"],
+    );
     let config = format!(
         "{}\n{}\n[[collectors]]\nname = \"changes\"\nkind = \"git\"\nschedule = \"@daily\"\nrepository = \"{}\"\n",
         cat("accounts", "passwd.json", "@daily"),
@@ -409,7 +478,13 @@ fn the_review_leads_with_what_matters_and_folds_repeats() {
     passwd(r#", {"user": "toor", "uid": 0}"#);
     git(
         repo.path(),
-        &["commit", "-q", "--allow-empty", "-m", "Turn off the audit log retention policy for the billing database cluster"],
+        &[
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "Turn off the audit log retention policy for the billing database cluster",
+        ],
     );
     assert_eq!(code(&ws.run(&["collect"])), 1, "flaky fails");
     let out = ws.run(&["report", "--format", "md"]);
@@ -421,15 +496,29 @@ fn the_review_leads_with_what_matters_and_folds_repeats() {
         .filter(|l| l.starts_with("- **"))
         .collect();
     assert!(
-        highlights[0].starts_with("- **high**") && highlights.iter().take_while(|h| h.starts_with("- **high**")).any(|h| h.contains("uid 0") && h.contains("toor")),
+        highlights[0].starts_with("- **high**")
+            && highlights
+                .iter()
+                .take_while(|h| h.starts_with("- **high**"))
+                .any(|h| h.contains("uid 0") && h.contains("toor")),
         "a new uid-0 account is high, among the first: {highlights:#?}"
     );
-    let severities: Vec<bool> = highlights.iter().map(|h| h.starts_with("- **high**")).collect();
+    let severities: Vec<bool> = highlights
+        .iter()
+        .map(|h| h.starts_with("- **high**"))
+        .collect();
     let mut sorted = severities.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(severities, sorted, "high before medium: {highlights:#?}");
-    let flaky: Vec<&&str> = highlights.iter().filter(|h| h.contains("missing.json")).collect();
-    assert_eq!(flaky.len(), 1, "one highlight for a repeated error: {highlights:#?}");
+    let flaky: Vec<&&str> = highlights
+        .iter()
+        .filter(|h| h.contains("missing.json"))
+        .collect();
+    assert_eq!(
+        flaky.len(),
+        1,
+        "one highlight for a repeated error: {highlights:#?}"
+    );
     assert!(flaky[0].contains("4 collections failed"), "{flaky:?}");
     assert!(
         md.contains("\"subject\":\"Turn off the audit log retention policy for the billing database cluster\""),
@@ -449,5 +538,8 @@ fn the_review_leads_with_what_matters_and_folds_repeats() {
         .collect();
     pages.sort();
     assert_eq!(pages.len(), 2, "{pages:?}");
-    assert!(pages[0].starts_with("exhibit-review-") && pages[0].ends_with(".html"), "{pages:?}");
+    assert!(
+        pages[0].starts_with("exhibit-review-") && pages[0].ends_with(".html"),
+        "{pages:?}"
+    );
 }

@@ -121,7 +121,10 @@ fn every_relative_link_in_the_docs_resolves() {
             }
         }
     }
-    assert!(checked > 20, "only {checked} links found: is the parser right?");
+    assert!(
+        checked > 20,
+        "only {checked} links found: is the parser right?"
+    );
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
@@ -142,7 +145,9 @@ fn mentions(text: &str) -> Vec<String> {
             let word = word.trim_end_matches('.');
             let stem = word.strip_suffix(".md").unwrap_or("");
             if stem.chars().any(|c| c.is_ascii_alphanumeric())
-                && !word.starts_with("//") && !line.contains(&format!("://{}", word.trim_start_matches('/'))) {
+                && !word.starts_with("//")
+                && !line.contains(&format!("://{}", word.trim_start_matches('/')))
+            {
                 out.push(word.to_string());
             }
         }
@@ -163,7 +168,11 @@ fn every_markdown_file_named_in_the_docs_exists() {
             }
         }
     }
-    assert!(missing.is_empty(), "named but not in the repository:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "named but not in the repository:\n{}",
+        missing.join("\n")
+    );
 }
 
 #[test]
