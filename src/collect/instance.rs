@@ -69,11 +69,14 @@ fn kind_of(c: &CollectorConfig) -> Result<&'static KindSpec, ConfigError> {
     })
 }
 
+/// Each kind's accepted keys, once asked.
+type KeyCache = HashMap<&'static str, Option<Vec<String>>>;
+
 /// The settings a kind accepts besides the common ones (`<secret>_file`
 /// included), asked of its own settings struct; `None` when the kind does
 /// not say (it then checks its keys itself, when built).
 pub fn kind_keys(spec: &KindSpec) -> Option<Vec<String>> {
-    static KEYS: OnceLock<Mutex<HashMap<&'static str, Option<Vec<String>>>>> = OnceLock::new();
+    static KEYS: OnceLock<Mutex<KeyCache>> = OnceLock::new();
     let mut cache = KEYS
         .get_or_init(Default::default)
         .lock()
