@@ -192,7 +192,8 @@ impl Agent {
         &self.config
     }
 
-    /// Every collector instance, enabled or not, in config order.
+    /// The collector instances, in config order: the enabled collectors
+    /// (a disabled one is never built).
     pub fn instances(&self) -> &[Arc<CollectorInstance>] {
         &self.instances
     }

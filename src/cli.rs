@@ -109,6 +109,31 @@ pub(crate) enum Command {
     Attest(commands::attest::AttestArgs),
     /// Every occurrence of a control in a period, and the population's hash.
     Population(commands::population::PopulationArgs),
+    /// Write a starter config: local collectors that work at once, and
+    /// commented cloud and SaaS sections to fill in.
+    Init(InitArgs),
+    /// The collector kinds of this build: what each collects, its SOC 2
+    /// criteria, required settings and the permissions it needs.
+    Kinds {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell) to standard output.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output: `exhibit man |
+    /// man -l -`, or save it as exhibit.1 in a man directory.
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// Where to write it (default: the global --config, `exhibit.toml`).
+    pub(crate) path: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -256,8 +281,16 @@ pub(crate) enum ReportFormat {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
-    /// Load and validate the config (every collector is built), then exit.
-    Check,
+    /// Load and validate the config, listing every problem (exit 2):
+    /// each collector's kind and keys, and for the enabled ones their
+    /// variables and secret files and the settings their kind checks.
+    Check {
+        /// Then reach each enabled collector's source with its
+        /// credentials (one collection each, nothing recorded); exit 1 if
+        /// any fails.
+        #[arg(long)]
+        connect: bool,
+    },
 }
 
 /// An error with the exit code it maps to.
@@ -323,7 +356,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Sample(args) => commands::sample::exec(&cli, args).await,
         Command::Export(args) => commands::export::exec(&cli, args).await,
         Command::Report(args) => commands::report::exec(&cli, args).await,
-        Command::Config(command) => commands::config::exec(&cli, command),
+        Command::Config(command) => commands::config::exec(&cli, command).await,
         Command::Health { addr } => Ok(commands::health::exec(*addr)),
         Command::Keys(command) => commands::keys::exec(&cli, command).await,
         Command::Assess(args) => commands::assess::exec(&cli, args).await,
@@ -331,6 +364,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Exception(command) => commands::exception::exec(&cli, command).await,
         Command::Attest(args) => commands::attest::exec(&cli, args).await,
         Command::Population(args) => commands::population::exec(&cli, args).await,
+        Command::Init(args) => commands::init::exec(&cli, args),
+        Command::Kinds { json } => commands::kinds::exec(*json),
+        Command::Completions { shell } => Ok(commands::completions::exec(*shell)),
+        Command::Man => commands::completions::man(),
     }
 }
 

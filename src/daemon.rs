@@ -270,11 +270,18 @@ async fn report_loop(
         let since = clock.now() - chrono::Duration::from_std(cfg.since).unwrap_or_default();
         let result = async {
             let report = crate::report::build(agent.store().clone(), since).await?;
-            if let Some(out) = &cfg.out {
-                tokio::fs::write(out, crate::report::html(&report)).await?;
-            }
+            // A directory gets a new dated page each night.
+            let written = match &cfg.out {
+                Some(out) => Some(crate::report::write_out(
+                    out,
+                    report.generated_at,
+                    "html",
+                    &crate::report::html(&report),
+                )?),
+                None => None,
+            };
             if let Some(url) = &cfg.webhook {
-                crate::report::post_summary(agent.http(), url, &report, cfg.out.as_deref()).await?;
+                crate::report::post_summary(agent.http(), url, &report, written.as_deref()).await?;
             }
             Ok::<_, anyhow::Error>(report.all_highlights().count())
         }

@@ -6,6 +6,7 @@
 //! the store never change. A kind also says what the read side needs to know of
 //! its payloads: the identities of their entities and their windowed fields.
 
+pub mod about;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod command;

@@ -14,7 +14,7 @@ use crate::runner::Outcome;
 /// Runs the collectors `names` (default: every enabled one) in one run and
 /// checkpoints it; exits 1 if any collection failed.
 pub(crate) async fn exec(cli: &Cli, names: &[String]) -> Result<ExitCode, Failure> {
-    let config = super::require_config(cli)?;
+    let mut config = super::require_config(cli)?;
     init_logging(
         cli.log_format.unwrap_or(config.log.format),
         config.log.level.as_deref(),
@@ -29,6 +29,13 @@ pub(crate) async fn exec(cli: &Cli, names: &[String]) -> Result<ExitCode, Failur
                 config.path.display(),
                 known.join(", ")
             )));
+        }
+    }
+    // Named collectors run whether enabled or not, and only they are
+    // built: another collector's variables and files are not read.
+    if !names.is_empty() {
+        for c in &mut config.collectors {
+            c.enabled = names.contains(&c.name);
         }
     }
     let agent = Agent::open(config, cli.store.as_deref()).await?;

@@ -7,13 +7,16 @@
 pub(crate) mod assess;
 pub(crate) mod attest;
 pub(crate) mod collect;
+pub(crate) mod completions;
 pub(crate) mod config;
 pub(crate) mod controls;
 pub(crate) mod diff;
 pub(crate) mod exception;
 pub(crate) mod export;
 pub(crate) mod health;
+pub(crate) mod init;
 pub(crate) mod keys;
+pub(crate) mod kinds;
 pub(crate) mod list;
 pub(crate) mod population;
 pub(crate) mod report;
@@ -81,4 +84,12 @@ pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
 /// `--since`, `--max-delay`: a duration such as `24h` or `7d`.
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}`: {e}"))
+}
+
+/// Prints to standard output; a reader that went away (`| head`) ends the
+/// output quietly instead of a panic.
+pub(crate) fn print_quietly(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

@@ -22,14 +22,28 @@ pub(crate) async fn exec(cli: &Cli, args: &ReportArgs) -> Result<ExitCode, Failu
             ReportFormat::Md => crate::report::markdown(&report),
         }
     };
-    match &args.out {
-        Some(path) => std::fs::write(path, &body)
-            .with_context(|| format!("cannot write {}", path.display()))?,
-        None => print!("{body}"),
+    let ext = match (args.json, args.format) {
+        (true, _) => "json",
+        (false, ReportFormat::Html) => "html",
+        (false, ReportFormat::Md) => "md",
+    };
+    let written = match &args.out {
+        // A directory gets a new dated file, never overwriting one.
+        Some(path) => Some(
+            crate::report::write_out(path, report.generated_at, ext, &body)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        ),
+        None => {
+            super::print_quietly(&body);
+            None
+        }
+    };
+    if let Some(path) = &written {
+        eprintln!("wrote {}", path.display());
     }
     if let Some(url) = &args.webhook {
         let http = crate::agent::http_client()?;
-        crate::report::post_summary(&http, url, &report, args.out.as_deref()).await?;
+        crate::report::post_summary(&http, url, &report, written.as_deref()).await?;
     }
     Ok(ExitCode::SUCCESS)
 }

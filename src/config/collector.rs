@@ -18,7 +18,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::duration;
-use super::env::{Expansion, Secrets, resolve_secret_files};
+use super::env::{Secrets, interpolate_table, resolve_secret_files};
 use super::source::{ConfigError, Source};
 use crate::schedule::Schedule;
 
@@ -40,7 +40,9 @@ struct CommonSettings {
     criteria: Option<Vec<String>>,
 }
 
-const COMMON_KEYS: &[&str] = &[
+/// The keys every collector instance has, whatever its kind, in the order
+/// messages list them.
+pub const COMMON_KEYS: &[&str] = &[
     "name",
     "kind",
     "schedule",
@@ -94,8 +96,6 @@ pub struct CollectorConfig {
     common: BTreeMap<String, Range<usize>>,
     /// The kind-specific keys, as written.
     settings: WrittenTable,
-    /// The `${NAME}` values expanded inside this entry.
-    secrets: Secrets,
 }
 
 impl fmt::Debug for CollectorConfig {
@@ -112,25 +112,14 @@ impl fmt::Debug for CollectorConfig {
 
 impl CollectorConfig {
     /// Reads one `[[collectors]]` item: splits the common keys from the
-    /// kind's, and checks the common ones (name, schedule). The
-    /// `expansions` made inside the item become its secrets.
+    /// kind's, and checks the common ones (name, schedule). Its `${…}`
+    /// are expanded when it is built ([`CollectorConfig::resolve`]).
     pub(super) fn parse(
         source: &Source,
         item: Spanned<DeValue<'_>>,
         base: &Path,
-        expansions: &[Expansion],
     ) -> Result<Self, ConfigError> {
         let span = item.span();
-        // An expansion is this entry's when it was made in one of the
-        // entry's strings (spans are kept by interpolation).
-        let mut strings = Vec::new();
-        string_spans(item.get_ref(), item.span(), &mut strings);
-        let mut secrets = Secrets::new();
-        for e in expansions {
-            if strings.contains(&e.span) {
-                secrets.insert(&e.value);
-            }
-        }
         let DeValue::Table(table) = item.into_inner() else {
             return Err(source.error_at(Some(span), "each collector must be a table"));
         };
@@ -143,6 +132,31 @@ impl CollectorConfig {
                 kind_table.insert(k, v);
             }
         }
+        // A required key that is missing while a near-miss of it is
+        // present is a typo of that key, and is named as such at its own
+        // line (not as a missing key at the table's).
+        for required in ["name", "kind", "schedule"] {
+            if common_table.contains_key(required) {
+                continue;
+            }
+            let near = kind_table.iter().find(|(k, _)| {
+                super::suggest::nearest(k.get_ref(), COMMON_KEYS.iter().copied()) == Some(required)
+            });
+            if let Some((k, _)) = near {
+                return Err(source.error_at(
+                    Some(k.span()),
+                    format!(
+                        "unknown field `{}`; did you mean `{required}`? Every collector has: {}",
+                        k.get_ref(),
+                        COMMON_KEYS.join(", ")
+                    ),
+                ));
+            }
+        }
+        // The common keys are read now (`${…}` expanded); the kind's own
+        // are expanded when the collector is built, so that a disabled
+        // collector's variables and files are never read.
+        interpolate_table(&mut common_table, source)?;
         let common: CommonSettings =
             source.deserialize(Spanned::new(span.clone(), common_table.clone()))?;
         let at = |key: &str| {
@@ -156,7 +170,7 @@ impl CollectorConfig {
         if common.name.contains('/') {
             return Err(source.error_at(Some(at("name")), "collector names may not contain `/`"));
         }
-        let schedule = Schedule::parse(&common.schedule)
+        let schedule = super::schedule_hint::parse(&common.schedule)
             .map_err(|m| source.error_at(Some(at("schedule")), m))?;
         Ok(CollectorConfig {
             name: common.name,
@@ -175,7 +189,6 @@ impl CollectorConfig {
                 .collect(),
             settings: WrittenTable::new(&kind_table),
             span,
-            secrets,
         })
     }
 
@@ -193,16 +206,51 @@ impl CollectorConfig {
 
     /// The kind-specific settings, for the kind's builder; `secrets` are
     /// the kind's settings that may be given as `<name>_file`, whose files
-    /// are read now.
+    /// are read now. Any error is returned as a config error; see
+    /// [`CollectorConfig::resolve`] to tell the two kinds apart.
     pub fn settings(&self, secrets: &[&str]) -> Result<Settings<'_>, ConfigError> {
-        let mut found = self.secrets.clone();
-        let table = resolve_secret_files(
-            &self.source,
-            self.settings.de(),
-            secrets,
-            &self.base_dir,
-            &mut found,
-        )?;
+        self.resolve(secrets).map_err(SettingsError::into_inner)
+    }
+
+    /// The kind-specific settings with `${…}` expanded and the `*_file`s of
+    /// `secrets` read: an unset variable or an unreadable file is
+    /// [`SettingsError::Unresolved`] (the environment's fault, not the
+    /// file's), anything else [`SettingsError::Invalid`].
+    pub fn resolve(&self, secrets: &[&str]) -> Result<Settings<'_>, SettingsError> {
+        let mut table = self.settings.de();
+        let expansions = interpolate_table(&mut table, &self.source).map_err(|e| {
+            // An unset variable is the environment's; a malformed
+            // reference is the file's.
+            if e.message.starts_with("environment variable `") {
+                SettingsError::Unresolved(e)
+            } else {
+                SettingsError::Invalid(e)
+            }
+        })?;
+        for name in secrets {
+            let file_key = format!("{name}_file");
+            if table.contains_key(*name) && table.contains_key(file_key.as_str()) {
+                return Err(SettingsError::Invalid(self.error(
+                    &file_key,
+                    format!("give either `{name}` or `{file_key}`, not both"),
+                )));
+            }
+            if let Some(v) = table.get(file_key.as_str())
+                && v.get_ref().as_str().is_none()
+            {
+                return Err(SettingsError::Invalid(
+                    self.error(&file_key, format!("`{file_key}` must be a path")),
+                ));
+            }
+        }
+        // Every value the environment gave is a secret of this collector,
+        // scrubbed from whatever it records.
+        let mut found = Secrets::new();
+        for e in &expansions {
+            found.insert(&e.value);
+        }
+        let table = resolve_secret_files(&self.source, table, secrets, &self.base_dir, &mut found)
+            .map_err(SettingsError::Unresolved)?;
         Ok(Settings {
             source: self.source.clone(),
             table: Spanned::new(self.span.clone(), table),
@@ -211,23 +259,42 @@ impl CollectorConfig {
             secrets: std::sync::Mutex::new(found),
         })
     }
+
+    /// The kind-specific keys as written, in file order.
+    pub fn kind_keys(&self) -> impl Iterator<Item = &str> {
+        self.settings.0.iter().map(|(k, _)| k.get_ref().as_str())
+    }
+
+    /// An error located at the key `key` itself (not its value): for a key
+    /// that should not be there.
+    pub fn error_at_key(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let span = self
+            .settings
+            .0
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(k, _)| k.span())
+            .unwrap_or_else(|| self.span.clone());
+        self.source.error_at(Some(span), message)
+    }
 }
 
-/// The spans of every string in `v` (written at `span`), at any depth.
-fn string_spans(v: &DeValue<'_>, span: Range<usize>, out: &mut Vec<Range<usize>>) {
-    match v {
-        DeValue::String(_) => out.push(span),
-        DeValue::Array(a) => {
-            for x in a.iter() {
-                string_spans(x.get_ref(), x.span(), out);
-            }
+/// Why a collector's own settings could not be had.
+#[derive(Debug, Clone)]
+pub enum SettingsError {
+    /// A `${VAR}` that is not set or a `*_file` that cannot be read: the
+    /// collector is configured, but its secret is missing where it runs.
+    Unresolved(ConfigError),
+    /// The file itself is wrong.
+    Invalid(ConfigError),
+}
+
+impl SettingsError {
+    /// The located error, whichever it is.
+    pub fn into_inner(self) -> ConfigError {
+        match self {
+            SettingsError::Unresolved(e) | SettingsError::Invalid(e) => e,
         }
-        DeValue::Table(t) => {
-            for (_, x) in t.iter() {
-                string_spans(x.get_ref(), x.span(), out);
-            }
-        }
-        _ => {}
     }
 }
 
@@ -252,6 +319,27 @@ impl fmt::Debug for Settings<'_> {
             .field("name", &self.name)
             .field("base_dir", &self.base_dir)
             .finish_non_exhaustive()
+    }
+}
+
+impl Settings<'static> {
+    /// Settings holding only `key = true`, for no collector: building a
+    /// kind from them makes its settings struct name the keys it accepts
+    /// (serde's "unknown field `key`, expected one of …").
+    pub fn probe(key: &'static str) -> Self {
+        let source = Source::new(PathBuf::from("(probe)"), String::new());
+        let mut table = DeTable::new();
+        table.insert(
+            Spanned::new(0..0, Cow::Borrowed(key)),
+            Spanned::new(0..0, DeValue::Boolean(true)),
+        );
+        Settings {
+            source,
+            table: Spanned::new(0..0, table),
+            base_dir: PathBuf::from("."),
+            name: "probe".into(),
+            secrets: std::sync::Mutex::new(Secrets::new()),
+        }
     }
 }
 

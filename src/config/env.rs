@@ -11,7 +11,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::Range;
 use std::path::Path;
 
 use serde_json::Value;
@@ -31,12 +30,10 @@ const SHORTEST_SCRUBBED: usize = 4;
 /// looked for on their own, as programs print such keys line by line.
 const SHORTEST_SCRUBBED_LINE: usize = 16;
 
-/// One `${NAME}` expansion: the span of the string value it was made in,
-/// and the value the environment gave, so that each collector can take the
-/// expansions written inside its own entry.
+/// One `${NAME}` expansion: the value the environment gave, a secret of
+/// the collector whose settings it was made in.
 #[derive(Debug, Clone)]
 pub(crate) struct Expansion {
-    pub(crate) span: Range<usize>,
     pub(crate) value: String,
 }
 
@@ -73,10 +70,7 @@ fn interpolate_value(
         DeValue::String(s) if s.contains('$') => {
             let mut values = Vec::new();
             let out = expand(s, &mut values).map_err(|m| source.error_at(Some(span.clone()), m))?;
-            expansions.extend(values.into_iter().map(|value| Expansion {
-                span: span.clone(),
-                value,
-            }));
+            expansions.extend(values.into_iter().map(|value| Expansion { value }));
             *s = DeString::Owned(out);
         }
         DeValue::Array(a) => {

@@ -15,7 +15,9 @@
 
 mod collector;
 mod env;
+mod schedule_hint;
 mod source;
+pub mod suggest;
 mod timestamping;
 
 use std::net::SocketAddr;
@@ -23,11 +25,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::schedule::Schedule;
 
-pub use collector::{CollectorConfig, Settings};
+pub use collector::{COMMON_KEYS, CollectorConfig, Settings, SettingsError};
 pub use env::{REDACTED, Secrets, interpolate_str, redact_url_credentials};
 pub use source::{ConfigError, Source};
 pub use timestamping::Timestamping;
@@ -195,20 +198,6 @@ pub struct LogConfig {
     pub level: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TopLevel {
-    #[serde(default)]
-    agent: AgentConfig,
-    store: Option<StoreConfig>,
-    #[serde(default)]
-    admin: AdminConfig,
-    #[serde(default)]
-    log: LogConfig,
-    report: Option<ReportConfig>,
-    timestamping: Option<timestamping::TimestampingToml>,
-}
-
 /// `[report]`: the nightly review, made by the daemon on a schedule.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,56 +260,159 @@ fn base_dir(path: &Path) -> PathBuf {
 
 /// Loads and validates a config file: parses, interpolates, checks every
 /// section and each collector's common settings. Any error comes back
-/// located. The collectors' own settings are checked when they are built.
+/// located (the first of them; [`diagnose`] has them all). The
+/// collectors' own settings are checked when they are built.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = read(path)?;
+    parse(path, text)
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         line: None,
         column: None,
         key: None,
         message: format!("cannot read the config file: {e}"),
-    })?;
-    parse(path, text)
+    })
 }
 
 /// Parses config text as if read from `path`.
 pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
+    let d = diagnose_text(path, text);
+    match (d.config, d.problems.into_iter().next()) {
+        (Some(c), None) => Ok(c),
+        (_, Some(e)) => Err(e),
+        (None, None) => unreachable!("a config that did not load has a problem"),
+    }
+}
+
+/// Everything wrong with a config file at once, for `config check`: the
+/// config when it loaded, the collectors whose common settings could be
+/// read (for their kinds to check), and every problem found, in file
+/// order.
+#[derive(Debug)]
+pub struct Diagnosis {
+    /// The config, when nothing is wrong with it.
+    pub config: Option<Config>,
+    /// Every collector that could be read, even when the config as a whole
+    /// could not.
+    pub collectors: Vec<CollectorConfig>,
+    /// Every problem found.
+    pub problems: Vec<ConfigError>,
+}
+
+/// Reads and checks the config at `path`, collecting every problem rather
+/// than stopping at the first.
+pub fn diagnose(path: &Path) -> Diagnosis {
+    match read(path) {
+        Ok(text) => diagnose_text(path, text),
+        Err(e) => Diagnosis {
+            config: None,
+            collectors: Vec::new(),
+            problems: vec![e],
+        },
+    }
+}
+
+/// The sections a config file may have.
+const SECTIONS: &[&str] = &[
+    "agent",
+    "store",
+    "admin",
+    "log",
+    "report",
+    "timestamping",
+    "collectors",
+];
+
+/// Deserialises the section `name` of `root` on its own, so that one
+/// section's error does not hide another's; `None` when absent or wrong
+/// (the problem is recorded).
+fn section<T: serde::de::DeserializeOwned>(
+    source: &Source,
+    root: &mut DeTable<'_>,
+    name: &str,
+    problems: &mut Vec<ConfigError>,
+) -> Option<T> {
+    let value = root.remove(name)?;
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        problems.push(source.error_at(
+            Some(span),
+            format!("`{name}` must be a table: write [{name}]"),
+        ));
+        return None;
+    };
+    match source.deserialize(Spanned::new(span, table)) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problems.push(e);
+            None
+        }
+    }
+}
+
+fn diagnose_text(path: &Path, text: String) -> Diagnosis {
+    let mut problems = Vec::new();
     let source = Source::new(path.to_path_buf(), text);
     let text = source.text();
-    let mut root = DeTable::parse(&text).map_err(|e| source.toml_error(e))?;
-    let expansions = env::interpolate_table(root.get_mut(), &source)?;
-
+    let mut root = match DeTable::parse(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            return Diagnosis {
+                config: None,
+                collectors: Vec::new(),
+                problems: vec![source.toml_error(e)],
+            };
+        }
+    };
+    // Collectors expand their own `${…}`: a disabled one's are never read.
     let collectors_value = root.get_mut().remove("collectors");
-    let top: TopLevel = source.deserialize(root)?;
+    if let Err(e) = env::interpolate_table(root.get_mut(), &source) {
+        problems.push(e);
+    }
+    let root = root.get_mut();
+    let valid: Vec<String> = SECTIONS.iter().map(|s| s.to_string()).collect();
+    for (k, _) in root.iter() {
+        if !SECTIONS.contains(&k.get_ref().as_ref()) {
+            problems.push(source.error_at(
+                Some(k.span()),
+                suggest::unknown_key(k.get_ref(), &[("", valid.as_slice())]),
+            ));
+        }
+    }
+    let agent: Option<AgentConfig> = section(&source, root, "agent", &mut problems);
+    let store: Option<StoreConfig> = section(&source, root, "store", &mut problems);
+    let admin: Option<AdminConfig> = section(&source, root, "admin", &mut problems);
+    let log: Option<LogConfig> = section(&source, root, "log", &mut problems);
+    let report: Option<ReportConfig> = section(&source, root, "report", &mut problems);
+    let timestamping: Option<timestamping::TimestampingToml> =
+        section(&source, root, "timestamping", &mut problems);
     let base = base_dir(path);
 
     let mut collectors = Vec::new();
     if let Some(value) = collectors_value {
         let span = value.span();
-        let items = match value.into_inner() {
-            DeValue::Array(a) => a,
-            _ => {
-                return Err(source.error_at(
-                    Some(span),
-                    "`collectors` must be an array of tables: write [[collectors]]",
-                ));
+        match value.into_inner() {
+            DeValue::Array(items) => {
+                for item in items.iter() {
+                    match CollectorConfig::parse(&source, item.clone(), &base) {
+                        Ok(c) => collectors.push(c),
+                        Err(e) => problems.push(e),
+                    }
+                }
             }
-        };
-        for item in items.iter() {
-            collectors.push(CollectorConfig::parse(
-                &source,
-                item.clone(),
-                &base,
-                &expansions,
-            )?);
+            _ => problems.push(source.error_at(
+                Some(span),
+                "`collectors` must be an array of tables: write [[collectors]]",
+            )),
         }
     }
     let mut seen = std::collections::HashSet::new();
-    for (i, c) in collectors.iter().enumerate() {
+    for c in &collectors {
         if !seen.insert(c.name.clone()) {
-            return Err(source.error_for_key(
-                "collectors",
-                i,
+            problems.push(c.error(
                 "name",
                 format!(
                     "two collectors are named `{}`; names must be unique",
@@ -330,16 +422,20 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         }
     }
 
-    let report = match top.report {
-        Some(mut r) => {
-            let schedule = Schedule::parse(&r.schedule)
-                .map_err(|m| source.error_for_key("report", 0, "schedule", m))?;
-            r.out = r.out.map(|o| base.join(o));
-            Some((schedule, r))
-        }
+    let report = match report {
+        Some(mut r) => match schedule_hint::parse(&r.schedule) {
+            Ok(schedule) => {
+                r.out = r.out.map(|o| base.join(o));
+                Some((schedule, r))
+            }
+            Err(m) => {
+                problems.push(source.error_for_key("report", 0, "schedule", m));
+                None
+            }
+        },
         None => None,
     };
-    let mut agent = top.agent;
+    let mut agent = agent.unwrap_or_default();
     // Container deployments mount the key where the orchestrator puts it.
     if let Some(k) = std::env::var_os("EXHIBIT_KEY") {
         agent.key = PathBuf::from(k);
@@ -347,11 +443,67 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
     if agent.key.is_relative() {
         agent.key = base.join(&agent.key);
     }
-    if agent.concurrency == 0 {
-        return Err(source.error_for_key("agent", 0, "concurrency", "must be at least 1"));
+    // The chart sets the grace period of the pod and of the agent from one
+    // value.
+    if let Ok(g) = std::env::var("EXHIBIT_SHUTDOWN_GRACE") {
+        match humantime::parse_duration(g.trim()) {
+            Ok(d) => agent.shutdown_grace = d,
+            Err(e) => problems.push(source.unlocated(
+                Some("agent.shutdown_grace".into()),
+                format!("EXHIBIT_SHUTDOWN_GRACE: invalid duration `{g}`: {e}"),
+            )),
+        }
     }
-    crate::evidence::validate_stream_id(&agent.id)
-        .map_err(|m| source.error_for_key("agent", 0, "id", m))?;
+    if agent.concurrency == 0 {
+        problems.push(source.error_for_key("agent", 0, "concurrency", "must be at least 1"));
+    }
+    if let Err(m) = crate::evidence::validate_stream_id(&agent.id) {
+        problems.push(source.error_for_key("agent", 0, "id", m));
+    }
+    let shard = match shard_of(&source, &mut agent) {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(e);
+            crate::shard::Shard::default()
+        }
+    };
+    let store_settings = store.unwrap_or_else(|| StoreConfig::at("evidence"));
+    if store_settings.lease_ttl < Duration::from_secs(3) {
+        problems.push(source.error_for_key("store", 0, "lease_ttl", "must be at least 3s"));
+    }
+    let timestamping = match timestamping {
+        Some(t) => match timestamping::build(&source, t, &base) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                problems.push(e);
+                None
+            }
+        },
+        None => None,
+    };
+    problems.sort_by_key(|e| (e.line.is_none(), e.line, e.column));
+    let config = problems.is_empty().then(|| Config {
+        timestamping,
+        path: path.to_path_buf(),
+        agent,
+        store: store_settings.location.clone(),
+        store_settings,
+        admin: admin.unwrap_or_default(),
+        log: log.unwrap_or_default(),
+        report,
+        collectors: collectors.clone(),
+        shard,
+    });
+    Diagnosis {
+        config,
+        collectors,
+        problems,
+    }
+}
+
+/// This agent's share of the streams, from the environment or `[agent]`;
+/// with more than one shard, the agent id names the replica.
+fn shard_of(source: &Source, agent: &mut AgentConfig) -> Result<crate::shard::Shard, ConfigError> {
     let shard_error = |m: String| source.error_for_key("agent", 0, "shard_index", m);
     // The environment wins, so that one config serves every replica:
     // EXHIBIT_SHARD=INDEX/COUNT, or EXHIBIT_SHARD_COUNT=N with the index
@@ -382,26 +534,7 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
         // Each replica has its own checkpoint chain.
         agent.id = format!("{}-{}", agent.id, shard.index);
     }
-    let store_settings = top.store.unwrap_or_else(|| StoreConfig::at("evidence"));
-    if store_settings.lease_ttl < Duration::from_secs(3) {
-        return Err(source.error_for_key("store", 0, "lease_ttl", "must be at least 3s"));
-    }
-    let timestamping = match top.timestamping {
-        Some(t) => Some(timestamping::build(&source, t, &base)?),
-        None => None,
-    };
-    Ok(Config {
-        timestamping,
-        path: path.to_path_buf(),
-        agent,
-        store: store_settings.location.clone(),
-        store_settings,
-        admin: top.admin,
-        log: top.log,
-        report,
-        collectors,
-        shard,
-    })
+    Ok(shard)
 }
 
 #[cfg(test)]

@@ -193,9 +193,10 @@ impl Source {
         }
     }
 
-    /// A TOML syntax or type error, located.
+    /// A TOML syntax or type error, located; an unknown key is named with
+    /// the nearest valid one and every key valid there.
     pub(crate) fn toml_error(&self, e: toml::de::Error) -> ConfigError {
-        self.error_at(e.span(), e.message().trim().to_string())
+        self.error_at(e.span(), super::suggest::rewrite_serde(e.message().trim()))
     }
 
     /// Deserialises a spanned sub-tree; errors point into this source.

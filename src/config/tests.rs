@@ -70,14 +70,52 @@ fn syntax_error_is_located() {
 }
 
 #[test]
-fn missing_env_var_is_located() {
+fn missing_env_var_is_located_when_the_collector_is_resolved() {
     let text = OK.replace(
         "[\"uptime\"]",
         "[\"echo\", \"${EXHIBIT_TEST_SURELY_UNSET}\"]",
     );
-    let e = parse_str(&text).unwrap_err();
+    // A collector's own variables are read when it is built, not when the
+    // file is loaded: a disabled one's are never read.
+    let c = parse_str(&text).unwrap();
+    let Err(SettingsError::Unresolved(e)) = c.collectors[0].resolve(&[]) else {
+        panic!("an unset variable is unresolved, not invalid");
+    };
     assert!(e.message.contains("EXHIBIT_TEST_SURELY_UNSET"), "{e}");
     assert_eq!(e.key.as_deref(), Some("collectors[0].command"), "{e}");
+    // Elsewhere in the file it is a config error at once.
+    let e = parse_str(&format!(
+        "{OK}\n[admin]\nlisten = \"${{EXHIBIT_TEST_SURELY_UNSET}}\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("admin.listen"), "{e}");
+}
+
+#[test]
+fn every_problem_of_a_file_is_listed_at_once() {
+    let text = format!(
+        "{OK}\n[[collectors]]\nname = \"b\"\nkind = \"git\"\nschedul = \"@daily\"\n\n[[collectors]]\nname = \"c\"\nkind = \"git\"\nschedule = \"@dayly\"\n\n[agent2]\nid = \"x\"\n"
+    );
+    let d = diagnose_text(Path::new("exhibit.toml"), text);
+    assert!(d.config.is_none());
+    let messages: Vec<String> = d.problems.iter().map(|e| e.to_string()).collect();
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    assert!(
+        messages[0].contains(
+            ":14:1: key `collectors[1].schedul`: unknown field `schedul`; did you mean `schedule`?"
+        ),
+        "{messages:#?}"
+    );
+    assert!(messages[1].contains("key `collectors[2].schedule`: unknown schedule shortcut `@dayly`; did you mean `@daily`?"), "{messages:#?}");
+    assert!(
+        messages[2].contains("unknown field `agent2`; did you mean `agent`?"),
+        "{messages:#?}"
+    );
+    assert_eq!(
+        d.collectors.len(),
+        1,
+        "the collector that could be read is kept"
+    );
 }
 
 #[test]

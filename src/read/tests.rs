@@ -86,6 +86,7 @@ async fn checkpoint_everything(store: &MemStore) {
         finished_at: at(9),
         prev: None,
         rotation: None,
+        clock_skew: None,
     };
     let sealed = seal(subject, CHECKPOINT_PREDICATE_TYPE, &p, &Signer::generate());
     let key = layout::checkpoint(at(9), "run");

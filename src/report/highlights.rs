@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::diff::{Change, ChangeKind};
 
-use super::Failure;
+use super::render::FailureGroup;
 
 /// How much a highlight matters.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,10 +75,47 @@ fn is_mfa_key(k: &str) -> bool {
 fn mentions_admin(v: &Value) -> bool {
     let s = v.to_string();
     s.contains("AdministratorAccess")
-        || s.contains("\"role\":\"admin\"")
         || s.contains("\"is_admin\":true")
         || s.contains("\"isAdmin\":true")
-        || s.contains("\"role\":\"ADMIN\"")
+        || v.get("role").is_some_and(is_privileged_role)
+}
+
+/// A role that administers what it belongs to: `admin`, `owner`
+/// (GitHub's organisation owner), in any case.
+fn is_privileged_role(v: &Value) -> bool {
+    v.as_str().is_some_and(|r| {
+        [
+            "admin",
+            "owner",
+            "administrator",
+            "super_admin",
+            "superadmin",
+        ]
+        .contains(&r.to_ascii_lowercase().as_str())
+    })
+}
+
+/// A Unix account with user id 0: root by another name.
+fn is_uid_zero(v: &Value) -> bool {
+    v.get("uid")
+        .is_some_and(|u| u.as_u64() == Some(0) || u.as_str().is_some_and(|s| s.trim() == "0"))
+}
+
+/// The name an account goes by, when its object says.
+fn who(v: &Value) -> Option<&str> {
+    ["user", "user_name", "login", "name", "username"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str))
+}
+
+/// Whether a trail's own `is_logging` flag went from on to off among
+/// `changes`: the regions it covered going dark are that same event.
+fn a_trail_stopped(changes: &[Change]) -> bool {
+    changes.iter().any(|c| {
+        last_key(&c.path) == "is_logging"
+            && c.before == Some(Value::Bool(true))
+            && c.after == Some(Value::Bool(false))
+    })
 }
 
 /// Highlights from the changes of the window.
@@ -109,10 +146,45 @@ pub fn from_changes(changes: &[Change]) -> Vec<Highlight> {
                     && after == Some(&Value::Bool(false))
                     && before == Some(&Value::Bool(true)) =>
             {
+                // One event, one highlight: a multi-region trail that stops
+                // also turns off `logging` in each region it covered.
+                if key != "is_logging" && a_trail_stopped(changes) {
+                    continue;
+                }
+                let mut message = format!("Stopped: {} went from on to off", c.path);
+                if key == "is_logging" {
+                    let dark: Vec<&str> = changes
+                        .iter()
+                        .filter(|r| {
+                            last_key(&r.path) == "logging"
+                                && r.before == Some(Value::Bool(true))
+                                && r.after == Some(Value::Bool(false))
+                        })
+                        .map(|r| entity(&r.path))
+                        .collect();
+                    if !dark.is_empty() {
+                        message.push_str(&format!(" (no longer logging: {})", dark.join(", ")));
+                    }
+                }
                 out.push(Highlight {
                     rule: "logging_stopped",
                     severity: Severity::High,
-                    message: format!("Stopped: {} went from on to off", c.path),
+                    message,
+                });
+            }
+            ChangeKind::Changed
+                if key == "role"
+                    && after.is_some_and(is_privileged_role)
+                    && !before.is_some_and(is_privileged_role) =>
+            {
+                out.push(Highlight {
+                    rule: "new_admin",
+                    severity: Severity::High,
+                    message: format!(
+                        "New administrator access: {} is now {}",
+                        outer_entity(&c.path),
+                        after.map(|v| v.to_string()).unwrap_or_default()
+                    ),
                 });
             }
             ChangeKind::Removed
@@ -169,6 +241,30 @@ pub fn from_changes(changes: &[Change]) -> Vec<Highlight> {
                 });
             }
             _ => {}
+        }
+        if c.kind == ChangeKind::Added && after.is_some_and(is_uid_zero) {
+            out.push(Highlight {
+                rule: "new_privileged_account",
+                severity: Severity::High,
+                message: format!(
+                    "New account with uid 0 (root privileges): {}{}",
+                    after
+                        .and_then(who)
+                        .map(|w| format!("{w} at "))
+                        .unwrap_or_default(),
+                    entity(&c.path)
+                ),
+            });
+        }
+        if c.kind == ChangeKind::Changed
+            && key == "uid"
+            && after.is_some_and(|u| u.as_u64() == Some(0) || u.as_str() == Some("0"))
+        {
+            out.push(Highlight {
+                rule: "new_privileged_account",
+                severity: Severity::High,
+                message: format!("Account given uid 0 (root privileges): {}", entity(&c.path)),
+            });
         }
         if c.kind == ChangeKind::Added && after.is_some_and(mentions_admin) {
             out.push(Highlight {
@@ -283,17 +379,27 @@ fn walk(v: &Value, path: &str, f: &mut dyn FnMut(&str, &serde_json::Map<String, 
 }
 
 impl Highlight {
-    /// A failed, partial or missed collection.
-    pub fn failure(f: &Failure) -> Self {
+    /// Failed, partial or missed collections that went wrong the same way,
+    /// once, with their count.
+    pub fn failures(g: &FailureGroup<'_>) -> Self {
+        let what = if g.seqs.len() == 1 {
+            format!("Collection #{} {}", g.seqs[0], g.status.as_str())
+        } else {
+            format!(
+                "{} collections {} ({})",
+                g.seqs.len(),
+                g.status.as_str(),
+                g.seqs
+                    .iter()
+                    .map(|s| format!("#{s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
         Highlight {
             rule: "collection_failed",
             severity: Severity::High,
-            message: format!(
-                "Collection #{} {}: {}",
-                f.seq,
-                f.status.as_str(),
-                f.error.as_deref().unwrap_or("")
-            ),
+            message: format!("{what}: {}", g.error.unwrap_or("")),
         }
     }
 
@@ -352,6 +458,54 @@ mod tests {
             "{h:?}"
         );
         assert!(h[1].message.contains("acme/app#7"), "{h:?}");
+    }
+
+    #[test]
+    fn a_stopped_multi_region_trail_is_one_highlight() {
+        let before = json!({
+            "trails": [{"arn": "arn:t/main", "is_logging": true, "is_multi_region_trail": true}],
+            "regions": {"us-east-1": {"logging": true}, "eu-west-1": {"logging": true}},
+        });
+        let after = json!({
+            "trails": [{"arn": "arn:t/main", "is_logging": false, "is_multi_region_trail": true}],
+            "regions": {"us-east-1": {"logging": false}, "eu-west-1": {"logging": false}},
+        });
+        let h = from_changes(&crate::diff::diff(&before, &after, &[&["arn"]]));
+        assert_eq!(h.len(), 1, "{h:#?}");
+        assert_eq!(h[0].rule, "logging_stopped");
+        assert!(h[0].message.contains("trails[arn=arn:t/main]"), "{h:?}");
+        assert!(
+            h[0].message.contains("regions.eu-west-1")
+                && h[0].message.contains("regions.us-east-1"),
+            "{h:?}"
+        );
+    }
+
+    #[test]
+    fn a_new_uid_0_account_or_owner_is_high() {
+        let before = json!({"output": [{"user": "root", "uid": 0}, {"user": "alice", "uid": 1000}], "members": [{"login": "bob", "role": "member"}]});
+        let after = json!({"output": [{"user": "root", "uid": 0}, {"user": "alice", "uid": 1000}, {"user": "toor", "uid": 0}], "members": [{"login": "bob", "role": "owner"}, {"login": "eve", "role": "admin"}]});
+        let h = from_changes(&crate::diff::diff(&before, &after, &[]));
+        let high: Vec<(&str, &str)> = h
+            .iter()
+            .filter(|h| h.severity == Severity::High)
+            .map(|h| (h.rule, h.message.as_str()))
+            .collect();
+        assert!(
+            high.iter()
+                .any(|(r, m)| *r == "new_privileged_account" && m.contains("toor")),
+            "{h:#?}"
+        );
+        assert!(
+            high.iter()
+                .any(|(r, m)| *r == "new_admin" && m.contains("bob") && m.contains("owner")),
+            "{h:#?}"
+        );
+        assert!(
+            high.iter()
+                .any(|(r, m)| *r == "new_admin" && m.contains("eve")),
+            "{h:#?}"
+        );
     }
 
     #[test]

@@ -162,19 +162,17 @@ pub fn html(r: &Report) -> String {
             s.change_count,
             timeline(s)
         );
-        for f in &s.failures {
+        for g in super::failure_groups(&s.failures) {
             let _ = write!(
                 o,
-                "<p class=\"del\">#{} {} at {}: {}</p>",
-                f.seq,
-                f.status.as_str(),
-                esc(&t(&f.at)),
-                esc(f.error.as_deref().unwrap_or(""))
+                "<p class=\"del\">{}: {}</p>",
+                esc(&g.summary()),
+                esc(g.error.unwrap_or(""))
             );
         }
         if !s.changes.is_empty() {
             o.push_str("<pre>");
-            for line in crate::diff::render(&s.changes, false).lines() {
+            for line in super::change_lines(&s.changes).lines() {
                 let class = match line.chars().next() {
                     Some('+') => "add",
                     Some('-') => "del",

@@ -6,6 +6,7 @@
 
 pub(crate) mod highlights;
 mod html;
+mod render;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::store::Store;
 use crate::verify::Coverage;
 
 pub use highlights::Highlight;
+pub use render::{FailureGroup, change_lines, failure_groups, write_out};
 
 /// Most changes listed per stream; the count is always exact.
 const CHANGES_LISTED: usize = 200;
@@ -100,11 +102,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// Every highlight, with its stream.
-    pub fn all_highlights(&self) -> impl Iterator<Item = (&str, &Highlight)> {
-        self.streams
+    /// Every highlight, with its stream, the most severe first (streams in
+    /// order within a severity).
+    pub fn all_highlights(&self) -> std::vec::IntoIter<(&str, &Highlight)> {
+        let mut all: Vec<(&str, &Highlight)> = self
+            .streams
             .iter()
             .flat_map(|s| s.highlights.iter().map(move |h| (s.stream.as_str(), h)))
+            .collect();
+        all.sort_by_key(|(_, h)| h.severity);
+        all.into_iter()
     }
 
     /// Streams whose last collection did not succeed.
@@ -116,11 +123,14 @@ impl Report {
 /// Builds the review of everything since `since`.
 pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Result<Report> {
     let now = Utc::now();
+    // Coverage is `verify`'s own: counted from the window's start or the
+    // stream's first record, whichever is later, up to the newest
+    // checkpoint, so that the review and `verify --from` always agree.
     let verdict = crate::verify::verify(
         store.clone(),
         &crate::verify::Options {
             from: Some(since),
-            to: Some(now),
+            to: None,
             keys: None,
             bundle: None,
             timestamps: Default::default(),
@@ -186,8 +196,8 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
         if let Some(latest) = crate::diff::span(&good, ids, windowed) {
             highlights.extend(highlights::from_snapshot(&latest, now));
         }
-        for f in &failures {
-            highlights.push(Highlight::failure(f));
+        for g in failure_groups(&failures) {
+            highlights.push(Highlight::failures(&g));
         }
         let coverage = verdict
             .streams
@@ -390,6 +400,13 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(o, "Nothing that needs attention.");
     }
     let _ = writeln!(o, "\n## Streams\n");
+    if let Some(at) = r.streams.iter().find_map(|s| s.coverage.as_ref()?.to) {
+        let _ = writeln!(
+            o,
+            "Coverage is counted from each stream's first record or the window's start, whichever is later, as of the newest checkpoint ({}).\n",
+            t(&at)
+        );
+    }
     let _ = writeln!(
         o,
         "| stream | last | at | records | changes | coverage ok/partial/failed/missed of expected |"
@@ -419,18 +436,11 @@ pub fn markdown(r: &Report) -> String {
         .filter(|s| !s.changes.is_empty() || !s.failures.is_empty())
     {
         let _ = writeln!(o, "\n### `{}`\n", s.stream);
-        for f in &s.failures {
-            let _ = writeln!(
-                o,
-                "- {} #{} at {}: {}",
-                f.status.as_str(),
-                f.seq,
-                t(&f.at),
-                f.error.as_deref().unwrap_or("")
-            );
+        for g in failure_groups(&s.failures) {
+            let _ = writeln!(o, "- {}: {}", g.summary(), g.error.unwrap_or(""));
         }
         if !s.changes.is_empty() {
-            let _ = writeln!(o, "```diff\n{}```", crate::diff::render(&s.changes, false));
+            let _ = writeln!(o, "```diff\n{}```", change_lines(&s.changes));
             if s.change_count > s.changes.len() {
                 let _ = writeln!(
                     o,

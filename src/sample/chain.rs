@@ -265,6 +265,7 @@ mod tests {
                 sha256: s.into(),
             }),
             rotation: None,
+            clock_skew: None,
         }
     }
 

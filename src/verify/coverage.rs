@@ -55,7 +55,10 @@ async fn coverage(
         .find_map(|l| l.record.predicate().schedule.clone())?;
     let schedule = Schedule::parse(&newest).ok()?;
     let first = records.first()?.record.predicate();
-    let start = from.unwrap_or(first.scheduled_for.unwrap_or(first.started_at));
+    let first_seen = first.scheduled_for.unwrap_or(first.started_at);
+    // No slot is owed before the stream's first record: a period that
+    // starts earlier (a review's window) is counted from there.
+    let start = from.map_or(first_seen, |f| f.max(first_seen));
     let end = as_of?;
     if end < start {
         return None;

@@ -177,11 +177,46 @@ for name, values in [("defaults", None), ("full", FULL)]:
             (by_kind["ServiceMonitor"][0]["spec"]["endpoints"][0]["path"] == "/metrics", "ServiceMonitor scrapes /metrics"),
         ]
     else:
-        checks += [("ServiceMonitor" not in by_kind and "PrometheusRule" not in by_kind, "monitoring objects are opt-in")]
+        import tomllib
+        cfg = tomllib.loads(by_kind["ConfigMap"][0]["data"]["exhibit.toml"])
+        kinds_on = [c["kind"] for c in cfg.get("collectors", []) if c.get("enabled", True)]
+        checks += [
+            ("ServiceMonitor" not in by_kind and "PrometheusRule" not in by_kind, "monitoring objects are opt-in"),
+            (kinds_on == ["command"], "the default config collects with no credentials (local collectors only)"),
+        ]
+    checks += [
+        (pod["terminationGracePeriodSeconds"] == 45 and env["EXHIBIT_SHUTDOWN_GRACE"] == "30s",
+         "the pod's grace period derived from the agent's shutdown grace"),
+    ]
     for ok, what in checks:
         if not ok:
             fail(f"{name}: {what}")
         print(f"  {name}: {what}: ok")
+
+# The grace period follows shutdownGraceSeconds; a new config rolls the pods;
+# NOTES give commands that work where the store is.
+def render(values):
+    out = chart.render(values, name="exhibit", namespace="compliance", is_install=True)
+    sts = next(d for _, d in docs(out) if d["kind"] == "StatefulSet")
+    notes = next(t for p, t in out.items() if p.endswith("NOTES.txt"))
+    return sts, notes
+sts, notes = render({"shutdownGraceSeconds": 120})
+env = {e["name"]: e.get("value") for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+if sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] != 135 or env["EXHIBIT_SHUTDOWN_GRACE"] != "120s":
+    fail("terminationGracePeriodSeconds does not follow shutdownGraceSeconds")
+print("  shutdownGraceSeconds 120 gives a grace period of 135 s: ok")
+a, _ = render(None)
+b, _ = render({"config": "[agent]\nid = \"other\"\n"})
+if a["spec"]["template"]["metadata"]["annotations"]["checksum/config"] == b["spec"]["template"]["metadata"]["annotations"]["checksum/config"]:
+    fail("a new config does not change the pod template (the pods would not roll)")
+print("  a new config rolls the pods: ok")
+_, notes = render(None)
+if "exec exhibit-0 -- /exhibit verify --coverage" not in notes or "exhibit verify --store /var" in notes:
+    fail(f"NOTES for a store on the pod's volume:\n{notes}")
+_, notes = render(FULL)
+if "exhibit verify --store s3://acme-evidence/prod --coverage" not in notes or "exhibit-2 -- /exhibit keys show" not in notes:
+    fail(f"NOTES for an S3 store and three replicas:\n{notes}")
+print("  NOTES give commands that work where the store is: ok")
 
 # The CRD validation can fail: broken monitoring objects are caught.
 full = docs(chart.render(FULL, name="exhibit", namespace="compliance", is_install=True))

@@ -429,7 +429,16 @@ fn bad_config_exits_2_naming_file_line_and_key() {
     ];
     for (config, what, needles) in cases {
         let ws = Workspace::new(config);
-        for args in [&["collect"][..], &["config", "check"][..], &["run"][..]] {
+        // An unset variable of a collector's own settings is a problem
+        // of the place it runs, not of the file: `config check` names it,
+        // while `collect` and `run` run the other collectors and record
+        // this one's failure (first_hour.rs).
+        let commands: &[&[&str]] = if *what == "missing env var" {
+            &[&["config", "check"]]
+        } else {
+            &[&["collect"], &["config", "check"], &["run"]]
+        };
+        for args in commands.iter().copied() {
             let out = ws.run(args);
             assert_eq!(code(&out), 2, "{what} / {args:?}: {}", text(&out));
             let msg = String::from_utf8_lossy(&out.stderr);

@@ -103,10 +103,15 @@ fn services_policies_schedules_oncalls_and_users_from_pagerdutys_description() {
 }
 
 #[test]
-fn a_service_with_no_escalation_policy_on_the_second_page() {
-    let pd = replay::replay(
-        "pagerduty.yaml",
+fn a_single_level_escalation_policy_with_one_target_on_the_second_page() {
+    // PagerDuty's description makes a service's escalation policy
+    // required: every service has one. What matters is who it pages; the
+    // validating peer keeps the scenario to PagerDuty's shapes.
+    let pd = replay::described(
+        &root().join("tests/fixtures/saas/pagerduty-rest-openapiv3.json"),
+        "pagerduty-scenario.yaml",
         &[("Authorization", &format!("Token token={TOKEN}"))],
+        None,
     );
     let ws = Workspace::new(&config(&pd.url, "vars = { page_size = \"1\" }"));
     let out = ws
@@ -121,14 +126,33 @@ fn a_service_with_no_escalation_policy_on_the_second_page() {
         .output()
         .unwrap();
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let services = &shown["payload"]["services"];
-    assert_eq!(services["pages"], 2, "{services:#}");
-    let unpaged: Vec<_> = items(&shown["payload"], "services")
+    let p = &shown["payload"];
+    assert_eq!(p["services"]["pages"], 2, "{:#}", p["services"]);
+    let services = items(p, "services");
+    assert_eq!(services.len(), 2, "{services:#?}");
+    let night = &services[1];
+    assert_eq!(night["name"], "Nightly batch jobs");
+    assert_eq!(night["escalation_policy_id"], "PSINGLE");
+    assert_eq!(night["escalation_policy"], "Batch on-call");
+    let policy = items(p, "escalation_policies")
         .iter()
-        .filter(|s| s["escalation_policy_id"].is_null())
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(unpaged, ["Legacy batch jobs"]);
+        .find(|e| e["id"] == "PSINGLE")
+        .unwrap_or_else(|| panic!("{:#}", p["escalation_policies"]));
+    let rules = policy["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "a single level: {policy:#}");
+    assert_eq!(rules[0]["escalation_delay_in_minutes"], 15);
+    assert_eq!(
+        rules[0]["targets"],
+        json!([{
+            "id": "PDANA01",
+            "summary": "Dana Oncall",
+            "type": "user_reference",
+            "self": "https://api.pagerduty.com/users/PDANA01",
+            "html_url": "https://subdomain.pagerduty.com/users/PDANA01"
+        }]),
+        "one on-call target"
+    );
+    assert_eq!(policy["services"], json!(["PNIGHT1"]));
 }
 
 #[test]
