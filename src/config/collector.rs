@@ -142,7 +142,7 @@ impl CollectorConfig {
         if common.name.contains('/') {
             return Err(source.error_at(Some(at("name")), "collector names may not contain `/`"));
         }
-        let schedule = Schedule::parse(&common.schedule)
+        let schedule = Schedule::parse_upcoming(&common.schedule)
             .map_err(|m| source.error_at(Some(at("schedule")), m))?;
         Ok(CollectorConfig {
             name: common.name,

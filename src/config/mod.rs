@@ -327,7 +327,7 @@ pub fn parse(path: &Path, text: String) -> Result<Config, ConfigError> {
 
     let report = match top.report {
         Some(mut r) => {
-            let schedule = Schedule::parse(&r.schedule)
+            let schedule = Schedule::parse_upcoming(&r.schedule)
                 .map_err(|m| source.error_for_key("report", 0, "schedule", m))?;
             r.out = r.out.map(|o| base.join(o));
             Some((schedule, r))
