@@ -291,17 +291,19 @@ impl Agent {
     ) -> Result<CollectReport, WriteError> {
         use futures::StreamExt;
         let run = self.begin_run(Trigger::Manual);
-        let outcomes: Vec<Vec<Outcome>> = futures::stream::iter(selected)
-            .map(|inst| {
-                let inst: &CollectorInstance = inst;
+        let (run_ref, progress) = (&run, &progress);
+        // The futures are made first, so that the stream holds no closure
+        // over borrowed items (its future then stays `Send`).
+        let runs: Vec<_> = selected
+            .iter()
+            .map(|inst| async move {
                 let guard = progress(inst);
-                let run = &run;
-                async move {
-                    let o = self.collect(inst, run, None).await;
-                    drop(guard);
-                    o
-                }
+                let o = self.collect(inst, run_ref, None).await;
+                drop(guard);
+                o
             })
+            .collect();
+        let outcomes: Vec<Vec<Outcome>> = futures::stream::iter(runs)
             .buffer_unordered(self.config.agent.concurrency.max(1))
             .collect()
             .await;

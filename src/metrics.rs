@@ -277,8 +277,8 @@ impl Metrics {
             let l = labels(collector, &stream);
             entry.streams.insert(stream);
             // get_or_create leaves a value already set alone.
-            self.last_success.get_or_create(&l);
-            self.last_attempt.get_or_create(&l);
+            let _ = self.last_success.get_or_create(&l);
+            let _ = self.last_attempt.get_or_create(&l);
             if let Some(secs) = entry.gap {
                 self.expected_interval.get_or_create(&l).set(secs);
             }

@@ -43,7 +43,17 @@ pub(crate) async fn exec(cli: &Cli, names: &[String]) -> Result<ExitCode, Failur
             )));
         }
     }
+    // A running agent of this config holds the store's lock: it is asked
+    // first, before this process opens the store (and, for S3, its spool)
+    // beside it. A socket nobody answers on is a dead agent's.
     let socket = control::socket_path(&config);
+    if cli.store.is_none() && socket.exists() {
+        match control::request_collect(&socket, names).await {
+            Ok(report) => return Ok(collected_by_agent(&socket, &report)),
+            Err(ControlError::Unreachable { .. }) => {}
+            Err(e) => return Err(Failure::Runtime(e.into())),
+        }
+    }
     let agent = match Agent::open(config, cli.store.as_deref()).await {
         Ok(a) => a,
         Err(OpenError::Locked(e)) => return by_running_agent(&socket, names, e).await,
@@ -106,18 +116,20 @@ async fn by_running_agent(
     locked: anyhow::Error,
 ) -> Result<ExitCode, Failure> {
     match control::request_collect(socket, names).await {
-        Ok(report) => {
-            eprintln!(
-                "The store is locked by the running agent; it collected (asked through {}).",
-                socket.display()
-            );
-            Ok(print(&report))
-        }
+        Ok(report) => Ok(collected_by_agent(socket, &report)),
         Err(e @ ControlError::Unreachable { .. }) => Err(Failure::Usage(locked.context(format!(
             "{e}; wait for the other `exhibit` process to finish, or collect through the running agent"
         )))),
         Err(e) => Err(Failure::Runtime(e.into())),
     }
+}
+
+fn collected_by_agent(socket: &Path, report: &CollectReport) -> ExitCode {
+    eprintln!(
+        "The running agent holds the store; it collected (asked through {}).",
+        socket.display()
+    );
+    print(report)
 }
 
 /// Prints how each stream went, the checkpoint and its timestamp; the exit
