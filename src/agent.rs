@@ -267,17 +267,10 @@ impl Agent {
         self.runner.pending().await
     }
 
-    /// Writes the records the store refused earlier, within a run of their
-    /// own that is checkpointed; returns how many are left.
+    /// Writes the records the store refused earlier, in runs of their own
+    /// that are checkpointed; returns how many are left.
     pub async fn write_pending(&self) -> usize {
-        let run = self.begin_run(Trigger::Scheduled);
-        let left = self.runner.write_pending(&run).await;
-        if !run.written().is_empty()
-            && let Err(e) = self.checkpoint(run).await
-        {
-            tracing::error!(error = %e, "cannot write checkpoint");
-        }
-        left
+        self.runner.write_pending().await
     }
 
     /// Runs the instances `selected` once, now, in one manual run that is

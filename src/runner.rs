@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::collect::instance::CollectorInstance;
 use crate::collect::{CollectError, Context, Snapshot, Target, VERSION};
-use crate::evidence::record::{CollectorInfo, RecordPredicate, Status};
+use crate::evidence::record::{CollectorInfo, RecordPredicate, Status, Trigger};
 use crate::metrics::Metrics;
 use crate::writer::{Entry, Run, WriteError, Writer, Written};
 
@@ -59,6 +59,8 @@ pub struct Runner {
 #[derive(Debug)]
 struct Pending {
     collector: String,
+    /// Why its attempt was made: the run it is written in says so too.
+    trigger: Trigger,
     entry: Entry,
 }
 
@@ -85,24 +87,54 @@ impl Runner {
         self.pending.lock().await.len()
     }
 
-    /// Writes, within `run` and in the order they were due, the records
-    /// the store refused earlier; stops at the first refusal. Returns how
-    /// many are left.
-    pub async fn write_pending(&self, run: &Run) -> usize {
+    /// Writes the records the store refused earlier, in the order they
+    /// were due, each within a run of its own trigger whose window starts
+    /// at its oldest attempt (so that the checkpoint vouches for the times
+    /// the records claim), and checkpoints each run; stops at the first
+    /// refusal. Returns how many are left.
+    pub async fn write_pending(&self) -> usize {
         let mut pending = self.pending.lock().await;
-        while let Some(p) = pending.first() {
-            let stream = p.entry.predicate.stream.clone();
-            match self.writer.append(run, p.entry.clone()).await {
-                Ok(w) => {
-                    tracing::info!(collector = %p.collector, stream = %stream, seq = w.seq, "a record the store refused earlier is written");
-                    self.metrics.written_late();
-                    pending.remove(0);
+        'runs: while let Some(first) = pending.first() {
+            let trigger = first.trigger;
+            let mut run = self.writer.begin_run(trigger);
+            run.started_at = pending
+                .iter()
+                .take_while(|p| p.trigger == trigger)
+                .map(|p| p.entry.predicate.started_at)
+                .min()
+                .unwrap_or(run.started_at);
+            let mut refused = false;
+            while let Some(p) = pending.first()
+                && p.trigger == trigger
+            {
+                let stream = p.entry.predicate.stream.clone();
+                match self.writer.append(&run, p.entry.clone()).await {
+                    Ok(w) => {
+                        tracing::info!(collector = %p.collector, stream = %stream, seq = w.seq, "a record the store refused earlier is written");
+                        self.metrics.written_late();
+                        pending.remove(0);
+                    }
+                    Err(e) => {
+                        tracing::debug!(stream = %stream, error = %e, "the store still refuses writes");
+                        let at = self.writer.now().timestamp() as f64;
+                        self.metrics.write_failed(None, at, &e.to_string());
+                        refused = true;
+                        break;
+                    }
                 }
-                Err(e) => {
-                    tracing::debug!(stream = %stream, error = %e, "the store still refuses writes");
-                    self.metrics.write_failed(None, self.writer.now().timestamp() as f64, &e.to_string());
-                    break;
+            }
+            if !run.written().is_empty() {
+                match self.writer.checkpoint(run).await {
+                    Ok(_) => self.metrics.write_succeeded(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot write checkpoint");
+                        let at = self.writer.now().timestamp() as f64;
+                        self.metrics.write_failed(None, at, &e.to_string());
+                    }
                 }
+            }
+            if refused {
+                break 'runs;
             }
         }
         self.metrics.pending_records(pending.len());
@@ -111,7 +143,7 @@ impl Runner {
 
     /// Keeps `entry` to write once the store accepts writes again, and
     /// says the store refused it.
-    async fn refused(&self, collector: &str, entry: Entry, e: &WriteError) {
+    async fn refused(&self, collector: &str, run: &Run, entry: Entry, e: &WriteError) {
         let stream = entry.predicate.stream.clone();
         let at = entry.predicate.finished_at.timestamp() as f64;
         tracing::error!(collector, stream = %stream, error = %e, "store is not writable: the record is kept and written once the store accepts writes again");
@@ -120,6 +152,7 @@ impl Runner {
         let mut pending = self.pending.lock().await;
         pending.push(Pending {
             collector: collector.to_string(),
+            trigger: run.trigger,
             entry,
         });
         self.metrics.pending_records(pending.len());
@@ -279,7 +312,7 @@ impl Runner {
         // Records refused earlier go first, so that the chain keeps the
         // order the attempts were made in.
         if self.pending().await > 0 {
-            self.write_pending(run).await;
+            self.write_pending().await;
         }
         let (status, error, appended) = match self.writer.append(run, entry).await {
             // The payload could not be stored (a full disk, say): a small
@@ -353,7 +386,7 @@ impl Runner {
                     },
                     payload,
                 };
-                self.refused(&inst.name, late, &e).await;
+                self.refused(&inst.name, run, late, &e).await;
                 Outcome {
                     stream,
                     status: Status::Failed,
@@ -386,12 +419,12 @@ impl Runner {
         entry.predicate.error = Some(format!("{total} scheduled slot(s) did not run: {reason}"));
         entry.predicate.scheduled_for = slots.last().copied();
         if self.pending().await > 0 {
-            self.write_pending(run).await;
+            self.write_pending().await;
         }
         let w = match self.writer.append(run, entry.clone()).await {
             Ok(w) => w,
             Err(e) => {
-                self.refused(&inst.name, entry, &e).await;
+                self.refused(&inst.name, run, entry, &e).await;
                 return Err(e);
             }
         };

@@ -436,13 +436,15 @@ async fn refused_records_are_written_before_the_next_record_of_their_stream() {
     let dir = tempfile::tempdir().unwrap();
     let store = Switched {
         inner: MemStore::new(),
-        down: Arc::new(AtomicBool::new(true)),
+        down: Arc::new(AtomicBool::new(false)),
     };
     let clock = Clock::following_tokio(t("2026-03-01T05:59:58Z"));
     let agent = agent_on(dir.path(), Arc::new(store.clone()), clock, Duration::ZERO).await;
     let ready = Arc::new(AtomicBool::new(false));
     let stop = CancellationToken::new();
     let daemon = tokio::spawn(run(agent.clone(), ready, stop.clone()));
+    clock.sleep_until(t("2026-03-01T05:59:59Z")).await;
+    store.down.store(true, Ordering::SeqCst);
     clock.sleep_until(t("2026-03-01T06:00:01Z")).await;
     assert_eq!(agent.pending().await, 1);
     clock.sleep_until(t("2026-03-01T11:59:59Z")).await;
@@ -451,7 +453,10 @@ async fn refused_records_are_written_before_the_next_record_of_their_stream() {
     stop.cancel();
     daemon.await.unwrap().unwrap();
     let recs = records(&store.inner).await;
-    let slots: Vec<_> = recs.iter().map(|(p, _)| (p.seq, p.status, p.scheduled_for)).collect();
+    let slots: Vec<_> = recs
+        .iter()
+        .map(|(p, _)| (p.seq, p.status, p.scheduled_for))
+        .collect();
     assert_eq!(
         slots,
         [
@@ -459,4 +464,8 @@ async fn refused_records_are_written_before_the_next_record_of_their_stream() {
             (2, Status::Ok, Some(t("2026-03-01T12:00:00Z"))),
         ]
     );
+    let report = crate::verify::verify(Arc::new(store.inner.clone()), &Default::default())
+        .await
+        .unwrap();
+    assert!(report.intact, "{:?}", report.problems);
 }
