@@ -410,7 +410,7 @@ command = ["echo", "{}"]
     // The agent did it: a manual record, and nothing of `other`.
     let r = show(&ws, "daily/local@1");
     assert_eq!(r["statement"]["predicate"]["trigger"], "manual");
-    assert_eq!(r["payload"]["asked"], true);
+    assert_eq!(r["payload"]["output"]["asked"], true);
     assert_eq!(count(&ws, "other/local"), 0);
 
     let (status, log) = d.stop();
