@@ -340,7 +340,9 @@ async fn publish_streams(agent: Agent, instances: Vec<Arc<CollectorInstance>>) {
         if known.is_empty() && !agent.owns(&expected) {
             continue;
         }
-        agent.metrics().expect_streams(&inst.name, &known, &expected);
+        agent
+            .metrics()
+            .expect_streams(&inst.name, &known, &expected);
     }
 }
 

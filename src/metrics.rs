@@ -461,7 +461,9 @@ mod tests {
         m.expect_streams("cmd", &["cmd/local".to_string()], "cmd/local");
         let text = m.render();
         assert!(
-            text.contains(r#"exhibit_last_success_timestamp_seconds{collector="org",stream="org/org"} 0"#),
+            text.contains(
+                r#"exhibit_last_success_timestamp_seconds{collector="org",stream="org/org"} 0"#
+            ),
             "{text}"
         );
         assert!(
@@ -469,7 +471,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"exhibit_last_attempt_timestamp_seconds{collector="cmd",stream="cmd/local"} 0"#),
+            text.contains(
+                r#"exhibit_last_attempt_timestamp_seconds{collector="cmd",stream="cmd/local"} 0"#
+            ),
             "{text}"
         );
         // The first record names the account: the stand-in goes.
@@ -486,11 +490,18 @@ mod tests {
     fn a_refused_write_makes_the_store_unwritable_until_a_write_succeeds() {
         let m = Metrics::new();
         assert_eq!(m.store_unwritable(), None);
-        m.write_failed(Some(("c", "c/x")), 1.0e9, "records/c/x: Read-only file system");
+        m.write_failed(
+            Some(("c", "c/x")),
+            1.0e9,
+            "records/c/x: Read-only file system",
+        );
         m.pending_records(1);
         assert!(m.store_unwritable().unwrap().contains("Read-only"));
         let text = m.render();
-        assert!(text.contains("exhibit_store_write_errors_total 1"), "{text}");
+        assert!(
+            text.contains("exhibit_store_write_errors_total 1"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"exhibit_stream_write_errors_total{collector="c",stream="c/x"} 1"#),
             "{text}"

@@ -358,7 +358,9 @@ async fn a_store_that_refuses_writes_is_unready_and_its_slots_are_recorded_faile
     assert_eq!(metrics.store_unwritable(), None);
     store.down.store(true, Ordering::SeqCst);
     clock.sleep_until(t("2026-03-01T12:00:01Z")).await;
-    let why = metrics.store_unwritable().expect("unready once a write failed");
+    let why = metrics
+        .store_unwritable()
+        .expect("unready once a write failed");
     assert!(why.contains("Read-only file system"), "{why}");
     clock.sleep_until(t("2026-03-01T19:00:00Z")).await;
     assert!(metrics.store_unwritable().is_some(), "still unready");

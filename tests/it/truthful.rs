@@ -286,9 +286,9 @@ command = ["echo", "{}"]
         "{metrics}"
     );
     d.wait_until("the expected interval", 10, |d| {
-        d.get("/metrics")
-            .1
-            .contains(&format!("exhibit_stream_expected_interval_seconds{series} 2678400"))
+        d.get("/metrics").1.contains(&format!(
+            "exhibit_stream_expected_interval_seconds{series} 2678400"
+        ))
     });
     let started = metric(&metrics, "exhibit_agent_start_time_seconds");
     assert!(started > 1.7e9, "{metrics}");
@@ -301,14 +301,10 @@ command = ["echo", "{}"]
     )
     .unwrap();
     let log = d.log();
-    assert!(
-        log.contains(&format!("next_run={next}T00:00:00Z")),
-        "{log}"
-    );
+    assert!(log.contains(&format!("next_run={next}T00:00:00Z")), "{log}");
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
 }
-
 
 #[test]
 fn sighup_reloads_a_valid_config_and_keeps_the_running_one_when_invalid() {
@@ -341,7 +337,11 @@ fn sighup_reloads_a_valid_config_and_keeps_the_running_one_when_invalid() {
     std::thread::sleep(Duration::from_secs(1));
     let ticks = count(&ws, "tick/local");
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(count(&ws, "tick/local"), ticks, "tick is no longer scheduled");
+    assert_eq!(
+        count(&ws, "tick/local"),
+        ticks,
+        "tick is no longer scheduled"
+    );
     assert!(d.alive());
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
@@ -434,7 +434,10 @@ command = "printf '{\"rows\": ['; i=0; while [ $i -lt 40000 ]; do printf '\"row 
     );
     let out = ws.run(&["collect"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
-    for args in [&["show", "big/local"][..], &["show", "big/local", "--json"][..]] {
+    for args in [
+        &["show", "big/local"][..],
+        &["show", "big/local", "--json"][..],
+    ] {
         // `exhibit show … | head -c 10`: the reader leaves early.
         let mut child = ws
             .cmd(args)
@@ -443,12 +446,7 @@ command = "printf '{\"rows\": ['; i=0; while [ $i -lt 40000 ]; do printf '\"row 
             .spawn()
             .unwrap();
         let mut first = [0u8; 10];
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_exact(&mut first)
-            .unwrap();
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
@@ -471,7 +469,11 @@ fn health_reads_the_configs_admin_listen() {
     assert!(status.success(), "{log}");
     let out = ws.run(&["health"]);
     assert_eq!(code(&out), 1, "nothing listens any more: {}", text(&out));
-    assert!(text(&out).contains(&format!("127.0.0.1:{port}")), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

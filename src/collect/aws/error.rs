@@ -225,7 +225,8 @@ fn credentials_not_found(e: &(dyn std::error::Error + 'static)) -> Option<Vec<St
     use aws_credential_types::provider::error::CredentialsError;
     let mut cause = Some(e);
     while let Some(c) = cause {
-        if let Some(CredentialsError::CredentialsNotLoaded(_)) = c.downcast_ref::<CredentialsError>()
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) =
+            c.downcast_ref::<CredentialsError>()
         {
             let chain = std::iter::successors(c.source(), |c| c.source())
                 .find_map(|c| c.downcast_ref::<ProviderChainError<CredentialsError>>());
