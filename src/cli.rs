@@ -333,8 +333,8 @@ pub(crate) fn init_logging(format: LogFormat, level: Option<&str>, verbose: u8, 
     };
     // octocrab logs every failed request at ERROR, without saying which
     // collector asked: the collector's own error (and record) says it, with
-    // context. Its events are shown only when asked for by name.
-    let filter = if filter.contains("octocrab") {
+    // context. Its events are shown with -v, or when asked for by name.
+    let filter = if verbose > 0 || filter.contains("octocrab") {
         filter
     } else {
         format!("{filter},octocrab=off")
