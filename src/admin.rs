@@ -1,6 +1,7 @@
 //! The admin endpoint of `exhibit run`: `/healthz` (the process is alive),
-//! `/readyz` (the store is open and the scheduler is running) and
-//! `/metrics` (Prometheus text).
+//! `/readyz` (the scheduler is running and the store accepts the agent's
+//! writes: after a failed write it answers 503, naming the cause, until a
+//! write succeeds) and `/metrics` (Prometheus text).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,10 +48,15 @@ pub async fn serve(
 }
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    if !s.ready.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string());
+    }
+    match s.metrics.store_unwritable() {
+        None => (StatusCode::OK, "ready\n".to_string()),
+        Some(cause) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the store is not writable: {cause}\n"),
+        ),
     }
 }
 

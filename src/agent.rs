@@ -34,8 +34,12 @@ pub enum OpenError {
     /// that cannot be read.
     #[error(transparent)]
     Usage(anyhow::Error),
-    /// Something failed on the way: the store cannot be reached, its
-    /// streams are held by another agent, it holds what cannot be extended.
+    /// Another agent (a running `exhibit run`, another `collect`) holds
+    /// the store's lock on this agent's checkpoint chain.
+    #[error(transparent)]
+    Locked(anyhow::Error),
+    /// Something failed on the way: the store cannot be reached, it holds
+    /// what cannot be extended.
     #[error(transparent)]
     Runtime(anyhow::Error),
 }
@@ -151,14 +155,24 @@ impl Agent {
         let writer =
             Writer::open_with_retired(store.clone(), Arc::new(signer), &retired, &config.agent.id)
                 .await
-                .with_context(|| {
-                    format!(
+                .map_err(|e| {
+                    let locked = matches!(e, WriteError::Store(StoreError::Locked { .. }));
+                    let e = anyhow::Error::from(e).context(format!(
                         "cannot open the store for writing as agent `{}`",
                         config.agent.id
-                    )
-                })
-                .map_err(OpenError::Runtime)?
+                    ));
+                    if locked {
+                        OpenError::Locked(e)
+                    } else {
+                        OpenError::Runtime(e)
+                    }
+                })?
                 .with_clock(clock);
+        // This agent holds its lock now: a staged payload left by an
+        // earlier process of it (killed mid-write) is nobody's.
+        if let Some(spool) = store.spool() {
+            spool.clean_staging();
+        }
         let writer = match &config.timestamping {
             Some(t) => {
                 let stamper = Arc::new(Timestamper::new(
@@ -247,9 +261,134 @@ impl Agent {
         self.writer.begin_run(trigger)
     }
 
-    /// Closes `run` with its signed checkpoint; returns its key.
+    /// Closes `run` with its signed checkpoint; returns its key. A refusal
+    /// of the store counts against readiness like a record's.
     pub async fn checkpoint(&self, run: Run) -> Result<String, WriteError> {
-        self.writer.checkpoint(run).await
+        match self.writer.checkpoint(run).await {
+            Ok(key) => {
+                self.metrics.write_succeeded();
+                Ok(key)
+            }
+            Err(e) => {
+                self.metrics
+                    .write_failed(None, self.now().timestamp() as f64, &e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// How many records the store refused and that wait to be written.
+    pub async fn pending(&self) -> usize {
+        self.runner.pending().await
+    }
+
+    /// Writes the records the store refused earlier, in runs of their own
+    /// that are checkpointed; returns how many are left.
+    pub async fn write_pending(&self) -> usize {
+        self.runner.write_pending().await
+    }
+
+    /// Runs the instances `selected` once, now, in one manual run that is
+    /// checkpointed: what `exhibit collect` does, here or (asked through
+    /// the control socket) in the running daemon. `progress` is called as
+    /// each instance starts; what it returns is dropped when it ends.
+    pub async fn collect_now<G>(
+        &self,
+        selected: &[Arc<CollectorInstance>],
+        progress: impl Fn(&CollectorInstance) -> G,
+    ) -> Result<CollectReport, WriteError> {
+        use futures::StreamExt;
+        let run = self.begin_run(Trigger::Manual);
+        let (run_ref, progress) = (&run, &progress);
+        // The futures are made first, so that the stream holds no closure
+        // over borrowed items (its future then stays `Send`).
+        let runs: Vec<_> = selected
+            .iter()
+            .map(|inst| async move {
+                let guard = progress(inst);
+                let o = self.collect(inst, run_ref, None).await;
+                drop(guard);
+                o
+            })
+            .collect();
+        let outcomes: Vec<Vec<Outcome>> = futures::stream::iter(runs)
+            .buffer_unordered(self.config.agent.concurrency.max(1))
+            .collect()
+            .await;
+        let checkpoint = self.checkpoint(run).await?;
+        let token = layout::token(&checkpoint);
+        let timestamp = match self.timestamper() {
+            Some(_) if self.store.exists(&token).await.unwrap_or(false) => Timestamp::Token(token),
+            Some(t) => Timestamp::Missing {
+                waiting: t.pending(),
+            },
+            None => Timestamp::Off,
+        };
+        Ok(CollectReport {
+            outcomes: outcomes
+                .into_iter()
+                .flatten()
+                .map(|o| StreamOutcome {
+                    seq: o.written.as_ref().map(|w| w.seq),
+                    stream: o.stream,
+                    status: o.status,
+                    error: o.error,
+                })
+                .collect(),
+            checkpoint,
+            store: self.store.describe(),
+            timestamp,
+            refused: self.refused().iter().map(|r| r.to_string()).collect(),
+        })
+    }
+
+    /// The agent after a reload of its config file: the collectors (and
+    /// `[report]`) are the new file's; the store, key, agent id, shards,
+    /// concurrency and admin address stay as they are (a changed value is
+    /// logged as needing a restart). An invalid file is an error and changes
+    /// nothing.
+    pub fn reloaded(&self) -> anyhow::Result<Agent> {
+        let config = crate::config::load(&self.config.path)?;
+        let instances = crate::collect::instance::build_all(&config)?;
+        let old = &self.config;
+        let mut fixed = Vec::new();
+        if config.agent.id != old.agent.id {
+            fixed.push("agent.id");
+        }
+        if config.agent.key != old.agent.key {
+            fixed.push("agent.key");
+        }
+        if config.agent.concurrency != old.agent.concurrency {
+            fixed.push("agent.concurrency");
+        }
+        if config.agent.shutdown_grace != old.agent.shutdown_grace {
+            fixed.push("agent.shutdown_grace");
+        }
+        if config.shard != old.shard {
+            fixed.push("agent.shards");
+        }
+        if config.store != old.store
+            || format!("{:?}", config.store_settings) != format!("{:?}", old.store_settings)
+        {
+            fixed.push("store");
+        }
+        if config.admin.listen != old.admin.listen {
+            fixed.push("admin.listen");
+        }
+        if config.timestamping.is_some() != old.timestamping.is_some() {
+            fixed.push("timestamping");
+        }
+        if !fixed.is_empty() {
+            tracing::warn!(
+                settings = fixed.join(", "),
+                "these settings changed but apply only after a restart; the running values are kept"
+            );
+        }
+        Ok(Agent {
+            config: Arc::new(config),
+            instances: instances.into_iter().map(Arc::new).collect(),
+            ..self.clone()
+        })
     }
 
     /// Writes `entry` within `run`: what is recorded without a collector
@@ -289,6 +428,11 @@ impl Agent {
     /// claims the stream for this agent.
     pub async fn last_slot(&self, stream: &str) -> Result<Option<DateTime<Utc>>, WriteError> {
         self.writer.last_slot(stream).await
+    }
+
+    /// Whether this replica owns `stream` (always, unsharded).
+    pub fn owns(&self, stream: &str) -> bool {
+        self.runner.owns(stream)
     }
 
     /// The streams of `inst` that the store holds and this replica owns.
@@ -334,6 +478,52 @@ impl Agent {
             checkpoint,
         })
     }
+}
+
+/// What a manual collection did, as `exhibit collect` prints it; the same
+/// whether it ran in the command or in the running daemon (it crosses the
+/// control socket as JSON).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CollectReport {
+    /// One per stream collected.
+    pub outcomes: Vec<StreamOutcome>,
+    /// The run's checkpoint key.
+    pub checkpoint: String,
+    /// The store written to.
+    pub store: String,
+    /// Whether the checkpoint got its RFC 3161 token.
+    pub timestamp: Timestamp,
+    /// Planted or unreadable heads the writer refused to extend.
+    #[serde(default)]
+    pub refused: Vec<String>,
+}
+
+/// The outcome of one stream in a [`CollectReport`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StreamOutcome {
+    /// The stream.
+    pub stream: String,
+    /// The status recorded (or, when nothing could be written, failed).
+    pub status: crate::evidence::record::Status,
+    /// The record's sequence number; `None` when the store refused it.
+    pub seq: Option<u64>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+}
+
+/// The RFC 3161 token of a manual run's checkpoint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timestamp {
+    /// Timestamping is not configured.
+    Off,
+    /// The token's key in the store.
+    Token(String),
+    /// No TSA gave a token; so many checkpoints wait for one.
+    Missing {
+        /// Checkpoints waiting for a token.
+        waiting: usize,
+    },
 }
 
 /// Publishes the trusted TSA certificates and fetches the tokens earlier

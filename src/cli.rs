@@ -1,8 +1,9 @@
 //! The command line (DESIGN.md fixes its commands and exit codes): the
 //! argument types, the entry point, logging, and the mapping of errors to
 //! exit codes: 0 success; 1 evidence failed verification or a collection
-//! failed; 2 bad usage or bad config. Each command's work is in
-//! [`crate::commands`].
+//! failed; 2 bad usage or bad config, and a store locked by another agent
+//! (two writers of one chain is a mistake of the operator's, not a failed
+//! collection). Each command's work is in [`crate::commands`].
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -90,9 +91,10 @@ pub(crate) enum Command {
     /// Probe a running agent's /healthz (for container health checks,
     /// where no curl exists): exit 0 when it answers 200.
     Health {
-        /// The agent's admin address.
-        #[arg(long, default_value = "127.0.0.1:9464")]
-        addr: std::net::SocketAddr,
+        /// The agent's admin address (default: the config's
+        /// `admin.listen`, else 127.0.0.1:9464).
+        #[arg(long)]
+        addr: Option<std::net::SocketAddr>,
     },
     /// The agent's signing key.
     #[command(subcommand)]
@@ -317,7 +319,7 @@ impl From<anyhow::Error> for Failure {
 impl From<OpenError> for Failure {
     fn from(e: OpenError) -> Self {
         match e {
-            OpenError::Usage(e) => Failure::Usage(e),
+            OpenError::Usage(e) | OpenError::Locked(e) => Failure::Usage(e),
             OpenError::Runtime(e) => Failure::Runtime(e),
         }
     }
@@ -357,7 +359,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Export(args) => commands::export::exec(&cli, args).await,
         Command::Report(args) => commands::report::exec(&cli, args).await,
         Command::Config(command) => commands::config::exec(&cli, command).await,
-        Command::Health { addr } => Ok(commands::health::exec(*addr)),
+        Command::Health { addr } => commands::health::exec(&cli, *addr),
         Command::Keys(command) => commands::keys::exec(&cli, command).await,
         Command::Assess(args) => commands::assess::exec(&cli, args).await,
         Command::Controls(args) => commands::controls::exec(&cli, args).await,
@@ -383,6 +385,14 @@ pub(crate) fn init_logging(format: LogFormat, level: Option<&str>, verbose: u8, 
         1 => "debug".into(),
         _ => "trace".into(),
     };
+    // octocrab logs every failed request at ERROR, without saying which
+    // collector asked: the collector's own error (and record) says it, with
+    // context. Its events are shown with -v, or when asked for by name.
+    let filter = if verbose > 0 || filter.contains("octocrab") {
+        filter
+    } else {
+        format!("{filter},octocrab=off")
+    };
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default));
     // Colour only for a person at a terminal: journald, container logs and
     // log shippers would store the escape codes as text. NO_COLOR is honoured.
@@ -396,4 +406,18 @@ pub(crate) fn init_logging(format: LogFormat, level: Option<&str>, verbose: u8, 
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Human => builder.try_init(),
     };
+}
+
+/// Writes `text` to standard output. A reader that went away (`exhibit show
+/// X | head`) is not an error: the command ends quietly, as `cat` would.
+pub(crate) fn print_stdout(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Runtime(
+            anyhow::Error::from(e).context("cannot write to standard output"),
+        )),
+    }
 }

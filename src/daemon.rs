@@ -12,15 +12,26 @@
 //! scheduling while in-flight runs continue; `hard_stop` (the grace period
 //! ran out, or a second signal) cancels them, and they still write their
 //! failed records and checkpoints before the process exits.
+//!
+//! SIGHUP reloads the config file: the new one is checked first (an invalid
+//! one is logged and changes nothing); then the scheduling of the old
+//! collectors stops, the runs in flight finish, and the new collectors are
+//! scheduled. An instance never overlaps itself, across a reload or a
+//! collection asked for through the [`control`] socket either: each name has
+//! one lock. Records the store refused are written by a retry every few
+//! seconds (and before any later record), so readiness comes back as soon
+//! as the store does.
+
+pub mod control;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agent;
@@ -31,10 +42,53 @@ use crate::evidence::record::Trigger;
 /// always exact.
 const MISSED_LISTED: usize = 1000;
 
+/// How often records the store refused are offered to it again.
+const STORE_RETRY: Duration = Duration::from_secs(5);
+
+/// What the scheduler, the reload and the control socket share: the agent
+/// as last (re)loaded, and one lock per collector name so that an instance
+/// never runs twice at once.
+#[derive(Debug)]
+pub struct Shared {
+    current: RwLock<Agent>,
+    busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Shared {
+    /// The state of a daemon running `agent`.
+    pub fn new(agent: Agent) -> Arc<Self> {
+        Arc::new(Shared {
+            current: RwLock::new(agent),
+            busy: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The agent with the config now in force.
+    pub fn agent(&self) -> Agent {
+        self.current.read().expect("agent lock").clone()
+    }
+
+    fn replace(&self, agent: Agent) {
+        *self.current.write().expect("agent lock") = agent;
+    }
+
+    /// The lock held while the instance `name` collects.
+    fn busy(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.busy
+            .lock()
+            .expect("busy lock")
+            .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
 /// The whole daemon: serves the admin endpoint on `admin` and publishes the
 /// spool's backlog, schedules until SIGTERM or SIGINT, then waits (a
 /// bounded time) for the spool to ship what was written.
 pub async fn serve(agent: Agent, admin: SocketAddr) -> anyhow::Result<()> {
+    // Before anything slow: SIGHUP's default action ends the process.
+    let reloads = watch_hangups()?;
     // The spool's backlog, published every few seconds: often enough for an
     // alert, cheap enough to ignore.
     let gauges = {
@@ -67,7 +121,12 @@ pub async fn serve(agent: Agent, admin: SocketAddr) -> anyhow::Result<()> {
         tracing::info!(index = config.shard.index, count = config.shard.count, agent = %config.agent.id, "sharded: this replica collects its share of the streams");
     }
     tokio::spawn(watch_signals(stop.clone(), agent.hard_stop().clone()));
-    run(agent.clone(), ready, stop).await?;
+    let shared = Shared::new(agent.clone());
+    let control = control::serve(shared.clone(), &control::socket_path(config), stop.clone());
+    run_shared(shared, ready, stop, Some(reloads)).await?;
+    if let Some(c) = control {
+        c.close().await;
+    }
     let left = agent.flush().await;
     if left > 0 {
         tracing::warn!(
@@ -81,6 +140,21 @@ pub async fn serve(agent: Agent, admin: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Each SIGHUP, as a message; several before the reload handles one count
+/// as one.
+fn watch_hangups() -> anyhow::Result<mpsc::Receiver<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            let _ = tx.try_send(());
+        }
+    });
+    Ok(rx)
+}
+
 /// Schedules every enabled instance of `agent` until `stop` is cancelled;
 /// returns once every in-flight run has written its records and checkpoint.
 /// `ready` is set while the scheduler runs. In-flight runs get the config's
@@ -90,23 +164,25 @@ pub async fn run(
     ready: Arc<AtomicBool>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_shared(Shared::new(agent), ready, stop, None).await
+}
+
+/// [`run`], on state shared with a control socket, reloading the config
+/// file at each message on `reloads`.
+pub async fn run_shared(
+    shared: Arc<Shared>,
+    ready: Arc<AtomicBool>,
+    stop: CancellationToken,
+    reloads: Option<mpsc::Receiver<()>>,
+) -> anyhow::Result<()> {
+    let agent = shared.agent();
     tokio::spawn(escalate(
         stop.clone(),
         agent.hard_stop().clone(),
         agent.config().agent.shutdown_grace,
     ));
 
-    let instances: Vec<Arc<CollectorInstance>> = agent
-        .instances()
-        .iter()
-        .filter(|c| c.enabled)
-        .cloned()
-        .collect();
-    if instances.is_empty() {
-        tracing::warn!("no enabled collectors: nothing will be scheduled");
-    }
-
-    measure_schedules(&instances, &agent, stop.clone());
+    let instances = enabled(&agent);
     let behind = record_downtime(&agent, &instances).await?;
     let permits = Arc::new(Semaphore::new(agent.config().agent.concurrency));
     ready.store(true, Ordering::SeqCst);
@@ -120,28 +196,170 @@ pub async fn run(
     if let Some(t) = agent.timestamper().cloned() {
         tasks.spawn(timestamp_loop(t, agent.clone(), stop.clone()));
     }
-    if let Some((schedule, report)) = agent.config().report.clone() {
-        tasks.spawn(report_loop(schedule, report, agent.clone(), stop.clone()));
+    tasks.spawn(store_retry_loop(shared.clone(), stop.clone()));
+    let mut generation = schedule(&shared, &permits, &stop, &behind, &mut tasks);
+    let mut reloads = reloads;
+    loop {
+        let reload = async {
+            match reloads.as_mut() {
+                Some(r) => r.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = tasks.join_next() => match r {
+                None => break,
+                Some(Err(e)) => tracing::error!(error = %e, "a scheduler task failed"),
+                Some(Ok(())) => {}
+            },
+            r = reload, if !stop.is_cancelled() => {
+                if r.is_none() {
+                    reloads = None;
+                    continue;
+                }
+                match shared.agent().reloaded() {
+                    Ok(new) => {
+                        // The old schedule stops; its runs in flight finish
+                        // (each instance's lock keeps the new schedule from
+                        // overlapping them).
+                        generation.cancel();
+                        shared.replace(new);
+                        generation = schedule(&shared, &permits, &stop, &BTreeSet::new(), &mut tasks);
+                        tracing::info!(collectors = enabled_count(&shared.agent()), "configuration reloaded");
+                    }
+                    Err(e) => tracing::error!(
+                        config = %agent.config().path.display(),
+                        error = format!("{e:#}"),
+                        "configuration not reloaded: the new file is invalid; the running configuration is kept"
+                    ),
+                }
+            }
+        }
     }
-    let catch_up = agent.config().agent.catch_up;
-    for inst in instances {
-        let catch_up = catch_up && behind.contains(&inst.name);
-        tasks.spawn(instance_loop(
-            inst,
-            agent.clone(),
-            permits.clone(),
-            stop.clone(),
-            catch_up,
-        ));
-    }
-    while let Some(r) = tasks.join_next().await {
-        if let Err(e) = r {
-            tracing::error!(error = %e, "a scheduler task failed");
+    // The last chance for records the store refused: after this they are
+    // lost, and the log says how many.
+    let agent = shared.agent();
+    if agent.pending().await > 0 {
+        let left = agent.write_pending().await;
+        if left > 0 {
+            tracing::error!(
+                left,
+                "stopping with records the store refused; their slots will read as not run"
+            );
         }
     }
     ready.store(false, Ordering::SeqCst);
     tracing::info!("all runs finished; exiting");
     Ok(())
+}
+
+fn enabled(agent: &Agent) -> Vec<Arc<CollectorInstance>> {
+    agent
+        .instances()
+        .iter()
+        .filter(|c| c.enabled)
+        .cloned()
+        .collect()
+}
+
+fn enabled_count(agent: &Agent) -> usize {
+    agent.instances().iter().filter(|c| c.enabled).count()
+}
+
+/// Starts scheduling the enabled instances of the current agent (and its
+/// nightly review), with a catch-up run first for those in `behind`; they
+/// stop at `stop` or when the returned token (one reload's generation) is
+/// cancelled. Says when each collector next runs, and publishes each one's
+/// streams at once, so that one that never succeeds is seen to be stale.
+fn schedule(
+    shared: &Arc<Shared>,
+    permits: &Arc<Semaphore>,
+    stop: &CancellationToken,
+    behind: &BTreeSet<String>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> CancellationToken {
+    let agent = shared.agent();
+    let generation = stop.child_token();
+    let instances = enabled(&agent);
+    if instances.is_empty() {
+        tracing::warn!("no enabled collectors: nothing will be scheduled");
+    }
+    let now = agent.now();
+    for inst in &instances {
+        match inst.schedule.next_after(now) {
+            Some(next) => tracing::info!(
+                collector = %inst.name,
+                schedule = inst.schedule.expression(),
+                next_run = %next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "scheduled"
+            ),
+            None => {
+                tracing::warn!(collector = %inst.name, schedule = inst.schedule.expression(), "schedule has no future slot")
+            }
+        }
+    }
+    measure_schedules(&instances, &agent, generation.clone());
+    tokio::spawn(publish_streams(agent.clone(), instances.clone()));
+    if let Some((schedule, report)) = agent.config().report.clone() {
+        tasks.spawn(report_loop(
+            schedule,
+            report,
+            agent.clone(),
+            generation.clone(),
+        ));
+    }
+    let catch_up = agent.config().agent.catch_up;
+    for inst in instances {
+        let catch_up = catch_up && behind.contains(&inst.name);
+        let busy = shared.busy(&inst.name);
+        tasks.spawn(instance_loop(
+            inst,
+            agent.clone(),
+            permits.clone(),
+            generation.clone(),
+            catch_up,
+            busy,
+        ));
+    }
+    generation
+}
+
+/// Publishes the metrics of every stream of `instances` before they run:
+/// the streams the store holds, or for an instance with none yet, the
+/// stream its first record is expected in.
+async fn publish_streams(agent: Agent, instances: Vec<Arc<CollectorInstance>>) {
+    for inst in instances {
+        let known: Vec<String> = match agent.streams(&inst).await {
+            Ok(s) => s.into_iter().collect(),
+            Err(e) => {
+                tracing::debug!(collector = %inst.name, error = %e, "cannot list the instance's streams");
+                Vec::new()
+            }
+        };
+        let expected = format!("{}/{}", inst.name, crate::runner::fallback_key(&inst));
+        if known.is_empty() && !agent.owns(&expected) {
+            continue;
+        }
+        agent
+            .metrics()
+            .expect_streams(&inst.name, &known, &expected);
+    }
+}
+
+/// Offers the records the store refused to it again, every few seconds,
+/// until it takes them: the store's return is noticed (and readiness
+/// restored) without waiting for the next slot.
+async fn store_retry_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(STORE_RETRY) => {}
+            _ = stop.cancelled() => return,
+        }
+        let agent = shared.agent();
+        if agent.pending().await > 0 {
+            agent.write_pending().await;
+        }
+    }
 }
 
 /// The first SIGTERM or SIGINT stops scheduling; a second one cancels the
@@ -322,11 +540,13 @@ async fn instance_loop(
     permits: Arc<Semaphore>,
     stop: CancellationToken,
     catch_up: bool,
+    busy: Arc<tokio::sync::Mutex<()>>,
 ) {
     if catch_up
         && !stop.is_cancelled()
         && let Ok(_permit) = permits.acquire().await
     {
+        let _busy = busy.lock().await;
         let run = agent.begin_run(Trigger::CatchUp);
         agent.collect(&inst, &run, None).await;
         if let Err(e) = agent.checkpoint(run).await {
@@ -346,6 +566,12 @@ async fn instance_loop(
         }
         let _permit = tokio::select! {
             p = permits.acquire() => p.expect("the semaphore is never closed"),
+            _ = stop.cancelled() => return,
+        };
+        // A collection asked for through the control socket, or the old
+        // schedule's run across a reload, finishes first.
+        let _busy = tokio::select! {
+            b = busy.lock() => b,
             _ = stop.cancelled() => return,
         };
         let run = agent.begin_run(Trigger::Scheduled);

@@ -1,7 +1,11 @@
-//! Prometheus metrics of the agent, served by the admin endpoint.
+//! Prometheus metrics of the agent, served by the admin endpoint, and the
+//! one piece of state readiness depends on besides the scheduler: whether
+//! the store accepted the agent's last write. Evidence that cannot be kept
+//! makes the agent unready (and counted) until a write succeeds again.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -31,12 +35,25 @@ pub struct Metrics {
     spool_age: Gauge,
     tsa_requests: Family<Labels, Counter>,
     untimestamped: Gauge,
+    store_write_errors: Counter,
+    stream_write_errors: Family<Labels, Counter>,
+    store_writable: Gauge,
+    /// Whether the last write to the store succeeded; with the cause of the
+    /// last failure, for `/readyz` to say.
+    writable: AtomicBool,
+    last_write_error: Mutex<Option<String>>,
+    /// Records refused by the store and not yet written.
+    pending: AtomicUsize,
+    pending_gauge: Gauge,
 }
 
 #[derive(Default)]
 struct Schedules {
     gap: Option<i64>,
     streams: BTreeSet<String>,
+    /// A stream published before the instance wrote any (the one its
+    /// records are expected in); dropped once the instance writes another.
+    expected: Option<String>,
 }
 
 fn labels(collector: &str, stream: &str) -> Labels {
@@ -137,7 +154,50 @@ impl Metrics {
             "Checkpoints of this agent still waiting for an RFC 3161 token",
             untimestamped.clone(),
         );
+        let store_write_errors = Counter::default();
+        let stream_write_errors = Family::<Labels, Counter>::default();
+        let store_writable = Gauge::default();
+        let start_time = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "store_write_errors",
+            "Writes to the evidence store that failed (records, payloads, checkpoints)",
+            store_write_errors.clone(),
+        );
+        registry.register(
+            "stream_write_errors",
+            "Records of a stream that could not be written to the store when due (they are written once the store accepts writes again)",
+            stream_write_errors.clone(),
+        );
+        registry.register(
+            "store_writable",
+            "1 while the store accepts the agent's writes, 0 from a failed write until a write succeeds",
+            store_writable.clone(),
+        );
+        registry.register(
+            "agent_start_time_seconds",
+            "Unix time the agent started: a stream with no success yet is stale once its schedule's interval has passed since then",
+            start_time.clone(),
+        );
+        let pending_gauge = Gauge::default();
+        registry.register(
+            "records_pending",
+            "Records the store refused when they were due, waiting to be written",
+            pending_gauge.clone(),
+        );
+        store_writable.set(1);
+        start_time.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
         Metrics {
+            store_write_errors,
+            stream_write_errors,
+            store_writable,
+            writable: AtomicBool::new(true),
+            last_write_error: Mutex::new(None),
+            pending: AtomicUsize::new(0),
+            pending_gauge,
             tsa_requests,
             untimestamped,
             spool_depth,
@@ -178,9 +238,97 @@ impl Metrics {
         if !entry.streams.contains(stream) {
             entry.streams.insert(stream.to_string());
         }
+        // The instance wrote a stream of its own: the one published in its
+        // stead at start-up goes, unless it is this one.
+        if let Some(expected) = entry.expected.take()
+            && expected != stream
+        {
+            entry.streams.remove(&expected);
+            let gone = labels(collector, &expected);
+            self.expected_interval.remove(&gone);
+            self.last_success.remove(&gone);
+            self.last_attempt.remove(&gone);
+        }
         if let Some(secs) = entry.gap {
             self.expected_interval.get_or_create(l).set(secs);
         }
+    }
+
+    /// Publishes the streams `collector` is known to write, before it has
+    /// run: their last success and attempt at 0 (never), and their expected
+    /// interval once measured, so that a staleness alert fires for a stream
+    /// that never succeeds. `known` are the streams the store holds; with
+    /// none, `expected` stands in (the stream the instance's first record
+    /// is expected in) until the instance writes a stream.
+    pub fn expect_streams(&self, collector: &str, known: &[String], expected: &str) {
+        let mut all = self.intervals.lock().expect("metrics lock");
+        let entry = all.entry(collector.to_string()).or_default();
+        let streams: Vec<String> = if known.is_empty() {
+            if entry.streams.is_empty() {
+                entry.expected = Some(expected.to_string());
+                vec![expected.to_string()]
+            } else {
+                Vec::new()
+            }
+        } else {
+            known.to_vec()
+        };
+        for stream in streams {
+            let l = labels(collector, &stream);
+            entry.streams.insert(stream);
+            // get_or_create leaves a value already set alone.
+            let _ = self.last_success.get_or_create(&l);
+            let _ = self.last_attempt.get_or_create(&l);
+            if let Some(secs) = entry.gap {
+                self.expected_interval.get_or_create(&l).set(secs);
+            }
+        }
+    }
+
+    /// Counts a write to the store that failed, for `stream` when it was a
+    /// record (`None` for a checkpoint), and makes the agent unready until
+    /// a write succeeds. The attempt still counts as one (its record is
+    /// written later), so `last_attempt` moves.
+    pub fn write_failed(&self, stream: Option<(&str, &str)>, at: f64, cause: &str) {
+        self.store_write_errors.inc();
+        if let Some((collector, stream)) = stream {
+            let l = labels(collector, stream);
+            self.stream_seen(&l, collector, stream);
+            self.stream_write_errors.get_or_create(&l).inc();
+            self.last_attempt.get_or_create(&l).set(at);
+        }
+        *self.last_write_error.lock().expect("metrics lock") = Some(cause.to_string());
+        self.writable.store(false, Ordering::SeqCst);
+        self.store_writable.set(0);
+    }
+
+    /// A write to the store succeeded: the store keeps evidence again.
+    pub fn write_succeeded(&self) {
+        if !self.writable.swap(true, Ordering::SeqCst) {
+            self.store_writable.set(1);
+            tracing::info!("the store accepts writes again");
+        }
+    }
+
+    /// Publishes how many refused records wait to be written.
+    pub fn pending_records(&self, n: usize) {
+        self.pending.store(n, Ordering::SeqCst);
+        self.pending_gauge.set(n as i64);
+    }
+
+    /// `None` while the store accepts writes and no record it refused is
+    /// still waiting; else why the last write failed.
+    pub fn store_unwritable(&self) -> Option<String> {
+        if self.writable.load(Ordering::SeqCst) && self.pending.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        Some(
+            self.last_write_error
+                .lock()
+                .expect("metrics lock")
+                .clone()
+                .unwrap_or_default(),
+        )
     }
 
     /// Counts one finished attempt of `stream`.
@@ -199,6 +347,14 @@ impl Metrics {
             self.last_success.get_or_create(&l).set(at);
         }
         self.records.inc();
+        self.write_succeeded();
+    }
+
+    /// Counts a record written late: the store refused it when due, and
+    /// took it once it accepted writes again.
+    pub fn written_late(&self) {
+        self.records.inc();
+        self.write_succeeded();
     }
 
     /// Counts missed slots of `stream`.
@@ -210,6 +366,7 @@ impl Metrics {
         self.stream_seen(&l, collector, stream);
         self.missed.get_or_create(&l).inc_by(n);
         self.records.inc();
+        self.write_succeeded();
     }
 
     /// Tracks collections in flight.
@@ -293,6 +450,69 @@ mod tests {
             !text.contains(r#"exhibit_stream_expected_interval_seconds{collector="unscheduled""#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn streams_are_published_before_they_run_and_stand_ins_go_once_real_ones_come() {
+        let m = Metrics::new();
+        m.expected_interval("org", 86_400);
+        // Nothing in the store yet: the stream its first record is expected in.
+        m.expect_streams("org", &[], "org/org");
+        m.expect_streams("cmd", &["cmd/local".to_string()], "cmd/local");
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"exhibit_last_success_timestamp_seconds{collector="org",stream="org/org"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"exhibit_stream_expected_interval_seconds{collector="org",stream="org/org"} 86400"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"exhibit_last_attempt_timestamp_seconds{collector="cmd",stream="cmd/local"} 0"#
+            ),
+            "{text}"
+        );
+        // The first record names the account: the stand-in goes.
+        m.observe("org", "org/123456789012", "ok", 0.1, 1.0e9);
+        let text = m.render();
+        assert!(!text.contains(r#"stream="org/org""#), "{text}");
+        assert!(
+            text.contains(r#"exhibit_stream_expected_interval_seconds{collector="org",stream="org/123456789012"} 86400"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_refused_write_makes_the_store_unwritable_until_a_write_succeeds() {
+        let m = Metrics::new();
+        assert_eq!(m.store_unwritable(), None);
+        m.write_failed(
+            Some(("c", "c/x")),
+            1.0e9,
+            "records/c/x: Read-only file system",
+        );
+        m.pending_records(1);
+        assert!(m.store_unwritable().unwrap().contains("Read-only"));
+        let text = m.render();
+        assert!(
+            text.contains("exhibit_store_write_errors_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"exhibit_stream_write_errors_total{collector="c",stream="c/x"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("exhibit_store_writable 0"), "{text}");
+        // A checkpoint gets through, but a refused record still waits.
+        m.write_succeeded();
+        assert!(m.store_unwritable().is_some());
+        m.pending_records(0);
+        assert_eq!(m.store_unwritable(), None);
+        assert!(m.render().contains("exhibit_store_writable 1"));
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Runs one collector instance once: resolves its targets, collects each
 //! with a timeout and retries (exponential backoff with jitter), and hands
 //! every outcome, success or failure, to the writer. A failed attempt is
-//! evidence too, so every path ends in a record.
+//! evidence too, so every path ends in a record: when the store refuses the
+//! record itself, a failed record naming the store's error is kept in
+//! memory and written, in order, as soon as the store accepts writes again
+//! (the next write of the agent, or the daemon's retry), so that the slot
+//! never reads as one the agent did not run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +19,7 @@ use tracing::Instrument;
 
 use crate::collect::instance::CollectorInstance;
 use crate::collect::{CollectError, Context, Snapshot, Target, VERSION};
-use crate::evidence::record::{CollectorInfo, RecordPredicate, Status};
+use crate::evidence::record::{CollectorInfo, RecordPredicate, Status, Trigger};
 use crate::metrics::Metrics;
 use crate::writer::{Entry, Run, WriteError, Writer, Written};
 
@@ -47,6 +51,17 @@ pub struct Runner {
     http: reqwest::Client,
     hard_stop: CancellationToken,
     shard: crate::shard::Shard,
+    /// Failed records the store refused when they were due, oldest first.
+    pending: Arc<tokio::sync::Mutex<Vec<Pending>>>,
+}
+
+/// A record the store refused when it was due.
+#[derive(Debug)]
+struct Pending {
+    collector: String,
+    /// Why its attempt was made: the run it is written in says so too.
+    trigger: Trigger,
+    entry: Entry,
 }
 
 impl Runner {
@@ -63,7 +78,84 @@ impl Runner {
             http,
             hard_stop: CancellationToken::new(),
             shard,
+            pending: Default::default(),
         }
+    }
+
+    /// How many records wait for the store to accept writes again.
+    pub async fn pending(&self) -> usize {
+        self.pending.lock().await.len()
+    }
+
+    /// Writes the records the store refused earlier, in the order they
+    /// were due, each within a run of its own trigger whose window starts
+    /// at its oldest attempt (so that the checkpoint vouches for the times
+    /// the records claim), and checkpoints each run; stops at the first
+    /// refusal. Returns how many are left.
+    pub async fn write_pending(&self) -> usize {
+        let mut pending = self.pending.lock().await;
+        'runs: while let Some(first) = pending.first() {
+            let trigger = first.trigger;
+            let mut run = self.writer.begin_run(trigger);
+            run.started_at = pending
+                .iter()
+                .take_while(|p| p.trigger == trigger)
+                .map(|p| p.entry.predicate.started_at)
+                .min()
+                .unwrap_or(run.started_at);
+            let mut refused = false;
+            while let Some(p) = pending.first()
+                && p.trigger == trigger
+            {
+                let stream = p.entry.predicate.stream.clone();
+                match self.writer.append(&run, p.entry.clone()).await {
+                    Ok(w) => {
+                        tracing::info!(collector = %p.collector, stream = %stream, seq = w.seq, "a record the store refused earlier is written");
+                        self.metrics.written_late();
+                        pending.remove(0);
+                    }
+                    Err(e) => {
+                        tracing::debug!(stream = %stream, error = %e, "the store still refuses writes");
+                        let at = self.writer.now().timestamp() as f64;
+                        self.metrics.write_failed(None, at, &e.to_string());
+                        refused = true;
+                        break;
+                    }
+                }
+            }
+            if !run.written().is_empty() {
+                match self.writer.checkpoint(run).await {
+                    Ok(_) => self.metrics.write_succeeded(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot write checkpoint");
+                        let at = self.writer.now().timestamp() as f64;
+                        self.metrics.write_failed(None, at, &e.to_string());
+                    }
+                }
+            }
+            if refused {
+                break 'runs;
+            }
+        }
+        self.metrics.pending_records(pending.len());
+        pending.len()
+    }
+
+    /// Keeps `entry` to write once the store accepts writes again, and
+    /// says the store refused it.
+    async fn refused(&self, collector: &str, run: &Run, entry: Entry, e: &WriteError) {
+        let stream = entry.predicate.stream.clone();
+        let at = entry.predicate.finished_at.timestamp() as f64;
+        tracing::error!(collector, stream = %stream, error = %e, "store is not writable: the record is kept and written once the store accepts writes again");
+        self.metrics
+            .write_failed(Some((collector, &stream)), at, &e.to_string());
+        let mut pending = self.pending.lock().await;
+        pending.push(Pending {
+            collector: collector.to_string(),
+            trigger: run.trigger,
+            entry,
+        });
+        self.metrics.pending_records(pending.len());
     }
 
     /// Cancelled when in-flight collections must stop (after the grace
@@ -109,7 +201,7 @@ impl Runner {
                 // failure goes to the instance's own stream so it is seen
                 // (written by whichever replica owns that stream).
                 let target = Target {
-                    key: "_targets".into(),
+                    key: fallback_key(inst),
                     source: json!({"stage": "resolving targets"}),
                 };
                 if !self.shard.owns(&format!("{}/{}", inst.name, target.key)) {
@@ -213,6 +305,9 @@ impl Runner {
                 (Status::Failed, Some(e.to_string()), doc, None)
             }
         };
+        // A failed attempt's error document is small: kept, in case the
+        // store refuses the record and it must be written later.
+        let failed_doc = (status == Status::Failed).then(|| payload.clone());
         let mut entry = describe(inst, &stream, status, finished_at, payload);
         let p = &mut entry.predicate;
         p.source = source;
@@ -223,7 +318,13 @@ impl Runner {
         p.cursor = cursor;
         // Kept for a fallback record, without the payload.
         let described = p.clone();
+        let described_again = p.clone();
         let seconds = (finished_at - started_at).num_milliseconds() as f64 / 1000.0;
+        // Records refused earlier go first, so that the chain keeps the
+        // order the attempts were made in.
+        if self.pending().await > 0 {
+            self.write_pending().await;
+        }
         let (status, error, appended) = match self.writer.append(run, entry).await {
             // The payload could not be stored (a full disk, say): a small
             // failed record may still fit, and keeps the gap visible.
@@ -271,7 +372,39 @@ impl Runner {
                     written: Some(w),
                 }
             }
-            Err(e) => self.store_failure(inst, &stream, e),
+            Err(e) => {
+                // Not even a failed record fits: keep one, naming the
+                // store's error, to write once the store takes it.
+                let (error, payload) = match (failed_doc, error) {
+                    (Some(mut doc), Some(error)) => {
+                        doc["store_error"] = json!(e.to_string());
+                        (error, doc)
+                    }
+                    _ => {
+                        let msg = format!(
+                            "collected, but the store is not writable: {e}; the payload was not kept"
+                        );
+                        let doc = json!({"error": msg, "error_kind": "store", "stream": stream});
+                        (msg, doc)
+                    }
+                };
+                let late = Entry {
+                    predicate: RecordPredicate {
+                        status: Status::Failed,
+                        error: Some(error.clone()),
+                        cursor: None,
+                        ..described_again
+                    },
+                    payload,
+                };
+                self.refused(&inst.name, run, late, &e).await;
+                Outcome {
+                    stream,
+                    status: Status::Failed,
+                    error: Some(format!("store is not writable: {e}")),
+                    written: None,
+                }
+            }
         }
     }
 
@@ -296,11 +429,29 @@ impl Runner {
         let mut entry = describe(inst, stream, Status::Missed, now, payload);
         entry.predicate.error = Some(format!("{total} scheduled slot(s) did not run: {reason}"));
         entry.predicate.scheduled_for = slots.last().copied();
-        let w = self.writer.append(run, entry).await?;
+        if self.pending().await > 0 {
+            self.write_pending().await;
+        }
+        let w = match self.writer.append(run, entry.clone()).await {
+            Ok(w) => w,
+            Err(e) => {
+                self.refused(&inst.name, run, entry, &e).await;
+                return Err(e);
+            }
+        };
         self.metrics.missed(&inst.name, stream, total as u64);
         tracing::warn!(collector = %inst.name, stream, missed = total, reason, "missed slots recorded");
         Ok(w)
     }
+}
+
+/// The stream key of `inst`'s records when its targets cannot be
+/// resolved: the one its settings name (an account id), else the instance's
+/// own name.
+pub fn fallback_key(inst: &CollectorInstance) -> String {
+    inst.collector
+        .known_key()
+        .unwrap_or_else(|| inst.name.clone())
 }
 
 /// The description every record of `inst` on `stream` starts from: who

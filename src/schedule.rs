@@ -24,6 +24,27 @@ impl Schedule {
         })
     }
 
+    /// Parses a schedule the agent is to run: besides being valid, it must
+    /// have a slot after now, or the collector would never run (`0 0 31 2
+    /// *`, or a year gone by). Records keep old schedules, so reading them
+    /// uses [`Schedule::parse`].
+    pub fn parse_upcoming(expression: &str) -> Result<Self, String> {
+        let s = Self::parse(expression)?;
+        s.require_future_slot(Utc::now())?;
+        Ok(s)
+    }
+
+    /// An error unless the schedule has a slot after `now`.
+    pub fn require_future_slot(&self, now: DateTime<Utc>) -> Result<(), String> {
+        match self.next_after(now) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "schedule `{}` has no future slot: it would never run",
+                self.expression
+            )),
+        }
+    }
+
     /// The expression as written.
     pub fn expression(&self) -> &str {
         &self.expression
@@ -131,6 +152,21 @@ mod tests {
         );
         assert!(Schedule::parse("61 * * * *").is_err());
         assert!(Schedule::parse("not cron").is_err());
+    }
+
+    #[test]
+    fn a_schedule_that_never_comes_is_refused() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 7, 17, 0, 0).unwrap();
+        // There is no 31 February: valid cron, no slot ever.
+        let feb31 = Schedule::parse("0 0 31 2 *").unwrap();
+        let err = feb31.require_future_slot(now).unwrap_err();
+        assert!(err.contains("`0 0 31 2 *` has no future slot"), "{err}");
+        assert!(Schedule::parse_upcoming("0 0 31 2 *").is_err());
+        // A year gone by, with seconds and year fields.
+        let past = Schedule::parse("0 0 0 1 1 * 2020").unwrap();
+        assert!(past.require_future_slot(now).is_err());
+        assert!(Schedule::parse_upcoming("@daily").is_ok());
+        assert!(Schedule::parse_upcoming("0 0 29 2 *").is_ok());
     }
 
     #[test]

@@ -416,8 +416,10 @@ impl Writer {
             .and_then(|f| f.staging_dir())
             .unwrap_or_else(std::env::temp_dir);
         let (staged, payload_sha, size) = tokio::task::spawn_blocking(move || {
+            // Staging is a write to the store's filesystem: its failure is
+            // the store's (read-only, full), not the payload's.
             let io = |e: std::io::Error| {
-                WriteError::Canonical(format!("staging in {}: {e}", staging.display()))
+                WriteError::Store(StoreError::io(staging.display().to_string(), e))
             };
             std::fs::create_dir_all(&staging).map_err(io)?;
             let file = tempfile::NamedTempFile::new_in(&staging).map_err(io)?;

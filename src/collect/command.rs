@@ -132,6 +132,10 @@ impl Collector for CommandCollector {
         }])
     }
 
+    fn known_key(&self) -> Option<String> {
+        Some(self.key.clone())
+    }
+
     async fn collect(
         &self,
         ctx: &Context,

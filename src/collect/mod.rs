@@ -196,6 +196,13 @@ pub trait Collector: Send + Sync {
     fn criteria(&self) -> Option<Vec<String>> {
         None
     }
+
+    /// The stream key this instance's records go to when its targets
+    /// cannot be resolved, if the config names it (an account id given in
+    /// the settings); `None` names the stream after the instance.
+    fn known_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A collector kind: its name, defaults and builder.

@@ -1,15 +1,27 @@
 //! `exhibit collect`: runs collectors once, now, and says how each stream
-//! went.
+//! went. When the running agent (`exhibit run`) holds the store's lock, it
+//! is asked through its control socket to collect, and its result is shown
+//! the same way.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 
-use futures::StreamExt;
-
-use crate::agent::Agent;
+use crate::agent::{Agent, CollectReport, OpenError, Timestamp};
 use crate::cli::{Cli, Failure, init_logging};
-use crate::evidence::record::{Status, Trigger};
-use crate::runner::Outcome;
+use crate::daemon::control::{self, ControlError};
+use crate::evidence::record::Status;
+
+/// A progress spinner, cleared when its collection ends.
+struct Spinner(Option<indicatif::ProgressBar>);
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
 
 /// Runs the collectors `names` (default: every enabled one) in one run and
 /// checkpoints it; exits 1 if any collection failed.
@@ -31,6 +43,17 @@ pub(crate) async fn exec(cli: &Cli, names: &[String]) -> Result<ExitCode, Failur
             )));
         }
     }
+    // A running agent of this config holds the store's lock: it is asked
+    // first, before this process opens the store (and, for S3, its spool)
+    // beside it. A socket nobody answers on is a dead agent's.
+    let socket = control::socket_path(&config);
+    if cli.store.is_none() && socket.exists() {
+        match control::request_collect(&socket, names).await {
+            Ok(report) => return Ok(collected_by_agent(&socket, &report)),
+            Err(ControlError::Unreachable { .. }) => {}
+            Err(e) => return Err(Failure::Runtime(e.into())),
+        }
+    }
     // Named collectors run whether enabled or not, and only they are
     // built: another collector's variables and files are not read.
     if !names.is_empty() {
@@ -38,7 +61,11 @@ pub(crate) async fn exec(cli: &Cli, names: &[String]) -> Result<ExitCode, Failur
             c.enabled = names.contains(&c.name);
         }
     }
-    let agent = Agent::open(config, cli.store.as_deref()).await?;
+    let agent = match Agent::open(config, cli.store.as_deref()).await {
+        Ok(a) => a,
+        Err(OpenError::Locked(e)) => return by_running_agent(&socket, names, e).await,
+        Err(e) => return Err(e.into()),
+    };
     // Ctrl-C cancels the collection; the records say so, and the checkpoint
     // is still written.
     let hard_stop = agent.hard_stop().clone();
@@ -57,6 +84,7 @@ pub(crate) async fn exec(cli: &Cli, names: &[String]) -> Result<ExitCode, Failur
                 names.contains(&c.name)
             }
         })
+        .cloned()
         .collect();
     if selected.is_empty() {
         eprintln!(
@@ -67,10 +95,9 @@ pub(crate) async fn exec(cli: &Cli, names: &[String]) -> Result<ExitCode, Failur
     }
     let tty = std::io::stderr().is_terminal();
     let bars = indicatif::MultiProgress::new();
-    let run = agent.begin_run(Trigger::Manual);
-    let outcomes: Vec<(String, Vec<Outcome>)> = futures::stream::iter(selected)
-        .map(|inst| {
-            let bar = tty.then(|| {
+    let report = agent
+        .collect_now(&selected, |inst| {
+            Spinner(tty.then(|| {
                 let b = bars.add(indicatif::ProgressBar::new_spinner());
                 b.set_style(
                     indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
@@ -79,71 +106,81 @@ pub(crate) async fn exec(cli: &Cli, names: &[String]) -> Result<ExitCode, Failur
                 b.set_message(format!("{} ({})", inst.name, inst.kind));
                 b.enable_steady_tick(std::time::Duration::from_millis(100));
                 b
-            });
-            let agent = &agent;
-            let run = &run;
-            async move {
-                let o = agent.collect(inst, run, None).await;
-                if let Some(b) = bar {
-                    b.finish_and_clear();
-                }
-                (inst.name.clone(), o)
-            }
+            }))
         })
-        .buffer_unordered(agent.config().agent.concurrency)
-        .collect()
-        .await;
-    let checkpoint = agent.checkpoint(run).await.map_err(anyhow::Error::from)?;
+        .await
+        .map_err(anyhow::Error::from)?;
     drain(&agent).await;
+    Ok(print(&report))
+}
+
+/// The store is locked: by a running daemon, it collects for us through
+/// its control socket; by anything else (another `collect`), it is a usage
+/// error, exit 2.
+async fn by_running_agent(
+    socket: &Path,
+    names: &[String],
+    locked: anyhow::Error,
+) -> Result<ExitCode, Failure> {
+    match control::request_collect(socket, names).await {
+        Ok(report) => Ok(collected_by_agent(socket, &report)),
+        Err(e @ ControlError::Unreachable { .. }) => Err(Failure::Usage(locked.context(format!(
+            "{e}; wait for the other `exhibit` process to finish, or collect through the running agent"
+        )))),
+        Err(e) => Err(Failure::Runtime(e.into())),
+    }
+}
+
+fn collected_by_agent(socket: &Path, report: &CollectReport) -> ExitCode {
+    eprintln!(
+        "The running agent holds the store; it collected (asked through {}).",
+        socket.display()
+    );
+    print(report)
+}
+
+/// Prints how each stream went, the checkpoint and its timestamp; the exit
+/// code is 1 if any collection failed or was not written.
+fn print(report: &CollectReport) -> ExitCode {
     let mut failed = 0;
-    for (_, outs) in &outcomes {
-        for o in outs {
-            let where_ = o
-                .written
-                .as_ref()
-                .map(|w| format!("#{}", w.seq))
-                .unwrap_or_else(|| "(not written)".into());
-            match o.status {
-                Status::Ok => println!("ok       {} {}", o.stream, where_),
-                s => {
-                    failed += 1;
-                    println!(
-                        "{:<8} {} {}: {}",
-                        s.as_str(),
-                        o.stream,
-                        where_,
-                        o.error.as_deref().unwrap_or("")
-                    );
-                }
-            }
-            if o.written.is_none() {
+    for o in &report.outcomes {
+        let where_ = o
+            .seq
+            .map(|s| format!("#{s}"))
+            .unwrap_or_else(|| "(not written)".into());
+        match o.status {
+            Status::Ok if o.seq.is_some() => println!("ok       {} {}", o.stream, where_),
+            s => {
                 failed += 1;
+                println!(
+                    "{:<8} {} {}: {}",
+                    s.as_str(),
+                    o.stream,
+                    where_,
+                    o.error.as_deref().unwrap_or("")
+                );
             }
         }
     }
     // Planted or unreadable checkpoints the chain was not extended from.
-    for r in agent.refused() {
+    for r in &report.refused {
         failed += 1;
         println!("refused  {r}");
     }
-    let store = agent.store();
-    println!("checkpoint {checkpoint} in {}", store.describe());
-    if let Some(t) = agent.timestamper() {
-        let token = crate::evidence::layout::token(&checkpoint);
-        if store.exists(&token).await.unwrap_or(false) {
-            println!("timestamp  {token}");
-        } else {
-            eprintln!(
-                "warning: checkpoint {checkpoint} is not timestamped: no TSA gave a token; it is fetched at the next run ({} checkpoint(s) waiting)",
-                t.pending()
-            );
-        }
+    println!("checkpoint {} in {}", report.checkpoint, report.store);
+    match &report.timestamp {
+        Timestamp::Off => {}
+        Timestamp::Token(token) => println!("timestamp  {token}"),
+        Timestamp::Missing { waiting } => eprintln!(
+            "warning: checkpoint {} is not timestamped: no TSA gave a token; it is fetched at the next run ({waiting} checkpoint(s) waiting)",
+            report.checkpoint
+        ),
     }
-    Ok(if failed > 0 {
+    if failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 /// Waits (a bounded time) for a spool to ship what this command wrote, and

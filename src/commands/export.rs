@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::cli::{Cli, ExportArgs, ExportFormat, Failure};
+use crate::cli::{Cli, ExportArgs, ExportFormat, Failure, print_stdout};
 
 /// Writes the export to `--out`, or standard output.
 pub(crate) async fn exec(cli: &Cli, args: &ExportArgs) -> Result<ExitCode, Failure> {
@@ -19,7 +19,7 @@ pub(crate) async fn exec(cli: &Cli, args: &ExportArgs) -> Result<ExitCode, Failu
         Some(p) => {
             std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?
         }
-        None => println!("{text}"),
+        None => print_stdout(&format!("{text}\n"))?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,19 +2,18 @@
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Failure, ShowArgs};
+use crate::cli::{Cli, Failure, ShowArgs, print_stdout};
 
 /// Shows STREAM's last record, or STREAM@SEQ.
 pub(crate) async fn exec(cli: &Cli, args: &ShowArgs) -> Result<ExitCode, Failure> {
     let store = super::read_store(cli).await?;
     let shown = crate::browse::show(&crate::read::Reader::new(store), &args.record).await?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&shown).expect("serialises")
-        );
+        let mut text = serde_json::to_string_pretty(&shown).expect("serialises");
+        text.push('\n');
+        print_stdout(&text)?;
     } else {
-        print!("{}", crate::browse::render_show(&shown));
+        print_stdout(&crate::browse::render_show(&shown))?;
     }
     Ok(ExitCode::SUCCESS)
 }

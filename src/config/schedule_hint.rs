@@ -61,7 +61,11 @@ const YEAR: Field = Field {
 /// Parses `expression` as a schedule; when it does not parse, the message
 /// names what is wrong in the user's terms.
 pub fn parse(expression: &str) -> Result<crate::schedule::Schedule, String> {
-    crate::schedule::Schedule::parse(expression).map_err(|parser| explain(expression, &parser))
+    let s = crate::schedule::Schedule::parse(expression)
+        .map_err(|parser| explain(expression, &parser))?;
+    // A schedule that never fires would leave its evidence silently absent.
+    s.require_future_slot(chrono::Utc::now())?;
+    Ok(s)
 }
 
 /// What is wrong with an expression the parser refused (`parser` is its

@@ -43,6 +43,10 @@ impl Collector for Tick {
         tokio::time::sleep(self.takes).await;
         Ok(Snapshot::new(json!({"began": began})))
     }
+
+    fn known_key(&self) -> Option<String> {
+        Some("only".into())
+    }
 }
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -52,15 +56,59 @@ fn t(s: &str) -> DateTime<Utc> {
 /// An agent with one instance, `tick`, every six hours, whose collections
 /// take `takes`.
 async fn agent(dir: &Path, store: &MemStore, clock: Clock, takes: Duration) -> Agent {
+    agent_on(dir, Arc::new(store.clone()), clock, takes).await
+}
+
+/// [`agent`] on any store.
+async fn agent_on(dir: &Path, store: Arc<dyn Store>, clock: Clock, takes: Duration) -> Agent {
     let text = "[agent]\nid = \"paused\"\ncatch_up = true\nshutdown_grace = \"5s\"\n\n\
         [[collectors]]\nname = \"tick\"\nkind = \"command\"\nschedule = \"0 */6 * * *\"\ncommand = [\"true\"]\n";
     let config = crate::config::parse(&dir.join("exhibit.toml"), text.to_string()).unwrap();
     let mut instances = crate::collect::instance::build_all(&config).unwrap();
     instances[0].collector = Box::new(Tick { takes });
     instances[0].timeout = Duration::from_secs(86_400);
-    Agent::assemble(config, instances, Arc::new(store.clone()), clock)
+    Agent::assemble(config, instances, store, clock)
         .await
         .unwrap()
+}
+
+/// A memory store whose writes fail, as a read-only disk's do, while it is
+/// switched off.
+#[derive(Debug, Clone)]
+struct Switched {
+    inner: MemStore,
+    down: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl Store for Switched {
+    async fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), crate::store::StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(crate::store::StoreError::io(
+                key,
+                std::io::Error::from_raw_os_error(30),
+            ));
+        }
+        self.inner.put_new(key, bytes).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, crate::store::StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn exists(&self, key: &str) -> Result<bool, crate::store::StoreError> {
+        self.inner.exists(key).await
+    }
+    async fn lease(
+        &self,
+        name: &str,
+    ) -> Result<Box<dyn crate::store::Lease>, crate::store::StoreError> {
+        self.inner.lease(name).await
+    }
+    fn describe(&self) -> String {
+        "switched".into()
+    }
 }
 
 /// Runs the scheduler of `agent` until `until` by its clock, then stops it
@@ -272,4 +320,154 @@ async fn slots_passed_during_a_long_run_are_recorded_as_missed() {
         [2, 1],
         "the overrun run lists its record and the missed one"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_refuses_writes_is_unready_and_its_slots_are_recorded_failed_when_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Switched {
+        inner: MemStore::new(),
+        down: Arc::new(AtomicBool::new(false)),
+    };
+    let clock = Clock::following_tokio(t("2026-03-01T00:30:00Z"));
+    let agent = agent_on(dir.path(), Arc::new(store.clone()), clock, Duration::ZERO).await;
+    let metrics = agent.metrics().clone();
+
+    // Before any slot: the stream is published, never successful.
+    let ready = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
+    let daemon = tokio::spawn(run(agent, ready.clone(), stop.clone()));
+    clock.sleep_until(t("2026-03-01T01:00:00Z")).await;
+    let text = metrics.render();
+    assert!(
+        text.contains(
+            "exhibit_last_success_timestamp_seconds{collector=\"tick\",stream=\"tick/only\"} 0"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "exhibit_stream_expected_interval_seconds{collector=\"tick\",stream=\"tick/only\"} 21600"
+        ),
+        "{text}"
+    );
+
+    // 06:00 is kept; then the store refuses writes for the 12:00 and 18:00
+    // slots, and comes back at 19:00.
+    clock.sleep_until(t("2026-03-01T07:00:00Z")).await;
+    assert_eq!(metrics.store_unwritable(), None);
+    store.down.store(true, Ordering::SeqCst);
+    clock.sleep_until(t("2026-03-01T12:00:01Z")).await;
+    let why = metrics
+        .store_unwritable()
+        .expect("unready once a write failed");
+    assert!(why.contains("Read-only file system"), "{why}");
+    clock.sleep_until(t("2026-03-01T19:00:00Z")).await;
+    assert!(metrics.store_unwritable().is_some(), "still unready");
+    let text = metrics.render();
+    assert!(
+        text.contains(
+            "exhibit_stream_write_errors_total{collector=\"tick\",stream=\"tick/only\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("exhibit_store_writable 0"), "{text}");
+    assert!(text.contains("exhibit_records_pending 2"), "{text}");
+    store.down.store(false, Ordering::SeqCst);
+    // Within the retry interval, the refused records are written and the
+    // agent is ready again, long before the next slot.
+    clock.sleep_until(t("2026-03-01T19:00:10Z")).await;
+    assert_eq!(metrics.store_unwritable(), None);
+    assert!(ready.load(Ordering::SeqCst));
+    assert!(metrics.render().contains("exhibit_store_writable 1"));
+    clock.sleep_until(t("2026-03-02T01:00:00Z")).await;
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+
+    let recs = records(&store.inner).await;
+    let summary: Vec<_> = recs
+        .iter()
+        .map(|(p, _)| (p.status, p.scheduled_for, p.finished_at))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                Status::Ok,
+                Some(t("2026-03-01T06:00:00Z")),
+                t("2026-03-01T06:00:00Z")
+            ),
+            (
+                Status::Failed,
+                Some(t("2026-03-01T12:00:00Z")),
+                t("2026-03-01T12:00:00Z")
+            ),
+            (
+                Status::Failed,
+                Some(t("2026-03-01T18:00:00Z")),
+                t("2026-03-01T18:00:00Z")
+            ),
+            (
+                Status::Ok,
+                Some(t("2026-03-02T00:00:00Z")),
+                t("2026-03-02T00:00:00Z")
+            ),
+        ],
+        "the refused slots are recorded as failed, in order, and nothing as missed"
+    );
+    for (p, payload) in &recs[1..3] {
+        let error = p.error.as_deref().unwrap();
+        assert!(error.contains("store is not writable"), "{error}");
+        assert!(error.contains("Read-only file system"), "{error}");
+        assert_eq!(payload["error_kind"], "store");
+        assert_eq!(p.trigger, Trigger::Scheduled);
+    }
+    let report = crate::verify::verify(Arc::new(store.inner.clone()), &Default::default())
+        .await
+        .unwrap();
+    assert!(report.intact, "{:?}", report.problems);
+    let cov = report.streams[0].coverage.as_ref().unwrap();
+    assert_eq!((cov.ok, cov.missed), (2, 0), "{cov:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_records_are_written_before_the_next_record_of_their_stream() {
+    // Without the retry (the store is back just before a slot), the next
+    // write of the stream writes the refused record first: the chain keeps
+    // the order of the attempts.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Switched {
+        inner: MemStore::new(),
+        down: Arc::new(AtomicBool::new(false)),
+    };
+    let clock = Clock::following_tokio(t("2026-03-01T05:59:58Z"));
+    let agent = agent_on(dir.path(), Arc::new(store.clone()), clock, Duration::ZERO).await;
+    let ready = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
+    let daemon = tokio::spawn(run(agent.clone(), ready, stop.clone()));
+    clock.sleep_until(t("2026-03-01T05:59:59Z")).await;
+    store.down.store(true, Ordering::SeqCst);
+    clock.sleep_until(t("2026-03-01T06:00:01Z")).await;
+    assert_eq!(agent.pending().await, 1);
+    clock.sleep_until(t("2026-03-01T11:59:59Z")).await;
+    store.down.store(false, Ordering::SeqCst);
+    clock.sleep_until(t("2026-03-01T12:00:01Z")).await;
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+    let recs = records(&store.inner).await;
+    let slots: Vec<_> = recs
+        .iter()
+        .map(|(p, _)| (p.seq, p.status, p.scheduled_for))
+        .collect();
+    assert_eq!(
+        slots,
+        [
+            (1, Status::Failed, Some(t("2026-03-01T06:00:00Z"))),
+            (2, Status::Ok, Some(t("2026-03-01T12:00:00Z"))),
+        ]
+    );
+    let report = crate::verify::verify(Arc::new(store.inner.clone()), &Default::default())
+        .await
+        .unwrap();
+    assert!(report.intact, "{:?}", report.problems);
 }

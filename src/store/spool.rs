@@ -182,6 +182,34 @@ impl Spool {
         Ok(())
     }
 
+    /// Removes what a process of this agent staged and never linked into
+    /// the spool (killed mid-write): only the agent holding the spool's
+    /// lock may call it, since a staged file of a live writer looks the
+    /// same. Returns how many files went.
+    pub fn clean_staging(&self) -> usize {
+        let Some(dir) = self.inner.objects.staging_dir() else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                match std::fs::remove_file(e.path()) {
+                    Ok(()) => removed += 1,
+                    Err(err) => {
+                        tracing::warn!(file = %e.path().display(), error = %err, "cannot remove a staged file left by an interrupted write")
+                    }
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(spool = %self.inner.dir.display(), removed, "removed staged files left by an interrupted write");
+        }
+        removed
+    }
+
     /// Unshipped writes.
     pub fn depth(&self) -> u64 {
         self.inner.depth.load(Ordering::Relaxed)

@@ -171,9 +171,11 @@ for name, values in [("defaults", None), ("full", FULL)]:
             (c["envFrom"][0]["secretRef"]["name"] == "exhibit-github-token", "tokens from a Secret reference"),
             (sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith("role/exhibit-readonly"), "IRSA annotation"),
             ("exhibit_last_success_timestamp_seconds" in exprs, "alert on stale last success"),
-            (stale_expr(rule) == "time() - exhibit_last_success_timestamp_seconds > on(instance, stream) "
-             "(exhibit_stream_expected_interval_seconds * 1 + 3600)",
-             "staleness per stream, against its own schedule's interval"),
+            (stale_expr(rule) == "time() - ( (exhibit_last_success_timestamp_seconds > 0) or on(instance, stream) "
+             "((exhibit_last_success_timestamp_seconds == 0) + on(instance) group_left() exhibit_agent_start_time_seconds) ) "
+             "> on(instance, stream) (exhibit_stream_expected_interval_seconds * 1 + 3600)",
+             "staleness per stream, against its own schedule's interval, from the agent's start for a stream never successful"),
+            ("exhibit_store_writable == 0" in exprs, "alert on a store that refuses writes"),
             (by_kind["ServiceMonitor"][0]["spec"]["endpoints"][0]["path"] == "/metrics", "ServiceMonitor scrapes /metrics"),
         ]
     else:

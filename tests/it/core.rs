@@ -569,7 +569,8 @@ command = ["sleep", "3"]
     wait_for(&ws.store().join(".locks"), 10, "the first agent's lock");
     std::thread::sleep(Duration::from_millis(200));
     let out = ws.run(&["collect"]);
-    assert_eq!(code(&out), 1, "{}", text(&out));
+    // A usage error: the other holder is not a daemon that could collect.
+    assert_eq!(code(&out), 2, "{}", text(&out));
     assert!(
         text(&out).contains("locked by another agent"),
         "{}",

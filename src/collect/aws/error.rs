@@ -24,10 +24,16 @@ pub(crate) enum AwsError {
         action: &'static str,
         message: String,
     },
-    /// The credentials were refused, or none could be found or assumed.
+    /// The credentials were refused, or could not be assumed.
     Credentials {
         action: &'static str,
         message: String,
+    },
+    /// No credentials were found: every source the SDK looks in was empty.
+    NoCredentials {
+        action: &'static str,
+        /// The sources looked in, in words.
+        tried: Vec<String>,
     },
     /// No answer: connection refused, timeout, an unreadable response.
     Transport {
@@ -76,6 +82,9 @@ impl AwsError {
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
+        if let Some(tried) = credentials_not_found(&e) {
+            return AwsError::NoCredentials { action, tried };
+        }
         let message = one_line(&DisplayErrorContext(&e).to_string());
         match &e {
             SdkError::ServiceError(s) => {
@@ -181,6 +190,14 @@ impl std::fmt::Display for AwsError {
             AwsError::Credentials { action, message } => {
                 write!(f, "{action}: the AWS credentials were refused: {message}")
             }
+            AwsError::NoCredentials { action, tried } if tried.is_empty() => {
+                write!(f, "{action}: no AWS credentials found")
+            }
+            AwsError::NoCredentials { action, tried } => write!(
+                f,
+                "{action}: no AWS credentials found (tried: {})",
+                tried.join(", ")
+            ),
             AwsError::Transport { action, message } => write!(f, "{action}: {message}"),
             AwsError::Cancelled => write!(f, "cancelled"),
         }
@@ -191,20 +208,73 @@ impl From<AwsError> for CollectError {
     fn from(e: AwsError) -> Self {
         match e {
             AwsError::Cancelled => CollectError::Cancelled,
-            AwsError::Credentials { .. } => CollectError::fatal(e.to_string()),
+            AwsError::Credentials { .. } | AwsError::NoCredentials { .. } => {
+                CollectError::fatal(e.to_string())
+            }
             AwsError::Service { .. } if e.is_access_denied() => CollectError::fatal(e.to_string()),
             _ => CollectError::retryable(e.to_string()),
         }
     }
 }
 
+/// When `e` failed because no credentials could be loaded (as opposed to
+/// credentials the service refused), the sources the SDK tried, in words:
+/// the provider chain's own list of attempts, read from the error's causes.
+fn credentials_not_found(e: &(dyn std::error::Error + 'static)) -> Option<Vec<String>> {
+    use aws_config::meta::ProviderChainError;
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) =
+            c.downcast_ref::<CredentialsError>()
+        {
+            let chain = std::iter::successors(c.source(), |c| c.source())
+                .find_map(|c| c.downcast_ref::<ProviderChainError<CredentialsError>>());
+            return Some(
+                chain
+                    .map(|chain| {
+                        chain
+                            .attempts()
+                            .iter()
+                            .map(|a| provider_in_words(a.name()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            );
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// The SDK's name of a credentials provider, as an operator knows it.
+fn provider_in_words(name: &str) -> String {
+    match name {
+        "Environment" => "environment variables (AWS_ACCESS_KEY_ID)",
+        "Profile" => "shared config and credentials files (AWS_PROFILE)",
+        "WebIdentityToken" => "web identity token (AWS_WEB_IDENTITY_TOKEN_FILE)",
+        "EcsContainer" => "container credentials endpoint",
+        "Ec2InstanceMetadata" => "EC2 instance metadata",
+        other => other,
+    }
+    .to_string()
+}
+
+/// `s` on one line, at most about 500 characters; a longer text is cut
+/// between words and says so.
 fn one_line(s: &str) -> String {
+    const MAX: usize = 500;
     let s: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .take(500)
         .collect();
-    s.trim().to_string()
+    let s = s.trim();
+    if s.chars().count() <= MAX {
+        return s.to_string();
+    }
+    let cut: String = s.chars().take(MAX).collect();
+    let cut = cut.rsplit_once(' ').map_or(cut.as_str(), |(head, _)| head);
+    format!("{} …", cut.trim_end())
 }
 
 impl crate::collect::PartError for AwsError {

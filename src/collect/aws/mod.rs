@@ -622,6 +622,22 @@ impl Collector for AwsCollector {
         );
         result
     }
+
+    /// The account the settings name, when they name exactly one: the
+    /// account of `role_arn`, or the only one of `accounts`.
+    fn known_key(&self) -> Option<String> {
+        match &self.settings.accounts {
+            Accounts::Own => self
+                .settings
+                .role_arn
+                .as_deref()
+                .and_then(|arn| arn.split(':').nth(4))
+                .filter(|id| is_account_id(id))
+                .map(str::to_string),
+            Accounts::Listed(ids, _) if ids.len() == 1 => Some(ids[0].clone()),
+            _ => None,
+        }
+    }
 }
 
 /// Registration of an AWS kind, for [`KINDS`]; each kind adds the
