@@ -167,7 +167,7 @@ impl Agent {
         };
         let writer = Arc::new(writer);
         let runner = Runner::new(writer.clone(), metrics.clone(), http.clone(), config.shard);
-        Ok(Agent {
+        let agent = Agent {
             config: Arc::new(config),
             instances: instances.into_iter().map(Arc::new).collect(),
             store,
@@ -176,7 +176,9 @@ impl Agent {
             metrics,
             http,
             clock,
-        })
+        };
+        agent.publish_head().await;
+        Ok(agent)
     }
 
     /// The config the agent was opened with (its collectors are
@@ -234,7 +236,16 @@ impl Agent {
 
     /// Closes `run` with its signed checkpoint; returns its key.
     pub async fn checkpoint(&self, run: Run) -> Result<String, WriteError> {
-        self.writer.checkpoint(run).await
+        let key = self.writer.checkpoint(run).await?;
+        self.publish_head().await;
+        Ok(key)
+    }
+
+    /// Publishes the head of the agent's checkpoint chain as a metric.
+    async fn publish_head(&self) {
+        if let Some(h) = self.writer.head().await {
+            self.metrics.head(&self.config.agent.id, &h.sha256);
+        }
     }
 
     /// Collects every target of `inst` within `run`, serving `slot` when

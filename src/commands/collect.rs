@@ -116,6 +116,13 @@ pub(crate) async fn exec(cli: &Cli, names: &[String]) -> Result<ExitCode, Failur
     }
     let store = agent.store();
     println!("checkpoint {checkpoint} in {}", store.describe());
+    // The head, to note: `verify --known-head` later proves that nothing up
+    // to it was removed. It is the checkpoint just written, read back.
+    match store.get(&checkpoint).await {
+        Ok(Some(bytes)) => println!("head: {}", crate::evidence::sha256_hex(&bytes)),
+        Ok(None) => eprintln!("warning: checkpoint {checkpoint} cannot be read back for its head"),
+        Err(e) => eprintln!("warning: cannot read back checkpoint {checkpoint} for its head: {e}"),
+    }
     if let Some(t) = agent.timestamper() {
         let token = crate::evidence::layout::token(&checkpoint);
         if store.exists(&token).await.unwrap_or(false) {

@@ -7,9 +7,26 @@ use crate::verify::bundle::BundleError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Verifies the store (or `--bundle`) over the period; exits 1 unless it
-/// is intact.
+/// Verifies the store (or `--bundle`) over the period; exits 1 unless the
+/// verdict is INTACT (FAILED, INCOMPLETE and NO EVIDENCE all exit 1), 2 on
+/// a period that ends before it starts or a malformed `--known-head`.
 pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failure> {
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from > to
+    {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--from {} is later than --to {}: the period ends before it starts",
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        )));
+    }
+    if let Some(h) = &args.known_head
+        && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--known-head `{h}` is not a SHA-256 (64 hex digits, as `head:` prints it)"
+        )));
+    }
     let store = super::read_store(cli).await?;
     let timestamps = timestamp_options(
         cli,
@@ -30,10 +47,11 @@ pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failu
         from: args.from,
         to: args.to,
         keys,
-        bundle: None,
         timestamps,
+        known_head: args.known_head.clone(),
+        ..Default::default()
     };
-    let report = match &args.bundle {
+    let mut report = match &args.bundle {
         Some(b) => crate::verify::bundle::verify_bundle(b, opts)
             .await
             .map_err(|e| match e {
@@ -44,6 +62,8 @@ pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failu
             .await
             .map_err(anyhow::Error::from)?,
     };
+    // The bundle verifier adds problems of its own after the verdict.
+    report.settle();
     if args.json {
         println!(
             "{}",
@@ -52,7 +72,7 @@ pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failu
     } else {
         print!("{}", report.render(args.coverage));
     }
-    Ok(if report.intact {
+    Ok(if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -136,6 +136,14 @@ impl Fixture {
         (Self::open(store, new).await, at)
     }
 
+    /// The same store and key opened by a new writer, as the next process
+    /// would.
+    pub async fn reopen(self) -> Self {
+        let (store, signer) = (self.store.clone(), self.signer.clone());
+        drop(self);
+        Self::open(store, signer).await
+    }
+
     /// A copy of every object, to tamper with.
     pub fn objects(&self) -> Objects {
         self.store.snapshot()
