@@ -103,8 +103,17 @@ pub(super) fn unlisted(view: &Loaded, opts: &Options, now: DateTime<Utc>, found:
             let after_newest = newest
                 .get(p.agent.as_str())
                 .is_none_or(|t| p.started_at >= *t);
+            let in_period = opts.from.is_none_or(|f| p.finished_at >= f)
+                && opts.to.is_none_or(|t| p.started_at <= t);
             if !later_run[i] && (after_newest || p.finished_at > now - RUN_GRACE) {
-                found.gap(
+                // A run after the period leaves the period complete.
+                let note: fn(&mut Findings, &str, &'static str, String) = if in_period {
+                    Findings::gap
+                } else {
+                    Findings::warning
+                };
+                note(
+                    found,
                     &l.key,
                     "awaiting_checkpoint",
                     format!(

@@ -138,6 +138,7 @@ pub(super) fn check_known(view: &Loaded, known: &str, found: &mut Findings) {
         match at.predicate().prev.as_ref().and_then(|p| {
             by_key
                 .get(p.key.as_str())
+                .copied()
                 .filter(|c| c.sha256 == p.sha256)
         }) {
             Some(prev) => at = prev,

@@ -26,6 +26,7 @@ pub(super) async fn check(view: &Loaded, found: &mut Findings) -> Result<(), Sto
 }
 
 /// Whether a key is evidence (not a lease or other working file).
+#[cfg(feature = "aws")]
 fn is_evidence(key: &str) -> bool {
     use crate::evidence::layout;
     [

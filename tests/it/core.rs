@@ -531,11 +531,15 @@ command = ["sleep", "30"]
     child.kill().unwrap();
     child.wait().unwrap();
 
+    // Nothing is broken, but the record is under no checkpoint yet: the
+    // verdict is INCOMPLETE (exit 1) until the next run acknowledges it.
     let out = ws.run(&["verify"]);
-    assert_eq!(code(&out), 0, "{}", text(&out));
-    assert!(text(&out).contains("not_checkpointed"), "{}", text(&out));
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("awaiting_checkpoint"), "{}", text(&out));
+    assert!(text(&out).contains("Verdict:     INCOMPLETE"), "{}", text(&out));
 
-    // The next run continues the chain (the lock died with the process).
+    // The next run continues the chain (the lock died with the process),
+    // and its agent acknowledges the interrupted run in a signed checkpoint.
     let out = ws.run(&["collect", "fast"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let second = show(&ws, "fast/local@2");
@@ -543,6 +547,7 @@ command = ["sleep", "30"]
     assert_eq!(second["statement"]["predicate"]["prev"], first_sha.as_str());
     let out = ws.run(&["verify"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("interrupted_run"), "{}", text(&out));
 }
 
 #[test]
@@ -667,6 +672,11 @@ command = ["echo", "{\"tick\": 1}"]
         metrics.contains(
             "exhibit_last_success_timestamp_seconds{collector=\"tick\",stream=\"tick/local\"}"
         ),
+        "{metrics}"
+    );
+    // The head of the checkpoint chain, for the operator to note.
+    assert!(
+        metrics.contains("exhibit_evidence_head_info{agent=\"") && metrics.contains(",sha256=\""),
         "{metrics}"
     );
     // What the schedule allows between two successes, for the staleness

@@ -245,6 +245,15 @@ fn deleting_the_newest_run_is_caught_by_the_head_noted_before() {
         let (c, v) = verify_json(&ws.store(), &["--known-head", h]);
         assert_eq!((c, v["verdict"].as_str()), (0, Some("INTACT")), "{v:#}");
     }
+    // The nightly review carries it for its readers to keep.
+    let md = exhibit_on_store(&ws.store(), &["report", "--format", "md"]);
+    assert!(
+        text(&md).contains(&format!("head: `{}`", heads[1])),
+        "{}",
+        text(&md)
+    );
+    let html = exhibit_on_store(&ws.store(), &["report"]);
+    assert!(text(&html).contains(&heads[1]), "{}", text(&html));
 
     // The newest run deleted whole: its checkpoint and its records.
     let newest: PathBuf = files(&ws.store().join("checkpoints"))
