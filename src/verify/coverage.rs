@@ -207,7 +207,10 @@ mod tests {
         assert_eq!(c.missed_recorded, 1);
         assert_eq!(c.missed_slots, [day(2), day(3)]);
         // Day 3 has no record at all, not even a missed one: a gap.
-        assert_eq!((c.unaccounted, c.unaccounted_slots.clone()), (1, vec![day(3)]));
+        assert_eq!(
+            (c.unaccounted, c.unaccounted_slots.clone()),
+            (1, vec![day(3)])
+        );
         let mut found = Findings::default();
         gaps(&s, &mut found);
         assert_eq!(found.gaps.len(), 1);

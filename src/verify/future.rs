@@ -69,8 +69,14 @@ mod tests {
         let found = future_problems(objects.clone(), day(1) + Duration::hours(1)).await;
         let mut expected = vec![
             (cps[2].clone(), "future_dated"),
-            (crate::evidence::layout::record("git/app", 3), "future_dated"),
-            (crate::evidence::layout::record("iam/111", 3), "future_dated"),
+            (
+                crate::evidence::layout::record("git/app", 3),
+                "future_dated",
+            ),
+            (
+                crate::evidence::layout::record("iam/111", 3),
+                "future_dated",
+            ),
         ];
         expected.sort();
         assert_eq!(found, expected);

@@ -104,7 +104,11 @@ pub async fn head(store: &dyn Store, keys: Option<&KeyRing>) -> Result<Option<He
 /// checkpoint back.
 pub(super) fn check_known(view: &Loaded, known: &str, found: &mut Findings) {
     let known = known.trim().to_ascii_lowercase();
-    let Some((key, _)) = view.checkpoint_hashes.iter().find(|(_, sha)| **sha == known) else {
+    let Some((key, _)) = view
+        .checkpoint_hashes
+        .iter()
+        .find(|(_, sha)| **sha == known)
+    else {
         found.problem(
             layout::CHECKPOINTS,
             "known_head_missing",
@@ -161,9 +165,7 @@ mod tests {
     use crate::evidence::record::Status;
     use crate::store::mem::MemStore;
     use crate::verify::Options;
-    use crate::verify::testing::{
-        Fixture, Objects, checkpoints, entry, load_objects, problems,
-    };
+    use crate::verify::testing::{Fixture, Objects, checkpoints, entry, load_objects, problems};
 
     async fn known_problems(objects: Objects, known: &str) -> Vec<(String, &'static str)> {
         let view = load_objects(objects, &Options::default()).await;
@@ -205,7 +207,10 @@ mod tests {
         let objects = fx.objects();
         let cps = checkpoints(&objects);
         for cp in &cps {
-            assert_eq!(known_problems(objects.clone(), &sha(&objects, cp)).await, []);
+            assert_eq!(
+                known_problems(objects.clone(), &sha(&objects, cp)).await,
+                []
+            );
         }
         // Upper case, as some tools print it.
         let upper = sha(&objects, &cps[1]).to_uppercase();
@@ -234,7 +239,8 @@ mod tests {
     #[tokio::test]
     async fn a_known_head_cut_off_by_a_middle_deletion_is_not_an_ancestor() {
         let fx = Fixture::standard().await;
-        fx.run_entries(3, vec![entry("iam/111", 3, Status::Ok)]).await;
+        fx.run_entries(3, vec![entry("iam/111", 3, Status::Ok)])
+            .await;
         let objects = fx.objects();
         let cps = checkpoints(&objects);
         // The checkpoint after the pinned one is gone: the newest no longer

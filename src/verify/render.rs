@@ -283,10 +283,15 @@ head: abababababababababababababababababababababababababababababababab
         assert!(r.intact && !r.complete && !r.passed());
         let text = r.render(false);
         assert!(
-            text.contains("\nGaps (1):\n  records/iam/111/: slots_unaccounted: 2 of 4 scheduled slot(s)\n"),
+            text.contains(
+                "\nGaps (1):\n  records/iam/111/: slots_unaccounted: 2 of 4 scheduled slot(s)\n"
+            ),
             "{text}"
         );
-        assert!(text.contains("Verdict:     INCOMPLETE — nothing was found altered, but 1 gap(s)"), "{text}");
+        assert!(
+            text.contains("Verdict:     INCOMPLETE — nothing was found altered, but 1 gap(s)"),
+            "{text}"
+        );
         assert!(!text.contains("INTACT"), "{text}");
 
         let mut r = report();
@@ -297,8 +302,14 @@ head: abababababababababababababababababababababababababababababababab
         assert_eq!(r.verdict, Verdict::NoEvidence);
         assert!(!r.intact && !r.complete);
         let text = r.render(false);
-        assert!(text.contains("Verdict:     NO EVIDENCE — the store holds no record"), "{text}");
-        assert!(text.ends_with("head: none (no checkpoint in the store)\n"), "{text}");
+        assert!(
+            text.contains("Verdict:     NO EVIDENCE — the store holds no record"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("head: none (no checkpoint in the store)\n"),
+            "{text}"
+        );
         assert!(!text.contains("INTACT"), "{text}");
 
         // Records, but none in the period.
@@ -306,6 +317,9 @@ head: abababababababababababababababababababababababababababababababab
         r.records_in_period = 0;
         r.settle();
         assert_eq!(r.verdict, Verdict::NoEvidence);
-        assert!(r.render(false).contains("not one of the store's 3 record(s) is in the period"));
+        assert!(
+            r.render(false)
+                .contains("not one of the store's 3 record(s) is in the period")
+        );
     }
 }

@@ -91,7 +91,11 @@ async fn the_period_ends_now_so_slots_since_the_last_run_are_gaps() {
     let r = verdict(objects.clone(), &a_week_later).await;
     assert_eq!(r.verdict, Verdict::Incomplete, "{:?}", r.problems);
     assert!(r.intact && !r.complete);
-    let codes: Vec<_> = r.gaps.iter().map(|g| (g.location.as_str(), g.code)).collect();
+    let codes: Vec<_> = r
+        .gaps
+        .iter()
+        .map(|g| (g.location.as_str(), g.code))
+        .collect();
     assert_eq!(
         codes,
         [

@@ -48,7 +48,9 @@ fn judge(versions: &[crate::store::s3::ObjectVersion], found: &mut Findings) {
         by_key.entry(v.key.as_str()).or_default().push(v);
     }
     let when = |v: &crate::store::s3::ObjectVersion| {
-        v.last_modified.clone().unwrap_or_else(|| "an unknown time".into())
+        v.last_modified
+            .clone()
+            .unwrap_or_else(|| "an unknown time".into())
     };
     for (key, vs) in by_key {
         let objects: Vec<_> = vs.iter().filter(|v| !v.delete_marker).collect();
@@ -135,7 +137,10 @@ mod tests {
         );
 
         let mut found = Findings::default();
-        judge(&[v(rec, "2", false, true), v(rec, "1", true, false)], &mut found);
+        judge(
+            &[v(rec, "2", false, true), v(rec, "1", true, false)],
+            &mut found,
+        );
         assert_eq!(problems(&found), [(rec.to_string(), "object_deleted")]);
         assert!(found.problems[0].message.contains("is back since"));
     }

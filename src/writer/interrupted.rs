@@ -17,8 +17,8 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::WriteError;
 use crate::evidence::checkpoint::CheckpointPredicate;
-use crate::evidence::record::{Digest, RecordPredicate, Subject, peek};
 use crate::evidence::layout::{self, ObjectKey};
+use crate::evidence::record::{Digest, RecordPredicate, Subject, peek};
 use crate::evidence::sha256_hex;
 use crate::store::Store;
 

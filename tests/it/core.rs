@@ -536,7 +536,11 @@ command = ["sleep", "30"]
     let out = ws.run(&["verify"]);
     assert_eq!(code(&out), 1, "{}", text(&out));
     assert!(text(&out).contains("awaiting_checkpoint"), "{}", text(&out));
-    assert!(text(&out).contains("Verdict:     INCOMPLETE"), "{}", text(&out));
+    assert!(
+        text(&out).contains("Verdict:     INCOMPLETE"),
+        "{}",
+        text(&out)
+    );
 
     // The next run continues the chain (the lock died with the process),
     // and its agent acknowledges the interrupted run in a signed checkpoint.

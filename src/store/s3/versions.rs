@@ -33,10 +33,7 @@ impl S3Store {
         let mut key_marker: Option<String> = None;
         let mut version_marker: Option<String> = None;
         let when = |t: Option<&SdkDateTime>| {
-            t.and_then(|t| {
-                t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime)
-                    .ok()
-            })
+            t.and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok())
         };
         loop {
             let page = self

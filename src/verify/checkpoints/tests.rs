@@ -9,8 +9,8 @@ use crate::evidence::checkpoint::CheckpointPredicate;
 use crate::evidence::keys::Signer;
 use crate::evidence::record::{Statement, Status, peek};
 use crate::verify::testing::{
-    Fixture, Objects, STREAMS, checkpoints, day, entry, load_objects, problems,
-    resign_checkpoint, resign_record, warnings,
+    Fixture, Objects, STREAMS, checkpoints, day, entry, load_objects, problems, resign_checkpoint,
+    resign_record, warnings,
 };
 
 /// (problems, gaps, warnings) of the checkpoints check.

@@ -175,7 +175,10 @@ fn a_period_before_the_store_existed_is_no_evidence() {
     assert_no_evidence(&out);
     assert!(text(&out).contains("is in the period"), "{}", text(&out));
     let (_, v) = verify_json(&ws.store(), &["--from", "2025-01-01", "--to", "2025-12-31"]);
-    assert_eq!((v["records"].as_u64(), v["records_in_period"].as_u64()), (Some(2), Some(0)));
+    assert_eq!(
+        (v["records"].as_u64(), v["records_in_period"].as_u64()),
+        (Some(2), Some(0))
+    );
 }
 
 #[test]
@@ -186,11 +189,7 @@ fn a_reversed_period_is_a_usage_error() {
         &["verify", "--from", "2026-12-31", "--to", "2026-01-01"],
     );
     assert_eq!(code(&out), 2, "{}", text(&out));
-    assert!(
-        text(&out).contains("is later than --to"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("is later than --to"), "{}", text(&out));
     assert!(!text(&out).contains("INTACT"), "{}", text(&out));
 }
 
@@ -217,7 +216,11 @@ fn deleting_the_checkpoints_fails_also_after_deleting_the_last_records() {
         assert_eq!(unlisted, 4, "{problems:?}");
     }
     let human = exhibit_on_store(&store, &["verify"]);
-    assert!(text(&human).contains("Verdict:     FAILED"), "{}", text(&human));
+    assert!(
+        text(&human).contains("Verdict:     FAILED"),
+        "{}",
+        text(&human)
+    );
 
     // And after deleting the newest record of each stream as well.
     for f in last_records(&store) {
@@ -258,9 +261,7 @@ fn deleting_the_newest_run_is_caught_by_the_head_noted_before() {
     // The newest run deleted whole: its checkpoint and its records.
     let newest: PathBuf = files(&ws.store().join("checkpoints"))
         .into_iter()
-        .find(|p| {
-            exhibit::evidence::sha256_hex(&std::fs::read(p).unwrap()) == heads[1]
-        })
+        .find(|p| exhibit::evidence::sha256_hex(&std::fs::read(p).unwrap()) == heads[1])
         .expect("the head is a checkpoint file");
     std::fs::remove_file(&newest).unwrap();
     for f in last_records(&ws.store()) {
@@ -357,7 +358,10 @@ fn the_period_ends_now_so_missing_slots_are_incomplete_not_intact() {
     assert_eq!(v["intact"], true);
     assert_eq!(
         codes(&v, "gaps"),
-        [("records/iam/111/".to_string(), "slots_unaccounted".to_string())]
+        [(
+            "records/iam/111/".to_string(),
+            "slots_unaccounted".to_string()
+        )]
     );
     let c = &v["streams"][0]["coverage"];
     assert!(c["unaccounted"].as_u64().unwrap() >= 3, "{c}");
@@ -509,7 +513,12 @@ command = ["echo", "{{\"n\":1}}"]
                 .send()
                 .await
                 .unwrap();
-            c.delete_object().bucket(bucket).key(second).send().await.unwrap();
+            c.delete_object()
+                .bucket(bucket)
+                .key(second)
+                .send()
+                .await
+                .unwrap();
         });
         let (c1, v) = verify();
         assert_eq!((c1, v["verdict"].as_str()), (1, Some("FAILED")), "{v:#}");
