@@ -398,11 +398,13 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
             (None, None) => now,
         }),
     };
-    // Slots of the last RUN_GRACE are not due yet when the period ends now.
-    let slots_until = period.to.map(|to| match &opts.bundle {
-        Some(_) => to,
-        None => to.min(now - RUN_GRACE),
-    });
+    // Slots of the last RUN_GRACE are not due yet when the period ends
+    // now; an end given is exact, but no slot after now is due.
+    let slots_until = match (opts.to, &opts.bundle) {
+        (Some(to), None) => Some(to.min(now)),
+        (None, None) => Some(now - RUN_GRACE),
+        (_, Some(_)) => period.to,
+    };
     let streams = coverage::summarise(&view, opts.from, slots_until).await;
     coverage::gaps(&streams, &mut found);
     let records_in_period = view

@@ -752,7 +752,11 @@ command = ["echo", "{\"tick\": 1}"]
     );
     assert!(catch_up, "a catch-up run followed");
 
-    let out = ws.run(&["verify", "--json"]);
+    // The period ends now by default, and slots keep coming every two
+    // seconds: verify up to the last record.
+    let last = show(&ws, &format!("tick/local@{n}"));
+    let to = last["statement"]["predicate"]["finished_at"].as_str().unwrap();
+    let out = ws.run(&["verify", "--json", "--to", to]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let cov = &report["streams"][0]["coverage"];
