@@ -755,7 +755,9 @@ command = ["echo", "{\"tick\": 1}"]
     // The period ends now by default, and slots keep coming every two
     // seconds: verify up to the last record.
     let last = show(&ws, &format!("tick/local@{n}"));
-    let to = last["statement"]["predicate"]["finished_at"].as_str().unwrap();
+    let to = last["statement"]["predicate"]["finished_at"]
+        .as_str()
+        .unwrap();
     let out = ws.run(&["verify", "--json", "--to", to]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
