@@ -388,9 +388,9 @@ async fn an_interrupted_run_is_a_gap_until_the_next_checkpoint_acknowledges_it()
         predicate(&objects, &next)
             .acknowledged
             .iter()
-            .map(|s| s.name.clone())
+            .map(|s| s.name.as_str())
             .collect::<Vec<_>>(),
-        [iam4.clone()]
+        [iam4.as_str()]
     );
     assert!(predicate(&objects, &next).trigger == crate::evidence::record::Trigger::Gap);
     let (p, g, w) = check_default(objects.clone()).await;
