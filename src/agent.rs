@@ -188,7 +188,7 @@ impl Agent {
         };
         let writer = Arc::new(writer);
         let runner = Runner::new(writer.clone(), metrics.clone(), http.clone(), config.shard);
-        Ok(Agent {
+        let agent = Agent {
             config: Arc::new(config),
             instances: instances.into_iter().map(Arc::new).collect(),
             store,
@@ -197,7 +197,9 @@ impl Agent {
             metrics,
             http,
             clock,
-        })
+        };
+        agent.publish_head().await;
+        Ok(agent)
     }
 
     /// The config the agent was opened with (its collectors are
@@ -267,6 +269,7 @@ impl Agent {
         match self.writer.checkpoint(run).await {
             Ok(key) => {
                 self.metrics.write_succeeded();
+                self.publish_head().await;
                 Ok(key)
             }
             Err(e) => {
@@ -339,6 +342,7 @@ impl Agent {
             store: self.store.describe(),
             timestamp,
             refused: self.refused().iter().map(|r| r.to_string()).collect(),
+            head: self.writer.head().await.map(|h| h.sha256),
         })
     }
 
@@ -395,6 +399,13 @@ impl Agent {
     /// (control results, exceptions, signed reviews).
     pub async fn append(&self, run: &Run, entry: Entry) -> Result<Written, WriteError> {
         self.writer.append(run, entry).await
+    }
+
+    /// Publishes the head of the agent's checkpoint chain as a metric.
+    async fn publish_head(&self) {
+        if let Some(h) = self.writer.head().await {
+            self.metrics.head(&self.config.agent.id, &h.sha256);
+        }
     }
 
     /// Collects every target of `inst` within `run`, serving `slot` when
@@ -496,6 +507,9 @@ pub struct CollectReport {
     /// Planted or unreadable heads the writer refused to extend.
     #[serde(default)]
     pub refused: Vec<String>,
+    /// The head after the run: the SHA-256 of the newest checkpoint.
+    #[serde(default)]
+    pub head: Option<String>,
 }
 
 /// The outcome of one stream in a [`CollectReport`].

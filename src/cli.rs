@@ -143,9 +143,14 @@ pub(crate) struct VerifyArgs {
     /// Start of the period (RFC 3339 or YYYY-MM-DD).
     #[arg(long, value_parser = commands::parse_time)]
     pub(crate) from: Option<DateTime<Utc>>,
-    /// End of the period (RFC 3339 or YYYY-MM-DD).
+    /// End of the period (RFC 3339 or YYYY-MM-DD; default: now).
     #[arg(long, value_parser = commands::parse_time)]
     pub(crate) to: Option<DateTime<Utc>>,
+    /// A head you noted earlier (the SHA-256 `collect`, `verify` and the
+    /// nightly report print): fails unless that checkpoint is still in
+    /// the store, as the newest or an ancestor of the newest.
+    #[arg(long, value_name = "SHA256")]
+    pub(crate) known_head: Option<String>,
     /// Your own copy of the agent's public key (repeatable); without
     /// it, the store's keys/ are trusted and the verdict says so.
     #[arg(long = "key")]

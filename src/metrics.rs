@@ -45,6 +45,9 @@ pub struct Metrics {
     /// Records refused by the store and not yet written.
     pending: AtomicUsize,
     pending_gauge: Gauge,
+    /// The head of each agent's checkpoint chain: one series at a time.
+    head: Family<Labels, Gauge>,
+    heads: Mutex<HashMap<String, Labels>>,
 }
 
 #[derive(Default)]
@@ -190,6 +193,12 @@ impl Metrics {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
         );
+        let head = Family::<Labels, Gauge>::default();
+        registry.register(
+            "evidence_head_info",
+            "The head of the agent's checkpoint chain: the SHA-256 of its newest checkpoint, as `collect` and `verify` print it (note it; `verify --known-head` checks it later)",
+            head.clone(),
+        );
         Metrics {
             store_write_errors,
             stream_write_errors,
@@ -198,6 +207,8 @@ impl Metrics {
             last_write_error: Mutex::new(None),
             pending: AtomicUsize::new(0),
             pending_gauge,
+            head,
+            heads: Mutex::new(HashMap::new()),
             tsa_requests,
             untimestamped,
             spool_depth,
@@ -398,6 +409,22 @@ impl Metrics {
         self.untimestamped.set(n as i64);
     }
 
+    /// Publishes the head of `agent`'s checkpoint chain (the SHA-256 of its
+    /// newest checkpoint), replacing the one before.
+    pub fn head(&self, agent: &str, sha256: &str) {
+        let l = vec![
+            ("agent".to_string(), agent.to_string()),
+            ("sha256".to_string(), sha256.to_string()),
+        ];
+        let mut heads = self.heads.lock().expect("metrics lock");
+        if let Some(old) = heads.insert(agent.to_string(), l.clone())
+            && old != l
+        {
+            self.head.remove(&old);
+        }
+        self.head.get_or_create(&l).set(1);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -410,6 +437,24 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_head_is_one_info_series_per_agent() {
+        let m = Metrics::new();
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        m.head("agent", &a);
+        let text = m.render();
+        assert!(
+            text.contains(&format!(
+                "exhibit_evidence_head_info{{agent=\"agent\",sha256=\"{a}\"}} 1\n"
+            )),
+            "{text}"
+        );
+        m.head("agent", &b);
+        let text = m.render();
+        assert!(text.contains(&format!("sha256=\"{b}\"}} 1")), "{text}");
+        assert!(!text.contains(&a), "the old head is gone: {text}");
+    }
 
     #[test]
     fn timestamp_gaps_are_exported() {

@@ -1,5 +1,7 @@
 //! The evidence writer: turns a collection outcome into a signed, chained
-//! record in the store, and closes each run with a signed checkpoint.
+//! record in the store, and closes each run with a signed checkpoint. The
+//! first checkpoint it writes acknowledges the records of this agent's
+//! interrupted runs (`interrupted`), so that every record is vouched for.
 //!
 //! It is the single place that knows a stream's head (sequence number and
 //! hash of the last record), and it holds a lease on every stream it writes
@@ -28,6 +30,7 @@ use crate::evidence::{canonical, layout, sha256_hex, validate_stream_id};
 use crate::store::{Lease, Store, StoreError};
 
 mod heads;
+mod interrupted;
 use heads::ChainTip;
 pub use heads::Refusal;
 
@@ -178,6 +181,10 @@ pub struct Writer {
     checkpoint: tokio::sync::Mutex<Option<ChainTip>>,
     trusted: KeyRing,
     refused: Vec<Refusal>,
+    /// Records of interrupted runs, for the next checkpoint to acknowledge.
+    interrupted: Mutex<Vec<Subject>>,
+    /// Held while acknowledging them, so that it happens once.
+    acknowledging: tokio::sync::Mutex<()>,
     clock: Clock,
     timestamper: Option<Arc<crate::tsa::Timestamper>>,
 }
@@ -221,6 +228,7 @@ impl Writer {
         for r in &head.refused {
             tracing::error!(object = %r.key, reason = %r.reason, "refusing to extend a checkpoint");
         }
+        let interrupted = interrupted::unacknowledged(store.as_ref(), agent).await?;
         Ok(Writer {
             store,
             signer,
@@ -230,6 +238,8 @@ impl Writer {
             checkpoint: tokio::sync::Mutex::new(head.tip),
             trusted,
             refused: head.refused,
+            interrupted: Mutex::new(interrupted),
+            acknowledging: Default::default(),
             clock: Clock::system(),
             timestamper: None,
         })
@@ -403,8 +413,27 @@ impl Writer {
             .and_then(|h| h.scheduled_for.or(h.finished_at)))
     }
 
+    /// Acknowledges the records of interrupted runs in a checkpoint of
+    /// their own before this writer adds to any stream, so that a run
+    /// interrupted in turn never leaves two unacknowledged runs behind: a
+    /// record no checkpoint vouches for is then always its stream's last.
+    async fn acknowledge_interrupted(&self) -> Result<(), WriteError> {
+        if self.interrupted.lock().expect("ack lock").is_empty() {
+            return Ok(());
+        }
+        let _once = self.acknowledging.lock().await;
+        if self.interrupted.lock().expect("ack lock").is_empty() {
+            return Ok(());
+        }
+        let run = self.begin_run(Trigger::Gap);
+        let key = self.write_checkpoint(run, None).await?;
+        tracing::info!(checkpoint = %key, "acknowledged the records of interrupted runs");
+        Ok(())
+    }
+
     /// Writes the payload blob and the record, and adds it to `run`.
     pub async fn append(&self, run: &Run, entry: Entry) -> Result<Written, WriteError> {
+        self.acknowledge_interrupted().await?;
         // Canonicalise and hash off the async threads, straight into a
         // staged file: a payload can be large, and is then never held twice.
         let Entry {
@@ -519,6 +548,16 @@ impl Writer {
         self.write_checkpoint(run, None).await
     }
 
+    /// The head of this agent's checkpoint chain: the last checkpoint it
+    /// wrote (or found when it opened).
+    pub async fn head(&self) -> Option<PrevCheckpoint> {
+        self.checkpoint
+            .lock()
+            .await
+            .as_ref()
+            .map(|t| t.link.clone())
+    }
+
     /// Retires this writer's signing key in favour of `new_key`: publishes
     /// the new public key, then writes a checkpoint, signed by the old key,
     /// that names its successor. The writer must not be used afterwards.
@@ -586,6 +625,8 @@ impl Writer {
             system_time,
             behind_ms: u64::try_from(b.num_milliseconds()).unwrap_or(0),
         });
+        // Under the chain lock: exactly one checkpoint acknowledges them.
+        let acknowledged = std::mem::take(&mut *self.interrupted.lock().expect("ack lock"));
         let predicate = CheckpointPredicate {
             agent: self.agent.clone(),
             run_id: run.id.clone(),
@@ -595,16 +636,24 @@ impl Writer {
             prev: prev.as_ref().map(|p| p.link.clone()),
             rotation,
             clock_skew,
+            acknowledged,
         };
         let subjects = run.records.into_inner().expect("run lock");
         let stored = seal(
-            subjects,
+            subjects.clone(),
             CHECKPOINT_PREDICATE_TYPE,
             &predicate,
             &self.signer,
         );
         let key = layout::checkpoint(finished_at, &run.id);
-        self.store.put_new(&key, &stored).await?;
+        if let Err(e) = self.store.put_new(&key, &stored).await {
+            // This run is now interrupted too: the next checkpoint
+            // acknowledges its records and those it was to acknowledge.
+            let mut pending = self.interrupted.lock().expect("ack lock");
+            pending.extend(predicate.acknowledged);
+            pending.extend(subjects);
+            return Err(e.into());
+        }
         let sha = sha256_hex(&stored);
         // Logged so that the head of the chain is also anchored in the log
         // pipeline, outside the store.

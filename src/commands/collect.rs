@@ -168,6 +168,11 @@ fn print(report: &CollectReport) -> ExitCode {
         println!("refused  {r}");
     }
     println!("checkpoint {} in {}", report.checkpoint, report.store);
+    // The head, to note: `verify --known-head` later proves that nothing up
+    // to it was removed.
+    if let Some(h) = &report.head {
+        println!("head: {h}");
+    }
     match &report.timestamp {
         Timestamp::Off => {}
         Timestamp::Token(token) => println!("timestamp  {token}"),

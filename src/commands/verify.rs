@@ -7,9 +7,26 @@ use crate::verify::bundle::BundleError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Verifies the store (or `--bundle`) over the period; exits 1 unless it
-/// is intact.
+/// Verifies the store (or `--bundle`) over the period; exits 1 unless the
+/// verdict is INTACT (FAILED, INCOMPLETE and NO EVIDENCE all exit 1), 2 on
+/// a period that ends before it starts or a malformed `--known-head`.
 pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failure> {
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from > to
+    {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--from {} is later than --to {}: the period ends before it starts",
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        )));
+    }
+    if let Some(h) = &args.known_head
+        && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--known-head `{h}` is not a SHA-256 (64 hex digits, as `head:` prints it)"
+        )));
+    }
     let store = super::read_store(cli).await?;
     let timestamps = timestamp_options(
         cli,
@@ -30,16 +47,19 @@ pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failu
         from: args.from,
         to: args.to,
         keys,
-        bundle: None,
         timestamps,
+        known_head: args.known_head.clone(),
+        ..Default::default()
     };
     if let Some(b) = &args.bundle {
-        let verdict = crate::verify::bundle::verify_bundle(b, opts)
+        let mut verdict = crate::verify::bundle::verify_bundle(b, opts)
             .await
             .map_err(|e| match e {
                 BundleError::NotABundle(e) => Failure::Usage(e),
                 BundleError::Failed(e) => Failure::Runtime(e),
             })?;
+        // The bundle verifier adds problems of its own after the verdict.
+        verdict.report.settle();
         if args.json {
             println!(
                 "{}",
@@ -48,7 +68,7 @@ pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failu
         } else {
             print!("{}", verdict.render(args.coverage));
         }
-        return Ok(exit_code(verdict.report.intact));
+        return Ok(exit_code(verdict.report.passed()));
     }
     let report = crate::verify::verify(store, &opts)
         .await
@@ -61,11 +81,12 @@ pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failu
     } else {
         print!("{}", report.render(args.coverage));
     }
-    Ok(exit_code(report.intact))
+    Ok(exit_code(report.passed()))
 }
 
-fn exit_code(intact: bool) -> ExitCode {
-    if intact {
+/// 0 when the verdict is INTACT, else 1.
+fn exit_code(passed: bool) -> ExitCode {
+    if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -1,6 +1,12 @@
 //! Checkpoints: at the end of every run the agent signs the list of records
 //! the run wrote and the hash of its previous checkpoint, so that deleting a
 //! whole run breaks a chain `verify` can follow (as CloudTrail digest files).
+//!
+//! A run that was interrupted (the process killed, the store unreachable
+//! when the checkpoint was due) leaves records no checkpoint lists. The
+//! next checkpoint the agent writes names them in `acknowledged`, so that
+//! every record is vouched for by a signed checkpoint and a record that no
+//! checkpoint lists or acknowledges is a problem `verify` reports.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -45,6 +51,11 @@ pub struct CheckpointPredicate {
     /// nor a stream goes back in time, and says by how much it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_skew: Option<ClockSkew>,
+    /// Records of earlier runs of this agent that were interrupted before
+    /// their checkpoint: this checkpoint vouches that they were written
+    /// (name and SHA-256 of the stored record, as the subjects are).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acknowledged: Vec<Subject>,
 }
 
 /// How far the system clock was behind the chain during a run.
@@ -91,6 +102,11 @@ impl Checkpoint {
     /// The records of the run.
     pub fn records(&self) -> &[Subject] {
         &self.statement.subject
+    }
+
+    /// The records of interrupted earlier runs this checkpoint acknowledges.
+    pub fn acknowledged(&self) -> &[Subject] {
+        &self.statement.predicate.acknowledged
     }
 }
 

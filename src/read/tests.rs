@@ -87,6 +87,7 @@ async fn checkpoint_everything(store: &MemStore) {
         prev: None,
         rotation: None,
         clock_skew: None,
+        acknowledged: Vec::new(),
     };
     let sealed = seal(subject, CHECKPOINT_PREDICATE_TYPE, &p, &Signer::generate());
     let key = layout::checkpoint(at(9), "run");

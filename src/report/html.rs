@@ -98,6 +98,11 @@ pub fn html(r: &Report) -> String {
         if r.intact { "ok" } else { "failed" },
         if r.intact { "intact" } else { "FAILED" }
     );
+    let _ = write!(
+        o,
+        "<p class=\"meta\" id=\"head\">head: <code>{}</code> — keep it: <code>exhibit verify --known-head</code> proves later that nothing up to it was removed</p>",
+        esc(r.head.as_deref().unwrap_or("none"))
+    );
     if !r.problems.is_empty() {
         o.push_str("<div class=\"card high\"><strong>Integrity problems</strong><ul>");
         for p in &r.problems {

@@ -97,6 +97,10 @@ pub struct Report {
     pub intact: bool,
     /// Integrity problems (from `verify`).
     pub problems: Vec<String>,
+    /// The store's head (the SHA-256 of its newest checkpoint), for the
+    /// readers to keep: `verify --known-head` later proves nothing before
+    /// it was cut off.
+    pub head: Option<String>,
     /// Per stream.
     pub streams: Vec<StreamReport>,
 }
@@ -130,10 +134,9 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
         store.clone(),
         &crate::verify::Options {
             from: Some(since),
-            to: None,
-            keys: None,
-            bundle: None,
-            timestamps: Default::default(),
+            to: Some(now),
+            now: Some(now),
+            ..Default::default()
         },
     )
     .await?;
@@ -228,7 +231,9 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
         generated_at: now,
         since,
         store: store.describe(),
-        intact: verdict.intact,
+        // Integrity only: a quiet window is not a failure of the store.
+        intact: verdict.problems.is_empty(),
+        head: verdict.head.clone(),
         problems: verdict
             .problems
             .iter()
@@ -333,6 +338,9 @@ pub fn summary(r: &Report, location: Option<&std::path::Path>) -> String {
         failing,
         if r.intact { "intact" } else { "FAILED" }
     );
+    if let Some(h) = &r.head {
+        s.push_str(&format!(" head: {h}"));
+    }
     for (stream, h) in highlights.iter().take(10) {
         s.push_str(&format!(
             "\n• [{}] {stream}: {}",
@@ -386,6 +394,11 @@ pub fn markdown(r: &Report) -> String {
         t(&r.since),
         r.store,
         if r.intact { "intact" } else { "FAILED" }
+    );
+    let _ = writeln!(
+        o,
+        "head: `{}` (keep it: `exhibit verify --known-head` proves later that nothing up to it was removed)\n",
+        r.head.as_deref().unwrap_or("none")
     );
     for p in &r.problems {
         let _ = writeln!(o, "- ⚠ {p}");

@@ -266,6 +266,7 @@ mod tests {
             }),
             rotation: None,
             clock_skew: None,
+            acknowledged: Vec::new(),
         }
     }
 

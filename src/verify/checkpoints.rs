@@ -1,15 +1,23 @@
 //! The checkpoints check: every checkpoint opened and sits under its run's
 //! key; each agent's checkpoints form one chain without forks; a retired
 //! key signs nothing after its retirement; every record a checkpoint lists
-//! exists with that hash, in that run and its time window. And which
-//! records no checkpoint lists.
+//! or acknowledges exists with that hash, in that run and its time window.
+//!
+//! And every record is under a signed checkpoint: listed by its run's, or,
+//! when its run was interrupted, acknowledged by a later checkpoint of the
+//! same agent (the writer acknowledges before it writes again). A record
+//! that is neither is a problem — its checkpoint was deleted — unless its
+//! run is its stream's last and may still be running or wait for the next
+//! run to acknowledge it (it began after its agent's newest checkpoint, or
+//! less than [`RUN_GRACE`] ago): then it is a gap, and the verdict is at
+//! best `INCOMPLETE`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
 use super::load::{Loaded, split_record_key};
-use super::{BundleScope, Findings, Options};
+use super::{BundleScope, Findings, Options, RUN_GRACE};
 use crate::evidence::checkpoint::Checkpoint;
 use crate::evidence::layout;
 
@@ -23,23 +31,106 @@ pub(super) fn check(view: &Loaded, opts: &Options, found: &mut Findings) {
     listed(view, opts, found);
 }
 
-/// Warns of each record no checkpoint lists: its run was interrupted.
-pub(super) fn not_checkpointed(view: &Loaded, found: &mut Findings) {
+/// Reports each record no checkpoint lists or acknowledges (a problem, or
+/// a gap while it may be a run in progress or awaiting acknowledgement),
+/// and warns of each acknowledged interrupted run's records.
+pub(super) fn unlisted(view: &Loaded, opts: &Options, now: DateTime<Utc>, found: &mut Findings) {
     let checkpointed: HashSet<&str> = view
         .checkpoints
         .iter()
         .flat_map(|c| c.records().iter().map(|s| s.name.as_str()))
         .collect();
-    for l in view.records() {
-        if !checkpointed.contains(l.key.as_str()) {
-            found.warning(
-                &l.key,
-                "not_checkpointed",
-                format!(
-                    "not in any checkpoint: run {} was interrupted before it finished",
-                    l.record.predicate().run_id
-                ),
-            );
+    let acknowledged: HashMap<&str, &str> = view
+        .checkpoints
+        .iter()
+        .flat_map(|c| {
+            c.acknowledged()
+                .iter()
+                .map(move |s| (s.name.as_str(), c.key.as_str()))
+        })
+        .collect();
+    // When each agent's newest checkpoint was sealed.
+    let mut newest: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    for c in &view.checkpoints {
+        let p = c.predicate();
+        let t = newest.entry(p.agent.as_str()).or_insert(p.finished_at);
+        *t = (*t).max(p.finished_at);
+    }
+    for records in view.streams.values() {
+        // Whether a record of another run follows, from the end back.
+        let mut later_run = vec![false; records.len()];
+        let mut after: Option<&str> = None;
+        let mut mixed = false;
+        for (i, l) in records.iter().enumerate().rev() {
+            let run = l.record.predicate().run_id.as_str();
+            later_run[i] = mixed || after.is_some_and(|a| a != run);
+            mixed = later_run[i];
+            after = Some(run);
+        }
+        for (i, l) in records.iter().enumerate() {
+            if checkpointed.contains(l.key.as_str()) {
+                continue;
+            }
+            let p = l.record.predicate();
+            if let Some(by) = acknowledged.get(l.key.as_str()) {
+                found.warning(
+                    &l.key,
+                    "interrupted_run",
+                    format!(
+                        "run {} was interrupted before its checkpoint; checkpoint {by} acknowledges this record",
+                        p.run_id
+                    ),
+                );
+                continue;
+            }
+            if opts.bundle.is_some() {
+                // A bundle holds the checkpoints of its period only.
+                found.warning(
+                    &l.key,
+                    "not_checkpointed",
+                    format!(
+                        "not in any checkpoint of the bundle: run {} was interrupted",
+                        p.run_id
+                    ),
+                );
+                continue;
+            }
+            // A later run wrote this stream, so this run had ended (the
+            // writer acknowledges an interrupted run before it writes
+            // again): its checkpoint or acknowledgement is gone. Else it is
+            // its stream's last run, which may still be running, or have
+            // been interrupted and wait for the next run.
+            let after_newest = newest
+                .get(p.agent.as_str())
+                .is_none_or(|t| p.started_at >= *t);
+            let in_period = opts.from.is_none_or(|f| p.finished_at >= f)
+                && opts.to.is_none_or(|t| p.started_at <= t);
+            if !later_run[i] && (after_newest || p.finished_at > now - RUN_GRACE) {
+                // A run after the period leaves the period complete.
+                let note: fn(&mut Findings, &str, &'static str, String) = if in_period {
+                    Findings::gap
+                } else {
+                    Findings::warning
+                };
+                note(
+                    found,
+                    &l.key,
+                    "awaiting_checkpoint",
+                    format!(
+                        "not under any checkpoint yet: run {} is in progress, or was interrupted and no later run has acknowledged it",
+                        p.run_id
+                    ),
+                );
+            } else {
+                found.problem(
+                    &l.key,
+                    "not_checkpointed",
+                    format!(
+                        "no checkpoint lists or acknowledges it (run {}): its checkpoint was removed, or it was added to the store",
+                        p.run_id
+                    ),
+                );
+            }
         }
     }
 }
@@ -193,10 +284,12 @@ fn rotation(view: &Loaded, found: &mut Findings) {
 }
 
 /// Every record a checkpoint lists exists with that hash, and lies in its
-/// checkpoint's run and time window.
+/// checkpoint's run and time window; every record it acknowledges exists
+/// with that hash, of its agent, written before it.
 fn listed(view: &Loaded, opts: &Options, found: &mut Findings) {
     let record_index = view.record_index();
     for c in &view.checkpoints {
+        acknowledged(view, opts, c, &record_index, found);
         let cp = c.predicate();
         for s in c.records() {
             match record_index.get(s.name.as_str()) {
@@ -243,6 +336,62 @@ fn listed(view: &Loaded, opts: &Options, found: &mut Findings) {
                             ),
                         );
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The records `c` acknowledges.
+fn acknowledged(
+    view: &Loaded,
+    opts: &Options,
+    c: &Checkpoint,
+    record_index: &HashMap<&str, &super::load::LoadedRecord>,
+    found: &mut Findings,
+) {
+    let cp = c.predicate();
+    for s in c.acknowledged() {
+        match record_index.get(s.name.as_str()) {
+            None if opts
+                .bundle
+                .as_ref()
+                .is_some_and(|b| outside_bundle(b, view, &s.name)) => {}
+            None => found.problem(
+                &c.key,
+                "record_missing",
+                format!("acknowledges {} which is missing or unreadable", s.name),
+            ),
+            Some(l) if l.record.sha256 != s.digest.sha256 => found.problem(
+                &s.name,
+                "record_mismatch",
+                format!(
+                    "hashes to {}, but checkpoint {} acknowledged {}",
+                    l.record.sha256, c.key, s.digest.sha256
+                ),
+            ),
+            Some(l) => {
+                let p = l.record.predicate();
+                if p.agent != cp.agent {
+                    found.problem(
+                        &s.name,
+                        "run_mismatch",
+                        format!(
+                            "written by agent `{}`, acknowledged by checkpoint {} of agent `{}`",
+                            p.agent, c.key, cp.agent
+                        ),
+                    );
+                }
+                if p.finished_at > cp.finished_at {
+                    found.problem(
+                        &s.name,
+                        "outside_checkpoint",
+                        format!(
+                            "finished {}, after checkpoint {} that acknowledges it",
+                            p.finished_at.to_rfc3339(),
+                            c.key
+                        ),
+                    );
                 }
             }
         }

@@ -1,23 +1,29 @@
 //! The per-stream summary: records by status, first and last, and schedule
 //! coverage — the slots the stream's schedule had in the period against the
 //! records that served them. It reports no problem: a missed slot is a
-//! finding for the auditor, not tampering.
+//! finding for the auditor, not tampering. A slot with no record at all —
+//! not even one saying it was missed — is a gap: the verdict is then
+//! `INCOMPLETE`, whatever the reason (the agent stopped, or its newest runs
+//! were deleted).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
 use super::load::{Loaded, LoadedRecord};
-use super::{Coverage, Options, StreamSummary};
+use super::{Coverage, Findings, StreamSummary};
 use crate::evidence::layout;
 use crate::evidence::record::Status;
 use crate::schedule::Schedule;
 use crate::store::Store;
 
-/// Summarises every stream, its coverage counted up to `opts.to` or else
-/// the newest checkpoint.
-pub(super) async fn summarise(view: &Loaded, opts: &Options) -> Vec<StreamSummary> {
-    let as_of = opts.to.or_else(|| view.newest_checkpoint_at());
+/// Summarises every stream, its coverage counted from `from` (else the
+/// stream's beginning) up to `as_of`.
+pub(super) async fn summarise(
+    view: &Loaded,
+    from: Option<DateTime<Utc>>,
+    as_of: Option<DateTime<Utc>>,
+) -> Vec<StreamSummary> {
     let mut summaries = Vec::new();
     for (stream, records) in &view.streams {
         let mut statuses = BTreeMap::new();
@@ -27,7 +33,7 @@ pub(super) async fn summarise(view: &Loaded, opts: &Options) -> Vec<StreamSummar
                 .or_insert(0) += 1;
         }
         let last = records.last().map(|l| l.record.predicate());
-        let coverage = coverage(view.store.as_ref(), records, opts.from, as_of).await;
+        let coverage = coverage(view.store.as_ref(), records, from, as_of).await;
         summaries.push(StreamSummary {
             stream: stream.clone(),
             records: records.len(),
@@ -39,6 +45,34 @@ pub(super) async fn summarise(view: &Loaded, opts: &Options) -> Vec<StreamSummar
         });
     }
     summaries
+}
+
+/// A gap for each stream with scheduled slots that have no record at all.
+pub(super) fn gaps(streams: &[StreamSummary], found: &mut Findings) {
+    for s in streams {
+        let Some(c) = &s.coverage else { continue };
+        if c.unaccounted == 0 {
+            continue;
+        }
+        let first: Vec<String> = c
+            .unaccounted_slots
+            .iter()
+            .take(5)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .collect();
+        found.gap(
+            &layout::stream_prefix(&s.stream),
+            "slots_unaccounted",
+            format!(
+                "{} of {} scheduled slot(s) of `{}` in the period have no record at all, not even a missed one: {}{}",
+                c.unaccounted,
+                c.expected,
+                c.schedule,
+                first.join(", "),
+                if c.unaccounted > first.len() { ", …" } else { "" }
+            ),
+        );
+    }
 }
 
 /// The coverage of one stream's schedule (that of its newest record that
@@ -102,6 +136,11 @@ async fn coverage(
                 c.missed += 1;
                 if recorded_missed.contains(&slot) {
                     c.missed_recorded += 1;
+                } else {
+                    c.unaccounted += 1;
+                    if c.unaccounted_slots.len() < 20 {
+                        c.unaccounted_slots.push(slot);
+                    }
                 }
                 if c.missed_slots.len() < 20 {
                     c.missed_slots.push(slot);
@@ -119,9 +158,13 @@ mod tests {
     use super::*;
     use crate::verify::testing::{Fixture, day, entry, load_objects};
 
+    use crate::verify::Options;
+
+    /// The summaries as of `opts.to`, else the newest checkpoint.
     async fn summaries(fx: &Fixture, opts: &Options) -> Vec<StreamSummary> {
         let view = load_objects(fx.objects(), opts).await;
-        summarise(&view, opts).await
+        let as_of = opts.to.or_else(|| view.newest_checkpoint_at());
+        summarise(&view, opts.from, as_of).await
     }
 
     #[tokio::test]
@@ -139,6 +182,7 @@ mod tests {
         assert!(iam.first.unwrap() > day(0) && iam.first.unwrap() < day(1));
         assert!(iam.last.unwrap() > day(2) && iam.last.unwrap() < day(3));
         let c = iam.coverage.as_ref().unwrap();
+        assert_eq!(c.unaccounted, 0);
         assert_eq!(c.schedule, "@daily");
         assert_eq!(c.from, Some(day(0)));
         assert!(c.to.unwrap() > day(2), "as of the newest checkpoint");
@@ -165,6 +209,23 @@ mod tests {
         );
         assert_eq!(c.missed_recorded, 1);
         assert_eq!(c.missed_slots, [day(2), day(3)]);
+        // Day 3 has no record at all, not even a missed one: a gap.
+        assert_eq!(
+            (c.unaccounted, c.unaccounted_slots.clone()),
+            (1, vec![day(3)])
+        );
+        let mut found = Findings::default();
+        gaps(&s, &mut found);
+        assert_eq!(found.gaps.len(), 1);
+        assert_eq!(found.gaps[0].location, "records/iam/1/");
+        assert_eq!(found.gaps[0].code, "slots_unaccounted");
+        assert!(
+            found.gaps[0]
+                .message
+                .starts_with("1 of 5 scheduled slot(s) of `@daily` in the period have no record at all, not even a missed one: 2026-03-04T00:00:00Z"),
+            "{}",
+            found.gaps[0].message
+        );
         assert_eq!(s[0].statuses.len(), 4);
         assert_eq!(s[0].last_status, Some(Status::Partial));
 

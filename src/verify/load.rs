@@ -230,7 +230,9 @@ pub(super) async fn load(store: Arc<dyn Store>, opts: &Options) -> Result<Loaded
 
 /// The keys of the store's `keys/`: only a key named by its own id is
 /// trusted.
-async fn store_keys(store: &dyn Store) -> Result<(KeyRing, Vec<(String, KeyFile)>), StoreError> {
+pub(super) async fn store_keys(
+    store: &dyn Store,
+) -> Result<(KeyRing, Vec<(String, KeyFile)>), StoreError> {
     let mut ring = KeyRing::default();
     let mut files = Vec::new();
     for key in store.list(layout::KEYS).await? {

@@ -6,25 +6,39 @@
 //! the key *and* the signed predicate, and must agree.
 //!
 //! The store is read once (`load`) into a view; each check is then a
-//! function over that view and the [`Options`] that adds the problems and
-//! warnings it finds to one list: `keys`, `chains` (records and per-stream
-//! chains), `assessments` (the records control results judged exist),
-//! `payloads`, `checkpoints`, `timestamps`, and `coverage`, which only
-//! summarises. [`bundle`] verifies a sample bundle; `render` gives the
-//! verdict's human form.
+//! function over that view and the [`Options`] that adds the problems,
+//! gaps and warnings it finds to one list: `keys`, `chains` (records and
+//! per-stream chains), `payloads`, `checkpoints` (the chain, and every
+//! record under a checkpoint), `timestamps`, `future` (nothing dated after
+//! now), `head` (the head, and a head noted earlier), `versions` (deleted
+//! or overwritten objects of an S3 store), and `coverage`, which counts
+//! the schedule's slots. [`bundle`] verifies a sample bundle; `render`
+//! gives the verdict's human form.
+//!
+//! Integrity and completeness are separate: a problem is tampering or
+//! damage (the verdict is `FAILED`); a gap is evidence that should be
+//! there and is not yet, or never was (`INCOMPLETE`); a store or period
+//! without a single record is `NO EVIDENCE`. Only `INTACT` passes.
 
 mod assessments;
 pub mod bundle;
 mod chains;
 mod checkpoints;
 mod coverage;
+mod future;
+mod head;
 mod keys;
 mod load;
 mod payloads;
 mod render;
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod tests;
 mod timestamps;
+mod versions;
+
+pub use head::{Head, head};
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -43,8 +57,15 @@ pub struct Options {
     /// Start of the period (payload hashes and coverage); default: the
     /// beginning of each stream.
     pub from: Option<DateTime<Utc>>,
-    /// End of the period; default: the newest checkpoint.
+    /// End of the period; default: now (for a bundle, its newest
+    /// checkpoint).
     pub to: Option<DateTime<Utc>>,
+    /// A head noted earlier (`--known-head`): the SHA-256 of a checkpoint
+    /// that must still be in the store, as the newest checkpoint of its
+    /// agent or one of its ancestors.
+    pub known_head: Option<String>,
+    /// The time the verdict is given at; default: the system clock.
+    pub now: Option<DateTime<Utc>>,
     /// Keys the auditor obtained out of band; `None` trusts `keys/`.
     pub keys: Option<KeyRing>,
     /// Set when verifying a sample bundle, which holds the records of a
@@ -118,6 +139,56 @@ pub struct TimestampSummary {
     pub tokens: Vec<TokenSummary>,
 }
 
+/// How far after the verifier's clock a record or checkpoint may be dated
+/// before it is a problem: clock skew between the agent and the auditor.
+pub const FUTURE_TOLERANCE: chrono::Duration = chrono::Duration::minutes(5);
+
+/// How long a run may take: a scheduled slot counts as due, and a record
+/// not yet under a checkpoint as possibly a run in progress, for this long.
+/// A period ending now therefore ends this long before now for the
+/// schedule's slots; `--to` sets an exact end.
+pub const RUN_GRACE: chrono::Duration = chrono::Duration::hours(1);
+
+/// The verdict: only `INTACT` passes.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every check passed and every scheduled slot of the period has a
+    /// record.
+    #[serde(rename = "INTACT")]
+    Intact,
+    /// Nothing was tampered with, but evidence is missing: slots without
+    /// any record, or records not yet under a checkpoint.
+    #[serde(rename = "INCOMPLETE")]
+    Incomplete,
+    /// At least one problem: the evidence was altered, removed or damaged.
+    #[serde(rename = "FAILED")]
+    Failed,
+    /// No record in the store, or in the period: nothing to vouch for.
+    #[serde(rename = "NO EVIDENCE")]
+    NoEvidence,
+}
+
+impl Verdict {
+    /// The verdict's name, as printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Intact => "INTACT",
+            Verdict::Incomplete => "INCOMPLETE",
+            Verdict::Failed => "FAILED",
+            Verdict::NoEvidence => "NO EVIDENCE",
+        }
+    }
+}
+
+/// The period verified.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct Period {
+    /// Its start; `None` from the beginning of the store.
+    pub from: Option<DateTime<Utc>>,
+    /// Its end.
+    pub to: Option<DateTime<Utc>>,
+}
+
 /// What a sample bundle promises to contain.
 #[derive(Debug, Default, Clone)]
 pub struct BundleScope {
@@ -161,6 +232,11 @@ pub struct Coverage {
     pub missed_recorded: usize,
     /// The first few missed slots.
     pub missed_slots: Vec<DateTime<Utc>>,
+    /// Missed slots with no record at all, not even a missed record: these
+    /// make the verdict `INCOMPLETE`.
+    pub unaccounted: usize,
+    /// The first few of them.
+    pub unaccounted_slots: Vec<DateTime<Utc>>,
 }
 
 /// Summary of one stream.
@@ -185,14 +261,27 @@ pub struct StreamSummary {
 /// The verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The verdict: only `INTACT` passes.
+    pub verdict: Verdict,
     /// The store verified.
     pub store: String,
+    /// The period verified.
+    pub period: Period,
+    /// The head: the SHA-256 of the newest checkpoint's stored bytes, to
+    /// note and pass later as `--known-head`.
+    pub head: Option<String>,
+    /// The newest checkpoint's key.
+    pub head_checkpoint: Option<String>,
+    /// The newest checkpoint of each agent (more than one when sharded).
+    pub heads: Vec<Head>,
     /// Where the trusted keys came from.
     pub keys_from: String,
     /// The key ids used.
     pub key_ids: Vec<String>,
     /// Records checked.
     pub records: usize,
+    /// Records of the period.
+    pub records_in_period: usize,
     /// Payload blobs hashed.
     pub payloads_checked: usize,
     /// Bytes of payload hashed.
@@ -203,12 +292,45 @@ pub struct Report {
     pub timestamps: TimestampSummary,
     /// Per stream.
     pub streams: Vec<StreamSummary>,
-    /// Integrity failures: any makes the verdict fail.
+    /// Integrity failures: any makes the verdict `FAILED`.
     pub problems: Vec<Problem>,
-    /// Things worth knowing that are not tampering (an interrupted run).
+    /// Completeness gaps: any makes the verdict at best `INCOMPLETE`.
+    pub gaps: Vec<Problem>,
+    /// Things worth knowing that are neither (an acknowledged interrupted
+    /// run).
     pub warnings: Vec<Problem>,
-    /// True when there are no problems.
+    /// True when there are no problems and there is evidence to vouch for.
     pub intact: bool,
+    /// True when there are no gaps and there is evidence.
+    pub complete: bool,
+}
+
+impl Report {
+    /// Sets `intact`, `complete` and the verdict from the problems, gaps
+    /// and records of the period (after a caller added problems of its
+    /// own, as the bundle verifier does).
+    pub fn settle(&mut self) {
+        let evidence = self.records_in_period > 0;
+        // A store with nothing at all says so as a problem; it is no
+        // evidence rather than tampering.
+        let tampered = self.problems.iter().any(|p| p.code != "empty_store");
+        self.intact = evidence && self.problems.is_empty();
+        self.complete = evidence && self.gaps.is_empty();
+        self.verdict = if tampered {
+            Verdict::Failed
+        } else if !evidence {
+            Verdict::NoEvidence
+        } else if !self.complete {
+            Verdict::Incomplete
+        } else {
+            Verdict::Intact
+        };
+    }
+
+    /// Whether the verdict passes (`INTACT`).
+    pub fn passed(&self) -> bool {
+        self.verdict == Verdict::Intact
+    }
 }
 
 /// What the checks found: every check adds to it, in the order they run.
@@ -216,6 +338,8 @@ pub struct Report {
 struct Findings {
     /// Integrity failures; sorted and deduplicated in the verdict.
     problems: Vec<Problem>,
+    /// Completeness gaps, in the order found.
+    gaps: Vec<Problem>,
     /// Things worth knowing that are not tampering, in the order found.
     warnings: Vec<Problem>,
 }
@@ -223,6 +347,14 @@ struct Findings {
 impl Findings {
     fn problem(&mut self, location: &str, code: &'static str, message: String) {
         self.problems.push(Problem {
+            location: location.to_string(),
+            code,
+            message,
+        });
+    }
+
+    fn gap(&mut self, location: &str, code: &'static str, message: String) {
+        self.gaps.push(Problem {
             location: location.to_string(),
             code,
             message,
@@ -240,6 +372,7 @@ impl Findings {
 
 /// Verifies a whole store.
 pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, StoreError> {
+    let now = opts.now.unwrap_or_else(Utc::now);
     let view = load::load(store, opts).await?;
     let mut found = Findings::default();
     keys::check(&view, opts, &mut found);
@@ -249,27 +382,71 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
     checkpoints::check(&view, opts, &mut found);
     let timestamps = timestamps::check(&view, opts, &mut found).await?;
     // After the timestamps' warnings, where the verdict has always put them.
-    checkpoints::not_checkpointed(&view, &mut found);
-    let streams = coverage::summarise(&view, opts).await;
+    checkpoints::unlisted(&view, opts, now, &mut found);
+    future::check(&view, now, &mut found);
+    let heads = head::heads(&view);
+    let newest = head::newest(&heads).cloned();
+    if let Some(known) = &opts.known_head {
+        head::check_known(&view, known, &mut found);
+    }
+    versions::check(&view, &mut found).await?;
+    let period = Period {
+        from: opts.from,
+        to: Some(match (opts.to, &opts.bundle) {
+            (Some(to), _) => to,
+            // A bundle holds its period, which ends at its newest
+            // checkpoint.
+            (None, Some(_)) => view.newest_checkpoint_at().unwrap_or(now),
+            (None, None) => now,
+        }),
+    };
+    // Slots of the last RUN_GRACE are not due yet when the period ends
+    // now; an end given is exact, but no slot after now is due.
+    let slots_until = match (opts.to, &opts.bundle) {
+        (Some(to), None) => Some(to.min(now)),
+        (None, None) => Some(now - RUN_GRACE),
+        (_, Some(_)) => period.to,
+    };
+    let streams = coverage::summarise(&view, opts.from, slots_until).await;
+    coverage::gaps(&streams, &mut found);
+    let records_in_period = view
+        .records()
+        .filter(|l| {
+            let p = l.record.predicate();
+            opts.from.is_none_or(|f| p.finished_at >= f)
+                && period.to.is_none_or(|t| p.started_at <= t)
+        })
+        .count();
 
     let Findings {
         mut problems,
+        gaps,
         warnings,
     } = found;
     problems.sort();
     problems.dedup();
-    Ok(Report {
+    let mut report = Report {
+        verdict: Verdict::NoEvidence,
         store: view.store.describe(),
+        period,
+        head: newest.as_ref().map(|h| h.sha256.clone()),
+        head_checkpoint: newest.as_ref().map(|h| h.checkpoint.clone()),
+        heads,
         keys_from: view.keys_from.clone(),
         key_ids: view.keys.ids().map(str::to_string).collect(),
         records: view.records_read,
+        records_in_period,
         payloads_checked: payloads.checked,
         payload_bytes: payloads.bytes,
         checkpoints: view.checkpoints.len(),
         timestamps,
         streams,
-        intact: problems.is_empty(),
         problems,
+        gaps,
         warnings,
-    })
+        intact: false,
+        complete: false,
+    };
+    report.settle();
+    Ok(report)
 }

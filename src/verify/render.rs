@@ -1,6 +1,10 @@
 //! The human form of the verdict (`exhibit verify` without `--json`).
 
-use super::Report;
+use super::{Report, Verdict};
+
+fn secs(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
 
 impl Report {
     /// The human form of the verdict.
@@ -8,6 +12,14 @@ impl Report {
         use std::fmt::Write;
         let mut o = String::new();
         let _ = writeln!(o, "Store:       {}", self.store);
+        let _ = writeln!(
+            o,
+            "Period:      {} to {}",
+            self.period
+                .from
+                .map_or("the first record".to_string(), secs),
+            self.period.to.map_or("the last record".to_string(), secs),
+        );
         let _ = writeln!(
             o,
             "Keys:        {} [{}]",
@@ -88,22 +100,52 @@ impl Report {
                 let _ = writeln!(o, "  {}: {}: {}", w.location, w.code, w.message);
             }
         }
+        if !self.gaps.is_empty() {
+            let _ = writeln!(o, "\nGaps ({}):", self.gaps.len());
+            for p in &self.gaps {
+                let _ = writeln!(o, "  {}: {}: {}", p.location, p.code, p.message);
+            }
+        }
         if !self.problems.is_empty() {
             let _ = writeln!(o, "\nProblems ({}):", self.problems.len());
             for p in &self.problems {
                 let _ = writeln!(o, "  {}: {}: {}", p.location, p.code, p.message);
             }
         }
+        let _ = writeln!(o, "\nVerdict:     {}", self.verdict_line());
         let _ = writeln!(
             o,
-            "\nVerdict:     {}",
-            if self.intact {
-                "INTACT — every signature, hash, link and checkpoint checks out".to_string()
-            } else {
-                format!("FAILED — {} problem(s)", self.problems.len())
-            }
+            "head: {}",
+            self.head
+                .as_deref()
+                .unwrap_or("none (no checkpoint in the store)")
         );
         o
+    }
+
+    /// The verdict and what it rests on, in one line.
+    fn verdict_line(&self) -> String {
+        let gaps = self.gaps.len();
+        match self.verdict {
+            Verdict::Intact => {
+                "INTACT — every signature, hash, link and checkpoint checks out, and no scheduled slot of the period lacks a record".to_string()
+            }
+            Verdict::Incomplete => format!(
+                "INCOMPLETE — nothing was found altered, but {gaps} gap(s): evidence of the period is missing"
+            ),
+            Verdict::Failed if gaps > 0 => format!(
+                "FAILED — {} problem(s), and {gaps} gap(s)",
+                self.problems.len()
+            ),
+            Verdict::Failed => format!("FAILED — {} problem(s)", self.problems.len()),
+            Verdict::NoEvidence if self.records > 0 => format!(
+                "NO EVIDENCE — not one of the store's {} record(s) is in the period: nothing to vouch for",
+                self.records
+            ),
+            Verdict::NoEvidence => {
+                "NO EVIDENCE — the store holds no record: nothing to vouch for (is the store path right?)".to_string()
+            }
+        }
     }
 }
 
@@ -113,7 +155,7 @@ mod tests {
 
     use super::*;
     use crate::evidence::record::Status;
-    use crate::verify::{Coverage, Problem, StreamSummary, TimestampSummary};
+    use crate::verify::{Coverage, Period, Problem, StreamSummary, TimestampSummary};
 
     fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
         s.parse().unwrap()
@@ -121,7 +163,16 @@ mod tests {
 
     fn report() -> Report {
         Report {
+            verdict: Verdict::Intact,
             store: "/srv/evidence".into(),
+            period: Period {
+                from: None,
+                to: Some(at("2026-03-05T00:00:00Z")),
+            },
+            head: Some("ab".repeat(32)),
+            head_checkpoint: Some("checkpoints/2026/03/02/r.json".into()),
+            heads: vec![],
+            records_in_period: 3,
             keys_from: "given with --key".into(),
             key_ids: vec!["0123456789abcdef".into()],
             records: 3,
@@ -158,8 +209,10 @@ mod tests {
                 },
             ],
             problems: vec![],
+            gaps: vec![],
             warnings: vec![],
             intact: true,
+            complete: true,
         }
     }
 
@@ -167,6 +220,7 @@ mod tests {
     fn an_intact_verdict_reads_as_documented() {
         let expected = "\
 Store:       /srv/evidence
+Period:      the first record to 2026-03-05T00:00:00Z
 Keys:        given with --key [0123456789abcdef]
 Checked:     3 records in 2 streams, 2 payloads (120 bytes), 2 checkpoints
 Timestamps:  none (no RFC 3161 token in this store)
@@ -175,7 +229,8 @@ STREAM                                   RECORDS  LAST     LAST AT              
 iam/111                                        2  ok       2026-03-02T00:00:01Z      2/0/0/2 of 4
 once                                           1  -        -                         -
 
-Verdict:     INTACT — every signature, hash, link and checkpoint checks out
+Verdict:     INTACT — every signature, hash, link and checkpoint checks out, and no scheduled slot of the period lacks a record
+head: abababababababababababababababababababababababababababababababab
 ";
         assert_eq!(report().render(false), expected);
         assert!(report().render(true).contains(
@@ -204,13 +259,67 @@ Verdict:     INTACT — every signature, hash, link and checkpoint checks out
             p("blobs/a", "payload_missing", "gone"),
             p("records/y", "broken_link", "prev is wrong"),
         ];
-        r.intact = false;
+        r.settle();
+        assert_eq!(r.verdict, Verdict::Failed);
         let text = r.render(false);
         assert!(text.contains(
             "Timestamps:  1 of 2 checkpoints timestamped (RFC 3161), 1 without a token; TSA trust: given with --tsa-cert [CN=A; CN=B]\n"
         ), "{text}");
         assert!(text.ends_with(
-            "\nWarnings (1):\n  records/x: not_checkpointed: interrupted\n\nProblems (2):\n  blobs/a: payload_missing: gone\n  records/y: broken_link: prev is wrong\n\nVerdict:     FAILED — 2 problem(s)\n"
+            "\nWarnings (1):\n  records/x: not_checkpointed: interrupted\n\nProblems (2):\n  blobs/a: payload_missing: gone\n  records/y: broken_link: prev is wrong\n\nVerdict:     FAILED — 2 problem(s)\nhead: abababababababababababababababababababababababababababababababab\n"
         ), "{text}");
+    }
+
+    #[test]
+    fn incomplete_and_no_evidence_never_read_as_intact() {
+        let mut r = report();
+        r.gaps = vec![Problem {
+            location: "records/iam/111/".into(),
+            code: "slots_unaccounted",
+            message: "2 of 4 scheduled slot(s)".into(),
+        }];
+        r.settle();
+        assert_eq!(r.verdict, Verdict::Incomplete);
+        assert!(r.intact && !r.complete && !r.passed());
+        let text = r.render(false);
+        assert!(
+            text.contains(
+                "\nGaps (1):\n  records/iam/111/: slots_unaccounted: 2 of 4 scheduled slot(s)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Verdict:     INCOMPLETE — nothing was found altered, but 1 gap(s)"),
+            "{text}"
+        );
+        assert!(!text.contains("INTACT"), "{text}");
+
+        let mut r = report();
+        r.records = 0;
+        r.records_in_period = 0;
+        r.head = None;
+        r.settle();
+        assert_eq!(r.verdict, Verdict::NoEvidence);
+        assert!(!r.intact && !r.complete);
+        let text = r.render(false);
+        assert!(
+            text.contains("Verdict:     NO EVIDENCE — the store holds no record"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("head: none (no checkpoint in the store)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("INTACT"), "{text}");
+
+        // Records, but none in the period.
+        let mut r = report();
+        r.records_in_period = 0;
+        r.settle();
+        assert_eq!(r.verdict, Verdict::NoEvidence);
+        assert!(
+            r.render(false)
+                .contains("not one of the store's 3 record(s) is in the period")
+        );
     }
 }

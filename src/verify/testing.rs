@@ -142,6 +142,18 @@ impl Fixture {
         (Self::open(store, new, retired).await, at)
     }
 
+    /// The same store and key opened by a new writer, as the next process
+    /// would.
+    pub async fn reopen(self) -> Self {
+        let (store, signer, retired) = (
+            self.store.clone(),
+            self.signer.clone(),
+            self.retired.clone(),
+        );
+        drop(self);
+        Self::open(store, signer, retired).await
+    }
+
     /// A copy of every object, to tamper with.
     pub fn objects(&self) -> Objects {
         self.store.snapshot()

@@ -218,6 +218,7 @@ async fn planted_heads_are_refused_never_extended() {
         }),
         rotation: None,
         clock_skew: None,
+        acknowledged: Vec::new(),
     };
     store
         .put_new(

@@ -540,11 +540,19 @@ command = ["sleep", "30"]
     child.kill().unwrap();
     child.wait().unwrap();
 
+    // Nothing is broken, but the record is under no checkpoint yet: the
+    // verdict is INCOMPLETE (exit 1) until the next run acknowledges it.
     let out = ws.run(&["verify"]);
-    assert_eq!(code(&out), 0, "{}", text(&out));
-    assert!(text(&out).contains("not_checkpointed"), "{}", text(&out));
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(text(&out).contains("awaiting_checkpoint"), "{}", text(&out));
+    assert!(
+        text(&out).contains("Verdict:     INCOMPLETE"),
+        "{}",
+        text(&out)
+    );
 
-    // The next run continues the chain (the lock died with the process).
+    // The next run continues the chain (the lock died with the process),
+    // and its agent acknowledges the interrupted run in a signed checkpoint.
     let out = ws.run(&["collect", "fast"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let second = show(&ws, "fast/local@2");
@@ -552,6 +560,7 @@ command = ["sleep", "30"]
     assert_eq!(second["statement"]["predicate"]["prev"], first_sha.as_str());
     let out = ws.run(&["verify"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("interrupted_run"), "{}", text(&out));
 }
 
 #[test]
@@ -679,6 +688,11 @@ command = ["echo", "{\"tick\": 1}"]
         ),
         "{metrics}"
     );
+    // The head of the checkpoint chain, for the operator to note.
+    assert!(
+        metrics.contains("exhibit_evidence_head_info{agent=\"") && metrics.contains(",sha256=\""),
+        "{metrics}"
+    );
     // What the schedule allows between two successes, for the staleness
     // alert: two seconds for `*/2 * * * * *`.
     assert!(
@@ -748,7 +762,13 @@ command = ["echo", "{\"tick\": 1}"]
     );
     assert!(catch_up, "a catch-up run followed");
 
-    let out = ws.run(&["verify", "--json"]);
+    // The period ends now by default, and slots keep coming every two
+    // seconds: verify up to the last record.
+    let last = show(&ws, &format!("tick/local@{n}"));
+    let to = last["statement"]["predicate"]["finished_at"]
+        .as_str()
+        .unwrap();
+    let out = ws.run(&["verify", "--json", "--to", to]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let cov = &report["streams"][0]["coverage"];

@@ -1,12 +1,16 @@
 //! Property test: every random tampering of a store is detected by
-//! `verify`. Tamperings: a flipped bit anywhere in any object, a deleted
-//! object, a record duplicated into another stream, two records of a stream
-//! swapped, a record replayed from another store signed by the same key, a
-//! record re-signed with moved timestamps by someone holding the key.
+//! `verify` (its verdict is not INTACT). Tamperings: a flipped bit anywhere
+//! in any object, a deleted object (the newest checkpoint included), any
+//! set of checkpoints deleted, a record duplicated into another stream, two
+//! records of a stream swapped, a record replayed from another store signed
+//! by the same key, a record re-signed with moved timestamps by someone
+//! holding the key, and the newest runs deleted whole (records, payloads
+//! and checkpoints) under `--known-head`.
 //!
-//! Deleting the newest checkpoint (truncating the head) is outside this
-//! space on purpose: no chain can prove its own head was not cut off; the
-//! S3 store's Object Lock and checkpoint timestamps answer that.
+//! Deleting whole runs at the head *without* a head noted earlier is
+//! outside this space on purpose: no chain can prove its own head was not
+//! cut off; the pinned head (`verify --known-head`), the S3 store's Object
+//! Lock and checkpoint timestamps answer that.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,7 +33,10 @@ struct Fixture {
     objects: Objects,
     foreign: Objects,
     signer: Arc<Signer>,
-    newest_checkpoint: String,
+    /// The checkpoints, oldest first.
+    checkpoints: Vec<String>,
+    /// The head: the SHA-256 of the newest checkpoint.
+    head: String,
 }
 
 fn build(signer: Arc<Signer>, salt: &str, runs: usize) -> Objects {
@@ -74,36 +81,48 @@ fn fixture() -> &'static Fixture {
         let signer = Arc::new(Signer::generate());
         let objects = build(signer.clone(), "home", 4);
         let foreign = build(signer.clone(), "elsewhere", 4);
-        let newest_checkpoint = objects
+        let mut checkpoints: Vec<(chrono::DateTime<chrono::Utc>, String)> = objects
             .iter()
             .filter(|(k, _)| k.starts_with("checkpoints/"))
-            .max_by_key(|(_, v)| {
-                peek::<exhibit::evidence::checkpoint::CheckpointPredicate>(v)
+            .map(|(k, v)| {
+                let p = peek::<exhibit::evidence::checkpoint::CheckpointPredicate>(v)
                     .unwrap()
-                    .predicate
-                    .finished_at
+                    .predicate;
+                (p.finished_at, k.clone())
             })
-            .unwrap()
-            .0
-            .clone();
+            .collect();
+        checkpoints.sort();
+        let checkpoints: Vec<String> = checkpoints.into_iter().map(|(_, k)| k).collect();
+        let head = exhibit::evidence::sha256_hex(&objects[checkpoints.last().unwrap()]);
         Fixture {
             objects,
             foreign,
             signer,
-            newest_checkpoint,
+            checkpoints,
+            head,
         }
     })
 }
 
-fn verdict(objects: Objects) -> bool {
+/// Whether the verdict on `objects` is INTACT, with the head noted before
+/// any tampering when `pinned`.
+fn verdict_with(objects: Objects, pinned: bool) -> bool {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    let opts = Options {
+        known_head: pinned.then(|| fixture().head.clone()),
+        ..Default::default()
+    };
     rt.block_on(async {
         let store: Arc<dyn Store> = Arc::new(MemStore::from_objects(objects));
-        verify(store, &Options::default()).await.unwrap().intact
+        verify(store, &opts).await.unwrap().passed()
     })
+}
+
+fn verdict(objects: Objects) -> bool {
+    verdict_with(objects, false)
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +133,8 @@ enum Tamper {
     Swap { stream: usize, a: usize, b: usize },
     ReplayForeign { record: usize },
     Backdate { record: usize, seconds: i64 },
+    DeleteCheckpoints { mask: u8 },
+    Truncate { runs: usize },
 }
 
 fn tamper() -> impl Strategy<Value = Tamper> {
@@ -124,6 +145,8 @@ fn tamper() -> impl Strategy<Value = Tamper> {
         1 => (0usize..3, 0usize..4, 1usize..4).prop_map(|(stream, a, d)| Tamper::Swap { stream, a, b: (a + d) % 4 }),
         1 => any::<usize>().prop_map(|record| Tamper::ReplayForeign { record }),
         1 => (any::<usize>(), prop_oneof![-86_400i64..-1, 1i64..86_400]).prop_map(|(record, seconds)| Tamper::Backdate { record, seconds }),
+        1 => (1u8..16).prop_map(|mask| Tamper::DeleteCheckpoints { mask }),
+        1 => (1usize..4).prop_map(|runs| Tamper::Truncate { runs }),
     ]
 }
 
@@ -150,10 +173,30 @@ fn apply(f: &Fixture, t: &Tamper, o: &mut Objects) -> bool {
         }
         Tamper::Delete { object } => {
             let key = o.keys().nth(object % o.len()).unwrap().clone();
-            if key == f.newest_checkpoint {
-                return false;
-            }
             o.remove(&key);
+            true
+        }
+        Tamper::DeleteCheckpoints { mask } => {
+            for (i, k) in f.checkpoints.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    o.remove(k);
+                }
+            }
+            true
+        }
+        Tamper::Truncate { runs } => {
+            // The newest `runs` runs, whole: checkpoints, records, payloads.
+            for k in &f.checkpoints[f.checkpoints.len() - runs..] {
+                let cp = peek::<exhibit::evidence::checkpoint::CheckpointPredicate>(&o[k]).unwrap();
+                for s in &cp.subject {
+                    let rec: Statement<RecordPredicate> = peek(&o[&s.name]).unwrap();
+                    for blob in &rec.subject {
+                        o.remove(&blob.name);
+                    }
+                    o.remove(&s.name);
+                }
+                o.remove(k);
+            }
             true
         }
         Tamper::CopyToOtherStream { record, target } => {
@@ -212,6 +255,18 @@ fn cases() -> u32 {
 #[test]
 fn the_untampered_store_verifies() {
     assert!(verdict(fixture().objects.clone()));
+    assert!(verdict_with(fixture().objects.clone(), true));
+}
+
+/// Truncation is outside the space without a pinned head: the shorter
+/// store is consistent. With the head noted before, it fails.
+#[test]
+fn truncating_whole_runs_needs_the_known_head() {
+    let f = fixture();
+    let mut o = f.objects.clone();
+    assert!(apply(f, &Tamper::Truncate { runs: 1 }, &mut o));
+    assert!(verdict(o.clone()), "a shorter store alone is consistent");
+    assert!(!verdict_with(o, true));
 }
 
 proptest! {
@@ -222,7 +277,8 @@ proptest! {
         let f = fixture();
         let mut o = f.objects.clone();
         prop_assume!(apply(f, &t, &mut o));
-        prop_assert!(!verdict(o), "undetected: {:?}", t);
+        let pinned = matches!(t, Tamper::Truncate { .. });
+        prop_assert!(!verdict_with(o, pinned), "undetected: {:?}", t);
     }
 }
 
@@ -294,7 +350,9 @@ async fn write_runs(writer: &Writer, runs: std::ops::Range<usize>) {
     }
 }
 
-fn verdict_with(objects: Objects, opts: &Options) -> bool {
+/// Whether `objects` verify free of integrity problems under `opts` (a key
+/// window is integrity; completeness is the truncation properties' part).
+fn intact_under(objects: Objects, opts: &Options) -> bool {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -396,7 +454,7 @@ fn the_rotated_store_verifies_with_its_keys_or_the_auditors() {
         keys: Some(ring),
         ..Options::default()
     };
-    assert!(verdict_with(r.objects.clone(), &given));
+    assert!(intact_under(r.objects.clone(), &given));
 }
 
 proptest! {
@@ -407,6 +465,6 @@ proptest! {
         let r = rotated();
         let mut o = r.objects.clone();
         let opts = apply_key_tamper(r, &t, &mut o);
-        prop_assert!(!verdict_with(o, &opts), "undetected: {:?}", t);
+        prop_assert!(!intact_under(o, &opts), "undetected: {:?}", t);
     }
 }

@@ -30,6 +30,9 @@ pub use super::S3Options;
 use super::{FileWrites, Lease, Store, StoreError, check_key, check_prefix};
 
 mod lease;
+mod versions;
+
+pub use versions::ObjectVersion;
 
 /// A store in an S3 bucket.
 #[derive(Clone)]

@@ -98,6 +98,7 @@ fn plant(store: &Path) -> (String, String) {
         }),
         rotation: None,
         clock_skew: None,
+        acknowledged: Vec::new(),
     };
     let path = store.join(&planted_checkpoint);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
