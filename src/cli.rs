@@ -1,5 +1,6 @@
 //! The command line (DESIGN.md fixes its commands and exit codes): the
-//! argument types, the entry point, logging, and the mapping of errors to
+//! command tree (each command's own arguments live beside its `exec` in
+//! [`crate::commands`]), the entry point, logging, and the mapping of errors to
 //! exit codes: 0 success; 1 evidence failed verification or a collection
 //! failed; 2 bad usage or bad config, and a store locked by another agent
 //! (two writers of one chain is a mistake of the operator's, not a failed
@@ -9,11 +10,19 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::agent::OpenError;
 use crate::commands;
+use crate::commands::config::ConfigCommand;
+use crate::commands::diff::DiffArgs;
+use crate::commands::export::ExportArgs;
+use crate::commands::init::InitArgs;
+use crate::commands::keys::KeysCommand;
+use crate::commands::report::ReportArgs;
+use crate::commands::sample::SampleArgs;
+use crate::commands::show::ShowArgs;
+use crate::commands::verify::VerifyArgs;
 use crate::config::{ConfigError, LogFormat};
 
 /// Continuous, signed, hash-chained evidence collection for SOC 2 audits.
@@ -130,174 +139,6 @@ pub(crate) enum Command {
     /// Print the manual page (roff) to standard output: `exhibit man |
     /// man -l -`, or save it as exhibit.1 in a man directory.
     Man,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct InitArgs {
-    /// Where to write it (default: the global --config, `exhibit.toml`).
-    pub(crate) path: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct VerifyArgs {
-    /// Start of the period (RFC 3339 or YYYY-MM-DD).
-    #[arg(long, value_parser = commands::parse_time)]
-    pub(crate) from: Option<DateTime<Utc>>,
-    /// End of the period (RFC 3339 or YYYY-MM-DD; default: now).
-    #[arg(long, value_parser = commands::parse_time)]
-    pub(crate) to: Option<DateTime<Utc>>,
-    /// A head you noted earlier (the SHA-256 `collect`, `verify` and the
-    /// nightly report print): fails unless that checkpoint is still in
-    /// the store, as the newest or an ancestor of the newest.
-    #[arg(long, value_name = "SHA256")]
-    pub(crate) known_head: Option<String>,
-    /// Your own copy of the agent's public key (repeatable); without
-    /// it, the store's keys/ are trusted and the verdict says so.
-    #[arg(long = "key")]
-    pub(crate) keys: Vec<PathBuf>,
-    /// Print the coverage detail (missed slots) per stream.
-    #[arg(long)]
-    pub(crate) coverage: bool,
-    /// Verify a sample bundle (.tar.gz from `exhibit sample`) instead
-    /// of a store.
-    #[arg(long)]
-    pub(crate) bundle: Option<PathBuf>,
-    /// Your own copy of a TSA's certificate or its CA's (PEM,
-    /// repeatable), to check RFC 3161 tokens against; without it, the
-    /// config's `[timestamping] tsa_certs`, else the store's tsa/
-    /// (and the verdict says so).
-    #[arg(long = "tsa-cert")]
-    pub(crate) tsa_certs: Vec<PathBuf>,
-    /// Fail checkpoints that have no RFC 3161 token (default: a
-    /// warning).
-    #[arg(long)]
-    pub(crate) require_timestamps: bool,
-    /// How long before its token's time a record may claim to have
-    /// finished before it counts as back-dated (default: the config's
-    /// `[timestamping] max_delay`, else 24h).
-    #[arg(long, value_parser = commands::parse_duration)]
-    pub(crate) max_delay: Option<std::time::Duration>,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub(crate) json: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ShowArgs {
-    /// STREAM or STREAM@SEQ.
-    pub(crate) record: String,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub(crate) json: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct DiffArgs {
-    /// The stream.
-    pub(crate) stream: String,
-    /// The older record's sequence number.
-    pub(crate) a: Option<u64>,
-    /// The newer record's sequence number (default: the last record
-    /// holding a snapshot).
-    pub(crate) b: Option<u64>,
-    /// Machine-readable output.
-    #[arg(long)]
-    pub(crate) json: bool,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct SampleArgs {
-    /// Streams to sample (repeatable; default: every stream).
-    #[arg(long = "stream")]
-    pub(crate) streams: Vec<String>,
-    /// Start of the period (RFC 3339 or YYYY-MM-DD).
-    #[arg(long, value_parser = commands::parse_time)]
-    pub(crate) from: DateTime<Utc>,
-    /// End of the period (RFC 3339 or YYYY-MM-DD).
-    #[arg(long, value_parser = commands::parse_time)]
-    pub(crate) to: DateTime<Utc>,
-    /// Records per stream (default: by control frequency, see
-    /// docs/auditors.md).
-    #[arg(long)]
-    pub(crate) size: Option<usize>,
-    /// The seed; the same seed over the same store draws the same sample.
-    #[arg(long)]
-    pub(crate) seed: String,
-    /// The bundle to write (.tar.gz).
-    #[arg(long)]
-    pub(crate) out: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ExportArgs {
-    /// The format.
-    #[arg(long, value_enum)]
-    pub(crate) format: ExportFormat,
-    /// Start of the period (RFC 3339 or YYYY-MM-DD).
-    #[arg(long, value_parser = commands::parse_time)]
-    pub(crate) from: DateTime<Utc>,
-    /// End of the period (RFC 3339 or YYYY-MM-DD).
-    #[arg(long, value_parser = commands::parse_time)]
-    pub(crate) to: DateTime<Utc>,
-    /// Write to this file instead of standard output.
-    #[arg(long)]
-    pub(crate) out: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct ReportArgs {
-    /// The window: how far back (e.g. 24h, 7d).
-    #[arg(long, default_value = "24h", value_parser = commands::parse_duration)]
-    pub(crate) since: std::time::Duration,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "html")]
-    pub(crate) format: ReportFormat,
-    /// Write to this file instead of standard output.
-    #[arg(long)]
-    pub(crate) out: Option<PathBuf>,
-    /// Post a summary to this Slack-compatible webhook.
-    #[arg(long, env = "EXHIBIT_REPORT_WEBHOOK")]
-    pub(crate) webhook: Option<String>,
-    /// The whole review as JSON (for other tools).
-    #[arg(long, conflicts_with = "format")]
-    pub(crate) json: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum KeysCommand {
-    /// Print the agent's key id and public key (PEM), to hand to auditors
-    /// out of band; creates the key if it does not exist yet.
-    Show,
-    /// Start a new signing key. The old key signs a checkpoint naming its
-    /// successor and stays published; it is kept beside the new one as
-    /// `<key>.retired-<id>`. Stop the daemon first.
-    Rotate,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub(crate) enum ExportFormat {
-    /// An OSCAL 1.1.2 assessment-results document (JSON).
-    Oscal,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub(crate) enum ReportFormat {
-    Html,
-    Md,
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum ConfigCommand {
-    /// Load and validate the config, listing every problem (exit 2):
-    /// each collector's kind and keys, and for the enabled ones their
-    /// variables and secret files and the settings their kind checks.
-    Check {
-        /// Then reach each enabled collector's source with its
-        /// credentials (one collection each, nothing recorded); exit 1 if
-        /// any fails.
-        #[arg(long)]
-        connect: bool,
-    },
 }
 
 /// An error with the exit code it maps to.

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::{Cli, ConfigCommand, Failure, init_logging};
+use crate::cli::{Cli, Failure, init_logging};
 use crate::collect::Context;
 use crate::collect::instance::{self, CollectorInstance};
 
@@ -136,4 +136,18 @@ async fn probe(c: &CollectorInstance, http: &reqwest::Client) -> Result<String, 
             ))
         }
     }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Load and validate the config, listing every problem (exit 2):
+    /// each collector's kind and keys, and for the enabled ones their
+    /// variables and secret files and the settings their kind checks.
+    Check {
+        /// Then reach each enabled collector's source with its
+        /// credentials (one collection each, nothing recorded); exit 1 if
+        /// any fails.
+        #[arg(long)]
+        connect: bool,
+    },
 }

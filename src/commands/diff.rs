@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, DiffArgs, Failure};
+use crate::cli::{Cli, Failure};
 
 /// Compares two records of a stream (default: the last two holding
 /// snapshots), entity by entity.
@@ -87,4 +87,18 @@ pub(crate) async fn exec(cli: &Cli, args: &DiffArgs) -> Result<ExitCode, Failure
         print!("{}", crate::diff::render(&changes, colour));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DiffArgs {
+    /// The stream.
+    pub(crate) stream: String,
+    /// The older record's sequence number.
+    pub(crate) a: Option<u64>,
+    /// The newer record's sequence number (default: the last record
+    /// holding a snapshot).
+    pub(crate) b: Option<u64>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(crate) json: bool,
 }

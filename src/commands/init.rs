@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Failure, InitArgs};
+use crate::cli::{Cli, Failure};
 
 /// The starter config; `{git}` is the git collector, enabled when the
 /// config's directory is a repository, else commented.
@@ -168,4 +168,10 @@ pub(crate) fn exec(cli: &Cli, args: &InitArgs) -> Result<ExitCode, Failure> {
         path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct InitArgs {
+    /// Where to write it (default: the global --config, `exhibit.toml`).
+    pub(crate) path: Option<std::path::PathBuf>,
 }

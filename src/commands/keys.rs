@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::agent::Agent;
-use crate::cli::{Cli, Failure, KeysCommand, init_logging};
+use crate::cli::{Cli, Failure, init_logging};
 use crate::evidence::keys::Signer;
 
 /// `keys show` prints the key id and public key (creating the key on first
@@ -50,4 +50,15 @@ pub(crate) async fn exec(cli: &Cli, command: &KeysCommand) -> Result<ExitCode, F
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Print the agent's key id and public key (PEM), to hand to auditors
+    /// out of band; creates the key if it does not exist yet.
+    Show,
+    /// Start a new signing key. The old key signs a checkpoint naming its
+    /// successor and stays published; it is kept beside the new one as
+    /// `<key>.retired-<id>`. Stop the daemon first.
+    Rotate,
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use chrono::Utc;
 
-use crate::cli::{Cli, Failure, ReportArgs, ReportFormat};
+use crate::cli::{Cli, Failure};
 
 /// Builds the review of the last `--since`, writes it to `--out` or
 /// standard output, and posts its summary to `--webhook`.
@@ -46,4 +46,29 @@ pub(crate) async fn exec(cli: &Cli, args: &ReportArgs) -> Result<ExitCode, Failu
         crate::report::post_summary(&http, url, &report, written.as_deref()).await?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReportArgs {
+    /// The window: how far back (e.g. 24h, 7d).
+    #[arg(long, default_value = "24h", value_parser = super::parse_duration)]
+    pub(crate) since: std::time::Duration,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "html")]
+    pub(crate) format: ReportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    pub(crate) out: Option<std::path::PathBuf>,
+    /// Post a summary to this Slack-compatible webhook.
+    #[arg(long, env = "EXHIBIT_REPORT_WEBHOOK")]
+    pub(crate) webhook: Option<String>,
+    /// The whole review as JSON (for other tools).
+    #[arg(long, conflicts_with = "format")]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ReportFormat {
+    Html,
+    Md,
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Failure, SampleArgs};
+use crate::cli::{Cli, Failure};
 
 /// Draws the sample, writes the bundle to `--out`, and lists what it holds
 /// and the head it carries.
@@ -48,4 +48,27 @@ pub(crate) async fn exec(cli: &Cli, args: &SampleArgs) -> Result<ExitCode, Failu
         m.population
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SampleArgs {
+    /// Streams to sample (repeatable; default: every stream).
+    #[arg(long = "stream")]
+    pub(crate) streams: Vec<String>,
+    /// Start of the period (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = super::parse_time)]
+    pub(crate) from: chrono::DateTime<chrono::Utc>,
+    /// End of the period (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = super::parse_time)]
+    pub(crate) to: chrono::DateTime<chrono::Utc>,
+    /// Records per stream (default: by control frequency, see
+    /// docs/auditors.md).
+    #[arg(long)]
+    pub(crate) size: Option<usize>,
+    /// The seed; the same seed over the same store draws the same sample.
+    #[arg(long)]
+    pub(crate) seed: String,
+    /// The bundle to write (.tar.gz).
+    #[arg(long)]
+    pub(crate) out: std::path::PathBuf,
 }

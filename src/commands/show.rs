@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Failure, ShowArgs, print_stdout};
+use crate::cli::{Cli, Failure, print_stdout};
 
 /// Shows STREAM's last record, or STREAM@SEQ.
 pub(crate) async fn exec(cli: &Cli, args: &ShowArgs) -> Result<ExitCode, Failure> {
@@ -16,4 +16,13 @@ pub(crate) async fn exec(cli: &Cli, args: &ShowArgs) -> Result<ExitCode, Failure
         print_stdout(&crate::browse::render_show(&shown))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ShowArgs {
+    /// STREAM or STREAM@SEQ.
+    pub(crate) record: String,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(crate) json: bool,
 }

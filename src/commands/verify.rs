@@ -1,7 +1,7 @@
 //! `exhibit verify`: checks a store, or a sample bundle, and prints the
 //! verdict.
 
-use crate::cli::{Cli, Failure, VerifyArgs};
+use crate::cli::{Cli, Failure};
 use crate::evidence::keys::{KeyRing, PublicKey};
 use crate::verify::bundle::BundleError;
 use std::path::PathBuf;
@@ -128,4 +128,48 @@ fn timestamp_options(
         opts.trust = Some((t.trust, "the config's [timestamping] tsa_certs".into()));
     }
     Ok(opts)
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// Start of the period (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = super::parse_time)]
+    pub(crate) from: Option<chrono::DateTime<chrono::Utc>>,
+    /// End of the period (RFC 3339 or YYYY-MM-DD; default: now).
+    #[arg(long, value_parser = super::parse_time)]
+    pub(crate) to: Option<chrono::DateTime<chrono::Utc>>,
+    /// A head you noted earlier (the SHA-256 `collect`, `verify` and the
+    /// nightly report print): fails unless that checkpoint is still in
+    /// the store, as the newest or an ancestor of the newest.
+    #[arg(long, value_name = "SHA256")]
+    pub(crate) known_head: Option<String>,
+    /// Your own copy of the agent's public key (repeatable); without
+    /// it, the store's keys/ are trusted and the verdict says so.
+    #[arg(long = "key")]
+    pub(crate) keys: Vec<std::path::PathBuf>,
+    /// Print the coverage detail (missed slots) per stream.
+    #[arg(long)]
+    pub(crate) coverage: bool,
+    /// Verify a sample bundle (.tar.gz from `exhibit sample`) instead
+    /// of a store.
+    #[arg(long)]
+    pub(crate) bundle: Option<std::path::PathBuf>,
+    /// Your own copy of a TSA's certificate or its CA's (PEM,
+    /// repeatable), to check RFC 3161 tokens against; without it, the
+    /// config's `[timestamping] tsa_certs`, else the store's tsa/
+    /// (and the verdict says so).
+    #[arg(long = "tsa-cert")]
+    pub(crate) tsa_certs: Vec<std::path::PathBuf>,
+    /// Fail checkpoints that have no RFC 3161 token (default: a
+    /// warning).
+    #[arg(long)]
+    pub(crate) require_timestamps: bool,
+    /// How long before its token's time a record may claim to have
+    /// finished before it counts as back-dated (default: the config's
+    /// `[timestamping] max_delay`, else 24h).
+    #[arg(long, value_parser = super::parse_duration)]
+    pub(crate) max_delay: Option<std::time::Duration>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
