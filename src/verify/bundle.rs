@@ -133,7 +133,7 @@ fn bundle_keys(root: &Path) -> anyhow::Result<KeyRing> {
 }
 
 /// The problems MANIFEST.sha256 reveals: files changed, missing or added.
-fn manifest(root: &Path) -> anyhow::Result<Vec<Problem>> {
+pub fn manifest(root: &Path) -> anyhow::Result<Vec<Problem>> {
     let text = std::fs::read_to_string(root.join("MANIFEST.sha256"))
         .context("the bundle has no MANIFEST.sha256")?;
     let mut problems = Vec::new();

@@ -11,6 +11,6 @@ fuzz_target!(|data: &[u8]| {
     std::fs::create_dir(&into).expect("mkdir");
     if let Ok(root) = exhibit::verify::bundle::unpack(&file, &into) {
         assert!(root.starts_with(&into));
-        let _ = exhibit::verify::bundle::scope(&root);
+        let _ = exhibit::verify::bundle::manifest(&root);
     }
 });
