@@ -342,6 +342,26 @@ pub async fn evaluate_over(
     Ok(out)
 }
 
+/// A record that `control`'s people write by hand (an exception, a signed
+/// review) on `stream`, made `at`, recorded under the control's criteria.
+pub fn entry_of(
+    control: &LoadedControl,
+    stream: String,
+    kind: &str,
+    at: DateTime<Utc>,
+    payload: Value,
+) -> Entry {
+    let collector = crate::evidence::record::CollectorInfo {
+        name: control.control.id.clone(),
+        kind: kind.into(),
+        version: crate::collect::VERSION.into(),
+    };
+    let mut e = Entry::new(stream, collector, Status::Ok, at, payload);
+    e.predicate.criteria = control.control.criteria.clone();
+    e.predicate.attempts = 1;
+    e
+}
+
 /// The writer entry of a result, evaluated between `started` and
 /// `finished`.
 pub fn result_entry(

@@ -10,9 +10,8 @@ use crate::agent::Agent;
 use crate::assess;
 use crate::cli::{Cli, Failure, init_logging};
 use crate::control::{attest, attest_stream};
-use crate::evidence::record::{CollectorInfo, Status, Trigger};
+use crate::evidence::record::Trigger;
 use crate::read::Reader;
-use crate::writer::Entry;
 
 /// The collector kind recorded on review records.
 const ATTEST_KIND: &str = "attestation";
@@ -106,25 +105,14 @@ pub(crate) async fn exec(cli: &Cli, args: &AttestArgs) -> Result<ExitCode, Failu
         now,
     )
     .map_err(|e| Failure::Usage(e.into()))?;
-    let mut entry = Entry::new(
+    let entry = assess::entry_of(
+        control,
         attest_stream(&args.control),
-        CollectorInfo {
-            name: args.control.clone(),
-            kind: ATTEST_KIND.into(),
-            version: crate::collect::VERSION.into(),
-        },
-        Status::Ok,
+        ATTEST_KIND,
         now,
         signed.payload(),
     );
-    entry.predicate.criteria = control.control.criteria.clone();
-    entry.predicate.attempts = 1;
-    let written = agent.append(&run, entry).await;
-    agent
-        .checkpoint(run)
-        .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    let written = written.map_err(|e| Failure::Runtime(e.into()))?;
+    let written = super::write_alone(&agent, run, entry).await?;
     println!(
         "review {}@{} of {} for {}, signed by {}",
         written.stream, written.seq, args.record, args.control, signed.signer.fingerprint

@@ -11,9 +11,8 @@ use crate::assess;
 use crate::cli::{Cli, Failure, init_logging};
 use crate::control::exception::parse_expires;
 use crate::control::{Exception, exception_stream};
-use crate::evidence::record::{CollectorInfo, Status, Trigger};
+use crate::evidence::record::Trigger;
 use crate::read::Reader;
-use crate::writer::Entry;
 
 /// The collector kind recorded on exception records.
 const EXCEPTION_KIND: &str = "exception";
@@ -92,25 +91,14 @@ async fn add(cli: &Cli, args: &AddArgs) -> Result<ExitCode, Failure> {
         expires,
     )
     .map_err(usage)?;
-    let mut entry = Entry::new(
+    let entry = assess::entry_of(
+        control,
         exception_stream(&args.control),
-        CollectorInfo {
-            name: args.control.clone(),
-            kind: EXCEPTION_KIND.into(),
-            version: crate::collect::VERSION.into(),
-        },
-        Status::Ok,
+        EXCEPTION_KIND,
         now,
         exception.payload(),
     );
-    entry.predicate.criteria = control.control.criteria.clone();
-    entry.predicate.attempts = 1;
-    let written = agent.append(&run, entry).await;
-    agent
-        .checkpoint(run)
-        .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    let written = written.map_err(|e| Failure::Runtime(e.into()))?;
+    let written = super::write_alone(&agent, run, entry).await?;
     println!(
         "exception {}@{}: {} is excepted from {} until {} (approved by {})",
         written.stream, written.seq, args.entity, args.control, expires, args.approver

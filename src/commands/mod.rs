@@ -68,6 +68,21 @@ async fn read_store(cli: &Cli) -> Result<Arc<dyn Store>, Failure> {
     Ok(crate::agent::open_store(cli.store.as_deref(), config.as_ref(), false).await?)
 }
 
+/// Writes `entry` as the only record of `run` and closes the run with its
+/// checkpoint (exceptions and signed reviews).
+async fn write_alone(
+    agent: &crate::agent::Agent,
+    run: crate::writer::Run,
+    entry: crate::writer::Entry,
+) -> Result<crate::writer::Written, Failure> {
+    let written = agent.append(&run, entry).await;
+    agent
+        .checkpoint(run)
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    written.map_err(|e| Failure::Runtime(e.into()))
+}
+
 /// `--from`/`--to`: an RFC 3339 time, or a date (its midnight, UTC).
 pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
