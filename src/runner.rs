@@ -612,6 +612,11 @@ mod tests {
                 .with_writer(std::io::sink)
                 .finish(),
         );
+        // Callsites cache whether any subscriber wants them. A test on
+        // another thread (with no subscriber) can register the runner's
+        // spans while this one registers its subscriber, and the cache then
+        // keeps "never" for them; rebuilt now, it counts this subscriber.
+        tracing::callsite::rebuild_interest_cache();
         let store: Arc<dyn crate::store::Store> = Arc::new(MemStore::new());
         let writer = Writer::open(store.clone(), Arc::new(Signer::generate()), "t")
             .await
