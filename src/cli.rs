@@ -173,11 +173,10 @@ impl From<OpenError> for Failure {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    // rustls needs exactly one process-wide crypto provider; with more than
-    // one compiled in (ring for reqwest and octocrab, aws-lc-rs once the
-    // AWS SDK joins) it refuses to pick and octocrab's client panics at
-    // build time. Installing ring here settles it; a second install (tests
-    // calling main twice) is harmless, hence the ignored result.
+    // rustls picks a process-wide crypto provider only when exactly one is
+    // compiled in; installing ring (the one every client here uses) keeps
+    // that true should a dependency ever bring another. A second install
+    // (tests calling main twice) is harmless, hence the ignored result.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -14,6 +14,8 @@
 pub mod admin;
 pub mod agent;
 pub mod assess;
+#[cfg(feature = "aws")]
+pub mod aws_http;
 pub mod browse;
 pub mod cli;
 pub mod clock;

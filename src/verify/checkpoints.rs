@@ -20,6 +20,7 @@ use super::load::{Loaded, split_record_key};
 use super::{BundleScope, Findings, Options, RUN_GRACE};
 use crate::evidence::checkpoint::Checkpoint;
 use crate::evidence::layout;
+use crate::evidence::record::Subject;
 
 /// Reports checkpoints that did not open or are misplaced, breaks and forks
 /// in the chains, misuse of retired keys, and records a checkpoint lists
@@ -292,51 +293,41 @@ fn listed(view: &Loaded, opts: &Options, found: &mut Findings) {
         acknowledged(view, opts, c, &record_index, found);
         let cp = c.predicate();
         for s in c.records() {
-            match record_index.get(s.name.as_str()) {
-                None if opts
-                    .bundle
-                    .as_ref()
-                    .is_some_and(|b| outside_bundle(b, view, &s.name)) => {}
-                None => found.problem(
-                    &c.key,
-                    "record_missing",
-                    format!("lists {} which is missing or unreadable", s.name),
-                ),
-                Some(l) if l.record.sha256 != s.digest.sha256 => found.problem(
+            let Some(l) = named(
+                view,
+                opts,
+                c,
+                s,
+                ("lists", "recorded"),
+                &record_index,
+                found,
+            ) else {
+                continue;
+            };
+            let p = l.record.predicate();
+            if p.run_id != cp.run_id {
+                found.problem(
                     &s.name,
-                    "record_mismatch",
+                    "run_mismatch",
                     format!(
-                        "hashes to {}, but checkpoint {} recorded {}",
-                        l.record.sha256, c.key, s.digest.sha256
+                        "names run {}, listed by checkpoint of run {}",
+                        p.run_id, cp.run_id
                     ),
-                ),
-                Some(l) => {
-                    let p = l.record.predicate();
-                    if p.run_id != cp.run_id {
-                        found.problem(
-                            &s.name,
-                            "run_mismatch",
-                            format!(
-                                "names run {}, listed by checkpoint of run {}",
-                                p.run_id, cp.run_id
-                            ),
-                        );
-                    }
-                    if p.started_at < cp.started_at || p.finished_at > cp.finished_at {
-                        found.problem(
-                            &s.name,
-                            "outside_checkpoint",
-                            format!(
-                                "times {}–{} fall outside its run {}–{} (checkpoint {})",
-                                p.started_at.to_rfc3339(),
-                                p.finished_at.to_rfc3339(),
-                                cp.started_at.to_rfc3339(),
-                                cp.finished_at.to_rfc3339(),
-                                c.key
-                            ),
-                        );
-                    }
-                }
+                );
+            }
+            if p.started_at < cp.started_at || p.finished_at > cp.finished_at {
+                found.problem(
+                    &s.name,
+                    "outside_checkpoint",
+                    format!(
+                        "times {}–{} fall outside its run {}–{} (checkpoint {})",
+                        p.started_at.to_rfc3339(),
+                        p.finished_at.to_rfc3339(),
+                        cp.started_at.to_rfc3339(),
+                        cp.finished_at.to_rfc3339(),
+                        c.key
+                    ),
+                );
             }
         }
     }
@@ -347,54 +338,91 @@ fn acknowledged(
     view: &Loaded,
     opts: &Options,
     c: &Checkpoint,
-    record_index: &HashMap<&str, &super::load::LoadedRecord>,
+    record_index: &RecordIndex,
     found: &mut Findings,
 ) {
     let cp = c.predicate();
     for s in c.acknowledged() {
-        match record_index.get(s.name.as_str()) {
-            None if opts
-                .bundle
-                .as_ref()
-                .is_some_and(|b| outside_bundle(b, view, &s.name)) => {}
-            None => found.problem(
+        let Some(l) = named(
+            view,
+            opts,
+            c,
+            s,
+            ("acknowledges", "acknowledged"),
+            record_index,
+            found,
+        ) else {
+            continue;
+        };
+        let p = l.record.predicate();
+        if p.agent != cp.agent {
+            found.problem(
+                &s.name,
+                "run_mismatch",
+                format!(
+                    "written by agent `{}`, acknowledged by checkpoint {} of agent `{}`",
+                    p.agent, c.key, cp.agent
+                ),
+            );
+        }
+        if p.finished_at > cp.finished_at {
+            found.problem(
+                &s.name,
+                "outside_checkpoint",
+                format!(
+                    "finished {}, after checkpoint {} that acknowledges it",
+                    p.finished_at.to_rfc3339(),
+                    c.key
+                ),
+            );
+        }
+    }
+}
+
+type RecordIndex<'a> = HashMap<&'a str, &'a super::load::LoadedRecord>;
+
+/// The record a checkpoint names (`verb`: lists or acknowledges, and its
+/// past tense for the message),
+/// when it is there with the hash the checkpoint gives; otherwise the
+/// problem is noted and there is nothing more to check. A record a bundle
+/// does not hold (a stream not sampled, before the period) is no problem.
+fn named<'a>(
+    view: &Loaded,
+    opts: &Options,
+    c: &Checkpoint,
+    s: &Subject,
+    (verb, past): (&str, &str),
+    record_index: &RecordIndex<'a>,
+    found: &mut Findings,
+) -> Option<&'a super::load::LoadedRecord> {
+    match record_index.get(s.name.as_str()) {
+        None if opts
+            .bundle
+            .as_ref()
+            .is_some_and(|b| outside_bundle(b, view, &s.name)) =>
+        {
+            None
+        }
+        None => {
+            found.problem(
                 &c.key,
                 "record_missing",
-                format!("acknowledges {} which is missing or unreadable", s.name),
-            ),
-            Some(l) if l.record.sha256 != s.digest.sha256 => found.problem(
+                format!("{verb} {} which is missing or unreadable", s.name),
+            );
+            None
+        }
+        Some(l) if l.record.sha256 != s.digest.sha256 => {
+            found.problem(
                 &s.name,
                 "record_mismatch",
                 format!(
-                    "hashes to {}, but checkpoint {} acknowledged {}",
+                    "hashes to {}, but checkpoint {} {past} {}",
                     l.record.sha256, c.key, s.digest.sha256
                 ),
-            ),
-            Some(l) => {
-                let p = l.record.predicate();
-                if p.agent != cp.agent {
-                    found.problem(
-                        &s.name,
-                        "run_mismatch",
-                        format!(
-                            "written by agent `{}`, acknowledged by checkpoint {} of agent `{}`",
-                            p.agent, c.key, cp.agent
-                        ),
-                    );
-                }
-                if p.finished_at > cp.finished_at {
-                    found.problem(
-                        &s.name,
-                        "outside_checkpoint",
-                        format!(
-                            "finished {}, after checkpoint {} that acknowledges it",
-                            p.finished_at.to_rfc3339(),
-                            c.key
-                        ),
-                    );
-                }
-            }
+            );
+            None
         }
+        Some(l) => Some(l),
     }
 }
 

@@ -138,6 +138,7 @@ fn aws_env(cmd: &mut Command, endpoint: &str) {
 fn client(endpoint: &str) -> Client {
     let conf = aws_sdk_s3::config::Builder::new()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .http_client(exhibit::aws_http::https_client())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .force_path_style(true)

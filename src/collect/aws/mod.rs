@@ -307,16 +307,10 @@ impl AwsCollector {
         self.base
             .get_or_init(|| async {
                 let s = &self.settings;
-                use aws_smithy_http_client::tls;
-                // Without a client of its own, each service client would
-                // build its own connection pool and TLS roots.
-                let http = aws_smithy_http_client::Builder::new()
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::AwsLc,
-                    ))
-                    .build_https();
+                // One client for the whole SDK configuration: otherwise each
+                // service client would build its own connection pool.
                 let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .http_client(http)
+                    .http_client(crate::aws_http::https_client())
                     .retry_config(
                         aws_config::retry::RetryConfig::adaptive()
                             .with_max_attempts(s.max_attempts),

@@ -89,6 +89,7 @@ impl S3Store {
     pub async fn connect(url: &str, opts: S3Options) -> Result<Self, StoreError> {
         let (bucket, prefix) = parse_url(url)?;
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(crate::aws_http::https_client())
             .timeout_config(
                 aws_config::timeout::TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))

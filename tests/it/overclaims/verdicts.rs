@@ -431,6 +431,8 @@ mod s3 {
     fn client(endpoint: &str) -> Client {
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .http_client(exhibit::aws_http::https_client())
+            .http_client(exhibit::aws_http::https_client())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
             .endpoint_url(endpoint)
             .force_path_style(true)
