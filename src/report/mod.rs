@@ -103,6 +103,59 @@ pub struct Report {
     pub head: Option<String>,
     /// Per stream.
     pub streams: Vec<StreamReport>,
+    /// The collectors the config enables that have no record at all (only
+    /// when the review was made with the config).
+    pub never_collected: Vec<NeverCollected>,
+}
+
+/// An enabled collector with no record at all: no stream to review.
+#[derive(Debug, Clone, Serialize)]
+pub struct NeverCollected {
+    /// Its streams, `<name>/*`, as the highlights name them.
+    pub streams: String,
+    /// What the review says of it.
+    pub highlight: Highlight,
+}
+
+impl NeverCollected {
+    /// The entry of `c`, a high highlight when its schedule was due in the
+    /// window (evidence is missing), else a medium one naming its first
+    /// slot.
+    fn of(c: &crate::verify::Configured, since: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let what = format!(
+            "collector `{}` ({}) is configured but has no evidence yet",
+            c.name, c.kind
+        );
+        let (severity, message) = match c.due(since, now) {
+            (n, Some(first)) => (
+                highlights::Severity::High,
+                format!(
+                    "{what}: its schedule `{}` was due {n} time(s) in the window, first at {}",
+                    c.schedule.expression(),
+                    stamp(first)
+                ),
+            ),
+            (_, None) => (
+                highlights::Severity::Medium,
+                match c.schedule.next_after(now) {
+                    Some(next) => format!("{what}: its first slot is {}", stamp(next)),
+                    None => format!(
+                        "{what}: its schedule `{}` has no slot to come",
+                        c.schedule.expression()
+                    ),
+                },
+            ),
+        };
+        NeverCollected {
+            streams: format!("{}/*", c.name),
+            highlight: Highlight {
+                rule: "never_collected",
+                severity,
+                message,
+            },
+        }
+    }
 }
 
 impl Report {
@@ -113,6 +166,11 @@ impl Report {
             .streams
             .iter()
             .flat_map(|s| s.highlights.iter().map(move |h| (s.stream.as_str(), h)))
+            .chain(
+                self.never_collected
+                    .iter()
+                    .map(|n| (n.streams.as_str(), &n.highlight)),
+            )
             .collect();
         all.sort_by_key(|(_, h)| h.severity);
         all.into_iter()
@@ -124,8 +182,14 @@ impl Report {
     }
 }
 
-/// Builds the review of everything since `since`.
-pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Result<Report> {
+/// Builds the review of everything since `since`; the enabled collectors
+/// of the config (`configured`, empty without one) that have no record at
+/// all are highlighted.
+pub async fn build(
+    store: Arc<dyn Store>,
+    since: DateTime<Utc>,
+    configured: &[crate::verify::Configured],
+) -> anyhow::Result<Report> {
     let now = Utc::now();
     // Coverage is `verify`'s own: counted from the window's start or the
     // stream's first record, whichever is later, up to the newest
@@ -142,7 +206,17 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
     .await?;
     let reader = Reader::new(store.clone());
     let mut streams = Vec::new();
-    for (stream, seqs) in reader.index().await?.streams() {
+    let index = reader.index().await?;
+    // Every stream listed, read or not: one whose records cannot be read
+    // is `verify`'s to name, not a collector that never ran.
+    let never_collected = crate::verify::never_collected(
+        configured,
+        index.streams().map(|(s, _)| s).collect::<Vec<_>>(),
+    )
+    .into_iter()
+    .map(|c| NeverCollected::of(c, since, now))
+    .collect();
+    for (stream, seqs) in index.streams() {
         let Some(walk) = walk(&reader, stream, seqs, since).await? else {
             // Not one record of the stream can be read: `verify`, above,
             // names them.
@@ -239,6 +313,7 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
             .iter()
             .map(|p| format!("{}: {}: {}", p.location, p.code, p.message))
             .collect(),
+        never_collected,
         streams,
     })
 }
