@@ -15,11 +15,8 @@ pub(crate) async fn exec(cli: &Cli, json: bool) -> Result<ExitCode, Failure> {
     // An enabled collector that never produced a record has no stream to
     // list: it is listed by its name, so that it is not missed.
     let configured = super::configured(cli)?;
-    let never = crate::verify::never_collected(
-        &configured,
-        lines.iter().map(|l| l.stream.as_str()).collect::<Vec<_>>(),
-    );
-    let never: Vec<_> = never
+    let streams: Vec<&str> = lines.iter().map(|l| l.stream.as_str()).collect();
+    let never: Vec<_> = crate::verify::never_collected(&configured, &streams)
         .into_iter()
         .map(|c| crate::browse::StreamLine {
             stream: format!("{}/*", c.name),

@@ -6,6 +6,7 @@
 
 pub(crate) mod highlights;
 mod html;
+mod never_collected;
 mod render;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::store::Store;
 use crate::verify::Coverage;
 
 pub use highlights::Highlight;
+pub use never_collected::NeverCollected;
 pub use render::{FailureGroup, change_lines, failure_groups, write_out};
 
 /// Most changes listed per stream; the count is always exact.
@@ -108,56 +110,6 @@ pub struct Report {
     pub never_collected: Vec<NeverCollected>,
 }
 
-/// An enabled collector with no record at all: no stream to review.
-#[derive(Debug, Clone, Serialize)]
-pub struct NeverCollected {
-    /// Its streams, `<name>/*`, as the highlights name them.
-    pub streams: String,
-    /// What the review says of it.
-    pub highlight: Highlight,
-}
-
-impl NeverCollected {
-    /// The entry of `c`, a high highlight when its schedule was due in the
-    /// window (evidence is missing), else a medium one naming its first
-    /// slot.
-    fn of(c: &crate::verify::Configured, since: DateTime<Utc>, now: DateTime<Utc>) -> Self {
-        let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let what = format!(
-            "collector `{}` ({}) is configured but has no evidence yet",
-            c.name, c.kind
-        );
-        let (severity, message) = match c.due(since, now) {
-            (n, Some(first)) => (
-                highlights::Severity::High,
-                format!(
-                    "{what}: its schedule `{}` was due {n} time(s) in the window, first at {}",
-                    c.schedule.expression(),
-                    stamp(first)
-                ),
-            ),
-            (_, None) => (
-                highlights::Severity::Medium,
-                match c.schedule.next_after(now) {
-                    Some(next) => format!("{what}: its first slot is {}", stamp(next)),
-                    None => format!(
-                        "{what}: its schedule `{}` has no slot to come",
-                        c.schedule.expression()
-                    ),
-                },
-            ),
-        };
-        NeverCollected {
-            streams: format!("{}/*", c.name),
-            highlight: Highlight {
-                rule: "never_collected",
-                severity,
-                message,
-            },
-        }
-    }
-}
-
 impl Report {
     /// Every highlight, with its stream, the most severe first (streams in
     /// order within a severity).
@@ -209,13 +161,12 @@ pub async fn build(
     let index = reader.index().await?;
     // Every stream listed, read or not: one whose records cannot be read
     // is `verify`'s to name, not a collector that never ran.
-    let never_collected = crate::verify::never_collected(
+    let never_collected = NeverCollected::all(
         configured,
-        index.streams().map(|(s, _)| s).collect::<Vec<_>>(),
-    )
-    .into_iter()
-    .map(|c| NeverCollected::of(c, since, now))
-    .collect();
+        index.streams().map(|(s, _)| s).collect(),
+        since,
+        now,
+    );
     for (stream, seqs) in index.streams() {
         let Some(walk) = walk(&reader, stream, seqs, since).await? else {
             // Not one record of the stream can be read: `verify`, above,

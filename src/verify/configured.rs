@@ -58,13 +58,10 @@ impl Configured {
 
 /// The collectors of `configured` that none of `streams` belongs to: they
 /// never produced a record.
-pub fn never_collected<'a, 'b>(
-    configured: &'a [Configured],
-    streams: impl IntoIterator<Item = &'b str> + Clone,
-) -> Vec<&'a Configured> {
+pub fn never_collected<'a>(configured: &'a [Configured], streams: &[&str]) -> Vec<&'a Configured> {
     configured
         .iter()
-        .filter(|c| !streams.clone().into_iter().any(|s| c.owns(s)))
+        .filter(|c| !streams.iter().any(|s| c.owns(s)))
         .collect()
 }
 
@@ -89,7 +86,8 @@ pub(super) fn gaps(
         return;
     };
     let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    for c in never_collected(configured, view.streams.keys().map(String::as_str)) {
+    let streams: Vec<&str> = view.streams.keys().map(String::as_str).collect();
+    for c in never_collected(configured, &streams) {
         let (due, first) = c.due(start, until);
         let Some(first) = first else { continue };
         found.gap(

@@ -287,6 +287,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stream_ends_where_a_stream_of_its_collector_says_it_continues_it() {
+        let fx = Fixture::new().await;
+        fx.run(0, &["cmd/local", "iam/1"]).await;
+        fx.run(1, &["cmd/local", "iam/1"]).await;
+        let mut first = entry("cmd/host-a", 2, Status::Ok);
+        first.predicate.continues = Some("cmd/local".into());
+        // Another collector's stream is not this one's to end.
+        let mut stray = entry("x/1", 2, Status::Ok);
+        stray.predicate.continues = Some("iam/1".into());
+        fx.run_entries(2, vec![first, stray]).await;
+        fx.run(3, &["cmd/host-a", "x/1"]).await;
+        let to = Options {
+            to: Some(day(3) + chrono::Duration::hours(1)),
+            ..Default::default()
+        };
+        let s = summaries(&fx, &to).await;
+        let of = |name: &str| {
+            s.iter()
+                .find(|s| s.stream == name)
+                .and_then(|s| s.coverage.clone())
+                .unwrap()
+        };
+        let old = of("cmd/local");
+        assert_eq!((old.expected, old.ok, old.unaccounted), (2, 2, 0));
+        assert_eq!(old.continued_in.as_deref(), Some("cmd/host-a"));
+        assert_eq!(old.to, Some(day(2) - chrono::Duration::seconds(1)));
+        let new = of("cmd/host-a");
+        assert_eq!((new.expected, new.ok, new.continued_in), (2, 2, None));
+        let iam = of("iam/1");
+        assert_eq!(
+            (iam.expected, iam.unaccounted, iam.continued_in),
+            (4, 2, None)
+        );
+        let mut found = Findings::default();
+        gaps(&s, &mut found);
+        assert_eq!(found.gaps.len(), 1);
+        assert_eq!(found.gaps[0].location, "records/iam/1/");
+    }
+
+    #[tokio::test]
     async fn a_stream_without_a_schedule_or_a_period_has_no_coverage() {
         let fx = Fixture::new().await;
         let mut once = entry("once/1", 0, Status::Ok);
