@@ -318,69 +318,11 @@ impl Writer {
         Ok(slot)
     }
 
-    /// The record keys of `stream` by number, in order. Only this
-    /// stream's: its prefix also lists the streams nested under it.
-    async fn numbered(&self, stream: &str) -> Result<Vec<(u64, String)>, WriteError> {
-        let keys = self.store.list(&layout::stream_prefix(stream)).await?;
-        let mut numbered: Vec<(u64, String)> = keys
-            .into_iter()
-            .filter_map(|k| match layout::stream_record(&k) {
-                Some((s, n)) if s == stream => Some((n, k)),
-                _ => None,
-            })
-            .collect();
-        numbered.sort_unstable_by_key(|(n, _)| *n);
-        Ok(numbered)
-    }
-
-    /// The newest record of `stream` when it may be extended by this
-    /// writer (its keys signed it, in its place); `None` when the stream
-    /// is empty. A refused head is [`WriteError::Refused`].
-    async fn checked_head(
-        &self,
-        stream: &str,
-        numbered: &[(u64, String)],
-    ) -> Result<Option<crate::evidence::record::Record>, WriteError> {
-        let Some((seq, key)) = numbered.last() else {
-            return Ok(None);
-        };
-        let before = numbered
-            .len()
-            .checked_sub(2)
-            .map(|i| &numbered[i])
-            .filter(|(n, _)| *n + 1 == *seq)
-            .map(|(_, k)| k.as_str());
-        heads::check_stream_head(
-            self.store.as_ref(),
-            stream,
-            *seq,
-            key,
-            before,
-            &self.trusted,
-        )
-        .await
-        .map(Some)
-    }
-
-    /// `former` when it is a stream this agent wrote (its newest record is
-    /// signed by this agent's keys), for a new stream to say it continues
-    /// it; else `None`: a stream is never ended by an agent that did not
-    /// write it.
-    async fn continued(&self, former: String) -> Result<Option<String>, WriteError> {
-        if validate_stream_id(&former).is_err() {
-            return Ok(None);
-        }
-        let numbered = self.numbered(&former).await?;
-        match self.checked_head(&former, &numbered).await {
-            Ok(Some(_)) => Ok(Some(former)),
-            Ok(None) | Err(WriteError::Refused(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     async fn load_head(&self, stream: &str) -> Result<Head, WriteError> {
-        let numbered = self.numbered(stream).await?;
-        let Some(record) = self.checked_head(stream, &numbered).await? else {
+        let store = self.store.as_ref();
+        let numbered = heads::numbered(store, stream).await?;
+        let Some(record) = heads::checked_head(store, stream, &numbered, &self.trusted).await?
+        else {
             return Ok(Head {
                 seq: 0,
                 sha256: None,
@@ -541,7 +483,7 @@ impl Writer {
         // and only of a stream this agent wrote.
         predicate.continues = match predicate.continues.take() {
             Some(former) if seq == 1 && former != predicate.stream => {
-                self.continued(former).await?
+                heads::own_stream(self.store.as_ref(), former, &self.trusted).await?
             }
             _ => None,
         };
