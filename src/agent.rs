@@ -446,16 +446,29 @@ impl Agent {
         self.runner.owns(stream)
     }
 
-    /// The streams of `inst` that the store holds and this replica owns.
+    /// The streams of `inst` that the store holds and this replica owns,
+    /// less the one an earlier version wrote once its successor exists:
+    /// that stream has ended (its successor's first record says so), and
+    /// owes no slot, no missed record and no freshness.
     pub async fn streams(&self, inst: &CollectorInstance) -> Result<BTreeSet<String>, StoreError> {
-        Ok(self
+        let mut streams: BTreeSet<String> = self
             .store
             .list(&layout::collector_prefix(&inst.name))
             .await?
             .iter()
             .filter_map(|k| layout::stream_record(k).map(|(s, _)| s))
-            .filter(|s| self.runner.owns(s))
-            .collect())
+            .collect();
+        let current = inst
+            .collector
+            .known_key()
+            .map(|k| format!("{}/{k}", inst.name));
+        if let (Some(former), Some(current)) = (crate::runner::former_stream(inst), current)
+            && streams.contains(&current)
+        {
+            streams.remove(&former);
+        }
+        streams.retain(|s| self.runner.owns(s));
+        Ok(streams)
     }
 
     /// Waits, at most the config's `flush_timeout`, for a spool to ship

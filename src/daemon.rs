@@ -487,7 +487,8 @@ async fn report_loop(
         after = slot;
         let since = clock.now() - chrono::Duration::from_std(cfg.since).unwrap_or_default();
         let result = async {
-            let report = crate::report::build(agent.store().clone(), since).await?;
+            let configured = crate::verify::Configured::enabled_in(agent.config());
+            let report = crate::report::build(agent.store().clone(), since, &configured).await?;
             // A directory gets a new dated page each night.
             let written = match &cfg.out {
                 Some(out) => Some(crate::report::write_out(

@@ -316,6 +316,9 @@ impl Runner {
         p.attempts = attempts;
         p.scheduled_for = scheduled_for;
         p.cursor = cursor;
+        // Kept by the writer on a new stream's first record only.
+        p.continues =
+            former_stream(inst).filter(|_| inst.collector.known_key() == Some(target.key.clone()));
         // Kept for a fallback record, without the payload.
         let described = p.clone();
         let described_again = p.clone();
@@ -452,6 +455,14 @@ pub fn fallback_key(inst: &CollectorInstance) -> String {
     inst.collector
         .known_key()
         .unwrap_or_else(|| inst.name.clone())
+}
+
+/// The stream an earlier version wrote `inst`'s records to, when it now
+/// writes them to another ([`crate::collect::Collector::former_key`]).
+pub fn former_stream(inst: &CollectorInstance) -> Option<String> {
+    inst.collector
+        .former_key()
+        .map(|k| format!("{}/{k}", inst.name))
 }
 
 /// The description every record of `inst` on `stream` starts from: who

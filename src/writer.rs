@@ -102,6 +102,7 @@ impl Entry {
                 scheduled_for: None,
                 cursor: None,
                 assessment: None,
+                continues: None,
                 // The writer's own fields.
                 seq: 0,
                 prev: None,
@@ -318,18 +319,10 @@ impl Writer {
     }
 
     async fn load_head(&self, stream: &str) -> Result<Head, WriteError> {
-        let keys = self.store.list(&layout::stream_prefix(stream)).await?;
-        // Only this stream's records: its prefix also lists the streams
-        // nested under it.
-        let mut numbered: Vec<(u64, &String)> = keys
-            .iter()
-            .filter_map(|k| match layout::stream_record(k) {
-                Some((s, n)) if s == stream => Some((n, k)),
-                _ => None,
-            })
-            .collect();
-        numbered.sort_unstable_by_key(|(n, _)| *n);
-        let Some(&(seq, key)) = numbered.last() else {
+        let store = self.store.as_ref();
+        let numbered = heads::numbered(store, stream).await?;
+        let Some(record) = heads::checked_head(store, stream, &numbered, &self.trusted).await?
+        else {
             return Ok(Head {
                 seq: 0,
                 sha256: None,
@@ -338,15 +331,7 @@ impl Writer {
                 cursor: None,
             });
         };
-        let before = numbered
-            .len()
-            .checked_sub(2)
-            .map(|i| numbered[i])
-            .filter(|(n, _)| *n + 1 == seq)
-            .map(|(_, k)| k.as_str());
-        let record =
-            heads::check_stream_head(self.store.as_ref(), stream, seq, key, before, &self.trusted)
-                .await?;
+        let seq = numbered.last().expect("a head was found").0;
         let sha256 = record.sha256.clone();
         let statement = record.statement;
         let p = statement.predicate;
@@ -369,10 +354,7 @@ impl Writer {
     /// start where the last good one ended, exactly as a daemon that never
     /// restarted would: starting afresh would overlap (or, with a short
     /// initial window, miss) what happened in between.
-    async fn last_ok_cursor(
-        &self,
-        records: &[(u64, &String)],
-    ) -> Result<Option<Value>, WriteError> {
+    async fn last_ok_cursor(&self, records: &[(u64, String)]) -> Result<Option<Value>, WriteError> {
         for (_, key) in records.iter().rev() {
             let Some(bytes) = self.store.get(key).await? else {
                 return Ok(None);
@@ -497,6 +479,14 @@ impl Writer {
         }
         run.finished(predicate.finished_at);
         let seq = h.seq + 1;
+        // Only a stream's first record may say which stream it continues,
+        // and only of a stream this agent wrote.
+        predicate.continues = match predicate.continues.take() {
+            Some(former) if seq == 1 && former != predicate.stream => {
+                heads::own_stream(self.store.as_ref(), former, &self.trusted).await?
+            }
+            _ => None,
+        };
         predicate.seq = seq;
         predicate.prev = h.sha256.clone();
         predicate.agent = self.agent.clone();

@@ -3,6 +3,12 @@
 //! No shell is involved unless the config asks for one, and the child sees
 //! only the environment variables the config allows: evidence collection
 //! must not leak the agent's own credentials into arbitrary programs.
+//!
+//! What a command prints is the host's own: its stream is
+//! `<name>/<agent id>`, so that agents on two hosts sharing a store write
+//! two streams. Earlier versions wrote `<name>/local` whatever the
+//! agent: the new stream's first record names that stream as the one it
+//! continues (see [`Collector::former_key`]), which ends it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,9 +52,8 @@ struct CommandSettings {
     set_env: BTreeMap<String, String>,
     /// Working directory, relative to the config file.
     cwd: Option<PathBuf>,
-    /// The stream key; `local` unless given.
-    #[serde(default = "default_key")]
-    stream_key: String,
+    /// The stream key; the agent's id unless given.
+    stream_key: Option<String>,
     /// Largest stdout kept, in bytes; more is a failed collection.
     #[serde(default = "default_max_output")]
     max_output: usize,
@@ -64,9 +69,6 @@ enum CommandLine {
 fn default_env() -> Vec<String> {
     vec!["PATH".into()]
 }
-fn default_key() -> String {
-    "local".into()
-}
 fn default_max_output() -> usize {
     16 * 1024 * 1024
 }
@@ -77,8 +79,14 @@ struct CommandCollector {
     set_env: BTreeMap<String, String>,
     cwd: PathBuf,
     key: String,
+    /// The key earlier versions wrote this instance's records to, when
+    /// it is not `key`.
+    former_key: Option<String>,
     max_output: usize,
 }
+
+/// The stream key of every command collector before keys named the agent.
+const FORMER_KEY: &str = "local";
 
 fn build(settings: &Settings) -> Result<Box<dyn Collector>, ConfigError> {
     let s: CommandSettings = settings.parse()?;
@@ -100,8 +108,16 @@ fn build(settings: &Settings) -> Result<Box<dyn Collector>, ConfigError> {
             return Err(settings.error("command", "with `shell = true`, `command` is one string"));
         }
     };
-    crate::evidence::validate_stream_id(&s.stream_key)
-        .map_err(|m| settings.error("stream_key", m))?;
+    // A key given in the config is kept as it is: only the default moved.
+    let (key, former_key) = match s.stream_key {
+        Some(k) => (k, None),
+        None => {
+            let k = settings.agent.clone();
+            let former = (k != FORMER_KEY).then(|| FORMER_KEY.to_string());
+            (k, former)
+        }
+    };
+    crate::evidence::validate_stream_id(&key).map_err(|m| settings.error("stream_key", m))?;
     // What the child is given to keep secret, it may print: the runner
     // scrubs these values from the output, the stderr tail and errors.
     for v in s.set_env.values() {
@@ -115,7 +131,8 @@ fn build(settings: &Settings) -> Result<Box<dyn Collector>, ConfigError> {
         env: s.env,
         set_env: s.set_env,
         cwd,
-        key: s.stream_key,
+        key,
+        former_key,
         max_output: s.max_output,
     }))
 }
@@ -134,6 +151,10 @@ impl Collector for CommandCollector {
 
     fn known_key(&self) -> Option<String> {
         Some(self.key.clone())
+    }
+
+    fn former_key(&self) -> Option<String> {
+        self.former_key.clone()
     }
 
     async fn collect(

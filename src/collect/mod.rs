@@ -203,6 +203,14 @@ pub trait Collector: Send + Sync {
     fn known_key(&self) -> Option<String> {
         None
     }
+
+    /// The key an earlier version of the agent wrote this instance's
+    /// records to, when it now writes them to `known_key`: the stream
+    /// `<instance>/<known_key>`, when new, continues `<instance>/<former>`
+    /// (its first record says so), and the former stream ends there.
+    fn former_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A collector kind: its name, defaults and builder.

@@ -1,9 +1,10 @@
 //! `exhibit diff`: what changed in a stream between two records.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Failure};
+use crate::cli::{Cli, Failure, print_stdout};
 
 /// Compares two records of a stream (default: the last two holding
 /// snapshots), entity by entity.
@@ -32,11 +33,14 @@ pub(crate) async fn exec(cli: &Cli, args: &DiffArgs) -> Result<ExitCode, Failure
             "windowed": pair.windowed,
             "changes": changes,
         });
-        println!(
-            "{}",
+        print_stdout(&format!(
+            "{}\n",
             serde_json::to_string_pretty(&doc).expect("serialises")
-        );
+        ))?;
     } else {
+        // Written at once at the end: a reader that leaves early (`| head`)
+        // ends the command quietly.
+        let mut o = String::new();
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         let at = |s: &crate::browse::Shown| {
             let p = &s.statement.predicate;
@@ -51,7 +55,8 @@ pub(crate) async fn exec(cli: &Cli, args: &DiffArgs) -> Result<ExitCode, Failure
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             )
         };
-        println!(
+        let _ = writeln!(
+            o,
             "{stream}: {} → {}, {} change(s)",
             at(older),
             at(newer),
@@ -63,28 +68,32 @@ pub(crate) async fn exec(cli: &Cli, args: &DiffArgs) -> Result<ExitCode, Failure
                 .iter()
                 .map(|(seq, st)| format!("#{seq} ({})", st.as_str()))
                 .collect();
-            println!(
+            let _ = writeln!(
+                o,
                 "skipped {}: no snapshot to compare (the payload is an error document)",
                 list.join(", ")
             );
         }
         for s in [older, newer] {
             let p = &s.statement.predicate;
-            match p.status {
-                crate::evidence::record::Status::Partial => println!(
+            let _ = match p.status {
+                crate::evidence::record::Status::Partial => writeln!(
+                    o,
                     "#{} is partial: what it could not read may show as removed or added",
                     p.seq
                 ),
                 crate::evidence::record::Status::Failed
-                | crate::evidence::record::Status::Missed => println!(
+                | crate::evidence::record::Status::Missed => writeln!(
+                    o,
                     "#{} is {}: its payload is an error document, not a snapshot",
                     p.seq,
                     p.status.as_str()
                 ),
-                crate::evidence::record::Status::Ok => {}
-            }
+                crate::evidence::record::Status::Ok => Ok(()),
+            };
         }
-        print!("{}", crate::diff::render(&changes, colour));
+        o.push_str(&crate::diff::render(&changes, colour));
+        print_stdout(&o)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -42,12 +42,31 @@ fn load_config(cli: &Cli, required: bool) -> Result<Option<Config>, Failure> {
     if !required && cli.store.is_some() {
         return Ok(None);
     }
-    let explicit =
-        cli.config != Path::new("exhibit.toml") || std::env::var_os("EXHIBIT_CONFIG").is_some();
-    if !required && !explicit && !cli.config.exists() {
+    if !required && !config_named(cli) && !cli.config.exists() {
         return Ok(None);
     }
     Ok(Some(crate::config::load(&cli.config)?))
+}
+
+/// Whether the config was named (`--config`, `EXHIBIT_CONFIG`) rather than
+/// left to its default.
+fn config_named(cli: &Cli) -> bool {
+    cli.config != Path::new("exhibit.toml") || std::env::var_os("EXHIBIT_CONFIG").is_some()
+}
+
+/// The collectors the config enables, for the read commands that name
+/// those with no record at all (`list`, `report`, `verify`): from the
+/// config the store comes from, or one named beside `--store`. A store
+/// named alone (an auditor's copy) has none: nothing is expected of it.
+fn configured(cli: &Cli) -> Result<Vec<crate::verify::Configured>, Failure> {
+    let config = if cli.store.is_some() && config_named(cli) {
+        Some(crate::config::load(&cli.config)?)
+    } else {
+        load_config(cli, false)?
+    };
+    Ok(config
+        .map(|c| crate::verify::Configured::enabled_in(&c))
+        .unwrap_or_default())
 }
 
 /// The config of the commands that cannot do without one.

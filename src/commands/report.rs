@@ -6,14 +6,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use chrono::Utc;
 
-use crate::cli::{Cli, Failure};
+use crate::cli::{Cli, Failure, print_stdout};
 
 /// Builds the review of the last `--since`, writes it to `--out` or
 /// standard output, and posts its summary to `--webhook`.
 pub(crate) async fn exec(cli: &Cli, args: &ReportArgs) -> Result<ExitCode, Failure> {
     let store = super::read_store(cli).await?;
     let from = Utc::now() - chrono::Duration::from_std(args.since).map_err(anyhow::Error::from)?;
-    let report = crate::report::build(store, from).await?;
+    let report = crate::report::build(store, from, &super::configured(cli)?).await?;
     let body = if args.json {
         serde_json::to_string_pretty(&report).expect("serialises")
     } else {
@@ -34,7 +34,7 @@ pub(crate) async fn exec(cli: &Cli, args: &ReportArgs) -> Result<ExitCode, Failu
                 .with_context(|| format!("cannot write {}", path.display()))?,
         ),
         None => {
-            super::print_quietly(&body);
+            print_stdout(&body)?;
             None
         }
     };

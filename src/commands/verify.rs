@@ -1,7 +1,7 @@
 //! `exhibit verify`: checks a store, or a sample bundle, and prints the
 //! verdict.
 
-use crate::cli::{Cli, Failure};
+use crate::cli::{Cli, Failure, print_stdout};
 use crate::evidence::keys::{KeyRing, PublicKey};
 use crate::verify::bundle::BundleError;
 use std::path::PathBuf;
@@ -60,27 +60,33 @@ pub(crate) async fn exec(cli: &Cli, args: &VerifyArgs) -> Result<ExitCode, Failu
             })?;
         // The bundle verifier adds problems of its own after the verdict.
         verdict.report.settle();
-        if args.json {
-            println!(
-                "{}",
+        print_stdout(&if args.json {
+            format!(
+                "{}\n",
                 serde_json::to_string_pretty(&verdict).expect("verdicts serialise")
-            );
+            )
         } else {
-            print!("{}", verdict.render(args.coverage));
-        }
+            verdict.render(args.coverage)
+        })?;
         return Ok(exit_code(verdict.report.passed()));
     }
+    // Given the config, an enabled collector with no record at all is a
+    // gap; an auditor's copy of the store alone is judged as it is.
+    let opts = crate::verify::Options {
+        configured: super::configured(cli)?,
+        ..opts
+    };
     let report = crate::verify::verify(store, &opts)
         .await
         .map_err(anyhow::Error::from)?;
-    if args.json {
-        println!(
-            "{}",
+    print_stdout(&if args.json {
+        format!(
+            "{}\n",
             serde_json::to_string_pretty(&report).expect("reports serialise")
-        );
+        )
     } else {
-        print!("{}", report.render(args.coverage));
-    }
+        report.render(args.coverage)
+    })?;
     Ok(exit_code(report.passed()))
 }
 

@@ -89,6 +89,9 @@ pub struct CollectorConfig {
     pub criteria: Option<Vec<String>>,
     /// The directory relative paths resolve against.
     pub base_dir: PathBuf,
+    /// The `[agent] id` of the config it is in, as written (before a
+    /// replica's `-<index>`): a host-local source names its stream by it.
+    pub agent: String,
     source: Source,
     /// The whole entry.
     span: Range<usize>,
@@ -182,6 +185,8 @@ impl CollectorConfig {
             retry_backoff: common.retry_backoff,
             criteria: common.criteria,
             base_dir: base.to_path_buf(),
+            // Set by the config once `[agent]` is read.
+            agent: String::new(),
             source: source.clone(),
             common: common_table
                 .iter()
@@ -256,6 +261,7 @@ impl CollectorConfig {
             table: Spanned::new(self.span.clone(), table),
             base_dir: self.base_dir.clone(),
             name: self.name.clone(),
+            agent: self.agent.clone(),
             secrets: std::sync::Mutex::new(found),
         })
     }
@@ -307,6 +313,8 @@ pub struct Settings<'a> {
     pub base_dir: PathBuf,
     /// The instance name.
     pub name: String,
+    /// The agent's id as configured ([`CollectorConfig::agent`]).
+    pub agent: String,
     /// The secret values seen so far: the entry's expansions, its secret
     /// settings, and what the kind marks.
     secrets: std::sync::Mutex<Secrets>,
@@ -338,6 +346,7 @@ impl Settings<'static> {
             table: Spanned::new(0..0, table),
             base_dir: PathBuf::from("."),
             name: "probe".into(),
+            agent: "probe".into(),
             secrets: std::sync::Mutex::new(Secrets::new()),
         }
     }

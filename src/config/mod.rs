@@ -460,6 +460,11 @@ fn diagnose_text(path: &Path, text: String) -> Diagnosis {
     if let Err(m) = crate::evidence::validate_stream_id(&agent.id) {
         problems.push(source.error_for_key("agent", 0, "id", m));
     }
+    // The id as written, before a replica's own suffix: one stream per
+    // host-local source and deployment, which the replica owning it writes.
+    for c in &mut collectors {
+        c.agent = agent.id.clone();
+    }
     let shard = match shard_of(&source, &mut agent) {
         Ok(s) => s,
         Err(e) => {

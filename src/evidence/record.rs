@@ -161,6 +161,13 @@ pub struct RecordPredicate {
     /// absent from every collected record, so their bytes are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assessment: Option<Assessment>,
+    /// On a stream's first record only: the stream of the same collector
+    /// that this agent wrote before and now writes here instead (a command
+    /// collector's `<name>/local` of earlier versions). That stream ends
+    /// where this one begins: `verify` owes it no slot from this record's
+    /// on. Absent from every other record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
 }
 
 /// The state of a control at one evaluation. No state reads an error as a

@@ -49,6 +49,7 @@ fn claim(stream: &str, seq: u64, status: Status, minute: i64) -> RecordPredicate
         criteria: vec!["CC6.1".into()],
         cursor: None,
         assessment: None,
+        continues: None,
     }
 }
 
@@ -362,7 +363,9 @@ async fn every_reading_command_survives_malformed_records() {
         "{err:#}"
     );
 
-    let report = crate::report::build(store.clone(), at(0)).await.unwrap();
+    let report = crate::report::build(store.clone(), at(0), &[])
+        .await
+        .unwrap();
     assert!(!report.intact);
     let s = report.streams.iter().find(|s| s.stream == "s").unwrap();
     assert_eq!(s.timeline.len(), 6, "the unreadable #6 is passed over");

@@ -6,6 +6,7 @@
 
 pub(crate) mod highlights;
 mod html;
+mod never_collected;
 mod render;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::store::Store;
 use crate::verify::Coverage;
 
 pub use highlights::Highlight;
+pub use never_collected::NeverCollected;
 pub use render::{FailureGroup, change_lines, failure_groups, write_out};
 
 /// Most changes listed per stream; the count is always exact.
@@ -103,6 +105,9 @@ pub struct Report {
     pub head: Option<String>,
     /// Per stream.
     pub streams: Vec<StreamReport>,
+    /// The collectors the config enables that have no record at all (only
+    /// when the review was made with the config).
+    pub never_collected: Vec<NeverCollected>,
 }
 
 impl Report {
@@ -113,6 +118,11 @@ impl Report {
             .streams
             .iter()
             .flat_map(|s| s.highlights.iter().map(move |h| (s.stream.as_str(), h)))
+            .chain(
+                self.never_collected
+                    .iter()
+                    .map(|n| (n.streams.as_str(), &n.highlight)),
+            )
             .collect();
         all.sort_by_key(|(_, h)| h.severity);
         all.into_iter()
@@ -124,8 +134,14 @@ impl Report {
     }
 }
 
-/// Builds the review of everything since `since`.
-pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Result<Report> {
+/// Builds the review of everything since `since`; the enabled collectors
+/// of the config (`configured`, empty without one) that have no record at
+/// all are highlighted.
+pub async fn build(
+    store: Arc<dyn Store>,
+    since: DateTime<Utc>,
+    configured: &[crate::verify::Configured],
+) -> anyhow::Result<Report> {
     let now = Utc::now();
     // Coverage is `verify`'s own: counted from the window's start or the
     // stream's first record, whichever is later, up to the newest
@@ -142,7 +158,16 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
     .await?;
     let reader = Reader::new(store.clone());
     let mut streams = Vec::new();
-    for (stream, seqs) in reader.index().await?.streams() {
+    let index = reader.index().await?;
+    // Every stream listed, read or not: one whose records cannot be read
+    // is `verify`'s to name, not a collector that never ran.
+    let never_collected = NeverCollected::all(
+        configured,
+        index.streams().map(|(s, _)| s).collect(),
+        since,
+        now,
+    );
+    for (stream, seqs) in index.streams() {
         let Some(walk) = walk(&reader, stream, seqs, since).await? else {
             // Not one record of the stream can be read: `verify`, above,
             // names them.
@@ -239,6 +264,7 @@ pub async fn build(store: Arc<dyn Store>, since: DateTime<Utc>) -> anyhow::Resul
             .iter()
             .map(|p| format!("{}: {}: {}", p.location, p.code, p.message))
             .collect(),
+        never_collected,
         streams,
     })
 }

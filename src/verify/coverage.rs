@@ -5,6 +5,11 @@
 //! not even one saying it was missed — is a gap: the verdict is then
 //! `INCOMPLETE`, whatever the reason (the agent stopped, or its newest runs
 //! were deleted).
+//!
+//! A stream can end: when another stream of the same collector begins by
+//! saying it continues it (its first record's `continues`, which the
+//! writer sets only for a stream the same agent wrote), the old stream owes
+//! no slot from that record's slot on, and the new one owes them instead.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -24,6 +29,7 @@ pub(super) async fn summarise(
     from: Option<DateTime<Utc>>,
     as_of: Option<DateTime<Utc>>,
 ) -> Vec<StreamSummary> {
+    let ends = successors(view);
     let mut summaries = Vec::new();
     for (stream, records) in &view.streams {
         let mut statuses = BTreeMap::new();
@@ -33,7 +39,17 @@ pub(super) async fn summarise(
                 .or_insert(0) += 1;
         }
         let last = records.last().map(|l| l.record.predicate());
-        let coverage = coverage(view.store.as_ref(), records, from, as_of).await;
+        let end = ends.get(stream.as_str());
+        let until = match (as_of, end) {
+            // The successor's first slot is its own: the old stream's last
+            // is the one before it.
+            (Some(a), Some((_, at))) => Some(a.min(*at - chrono::Duration::seconds(1))),
+            (a, _) => a,
+        };
+        let mut coverage = coverage(view.store.as_ref(), records, from, until).await;
+        if let (Some(c), Some((next, _))) = (coverage.as_mut(), end) {
+            c.continued_in = Some(next.to_string());
+        }
         summaries.push(StreamSummary {
             stream: stream.clone(),
             records: records.len(),
@@ -45,6 +61,36 @@ pub(super) async fn summarise(
         });
     }
     summaries
+}
+
+/// The streams that ended, each with the stream that continues it and
+/// the time it took over: the slot its first record served, else when
+/// that record began. Only a stream's first record may say so, and only of
+/// a stream of the same collector that is in the store.
+fn successors(view: &Loaded) -> HashMap<&str, (&str, DateTime<Utc>)> {
+    let mut ends: HashMap<&str, (&str, DateTime<Utc>)> = HashMap::new();
+    for (stream, records) in &view.streams {
+        let Some(first) = records.first().map(|l| l.record.predicate()) else {
+            continue;
+        };
+        let Some(former) = first.continues.as_deref() else {
+            continue;
+        };
+        let collector = |s: &str| s.split('/').next().map(str::to_string);
+        if first.seq != 1
+            || former == stream
+            || collector(former) != collector(stream)
+            || !view.streams.contains_key(former)
+        {
+            continue;
+        }
+        let at = first.scheduled_for.unwrap_or(first.started_at);
+        let end = ends.entry(former).or_insert((stream.as_str(), at));
+        if at < end.1 {
+            *end = (stream.as_str(), at);
+        }
+    }
+    ends
 }
 
 /// A gap for each stream with scheduled slots that have no record at all.
@@ -238,6 +284,46 @@ mod tests {
         let s = summaries(&fx, &period).await;
         let c = s[0].coverage.as_ref().unwrap();
         assert_eq!((c.expected, c.failed, c.missed), (2, 1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_stream_ends_where_a_stream_of_its_collector_says_it_continues_it() {
+        let fx = Fixture::new().await;
+        fx.run(0, &["cmd/local", "iam/1"]).await;
+        fx.run(1, &["cmd/local", "iam/1"]).await;
+        let mut first = entry("cmd/host-a", 2, Status::Ok);
+        first.predicate.continues = Some("cmd/local".into());
+        // Another collector's stream is not this one's to end.
+        let mut stray = entry("x/1", 2, Status::Ok);
+        stray.predicate.continues = Some("iam/1".into());
+        fx.run_entries(2, vec![first, stray]).await;
+        fx.run(3, &["cmd/host-a", "x/1"]).await;
+        let to = Options {
+            to: Some(day(3) + chrono::Duration::hours(1)),
+            ..Default::default()
+        };
+        let s = summaries(&fx, &to).await;
+        let of = |name: &str| {
+            s.iter()
+                .find(|s| s.stream == name)
+                .and_then(|s| s.coverage.clone())
+                .unwrap()
+        };
+        let old = of("cmd/local");
+        assert_eq!((old.expected, old.ok, old.unaccounted), (2, 2, 0));
+        assert_eq!(old.continued_in.as_deref(), Some("cmd/host-a"));
+        assert_eq!(old.to, Some(day(2) - chrono::Duration::seconds(1)));
+        let new = of("cmd/host-a");
+        assert_eq!((new.expected, new.ok, new.continued_in), (2, 2, None));
+        let iam = of("iam/1");
+        assert_eq!(
+            (iam.expected, iam.unaccounted, iam.continued_in),
+            (4, 2, None)
+        );
+        let mut found = Findings::default();
+        gaps(&s, &mut found);
+        assert_eq!(found.gaps.len(), 1);
+        assert_eq!(found.gaps[0].location, "records/iam/1/");
     }
 
     #[tokio::test]

@@ -12,7 +12,8 @@
 //! record under a checkpoint), `timestamps`, `future` (nothing dated after
 //! now), `head` (the head, and a head noted earlier), `versions` (deleted
 //! or overwritten objects of an S3 store), and `coverage`, which counts
-//! the schedule's slots. [`bundle`] verifies a sample bundle; `render`
+//! the schedule's slots, and (given the config) `configured`, which names
+//! the enabled collectors with no record at all. [`bundle`] verifies a sample bundle; `render`
 //! gives the verdict's human form.
 //!
 //! Integrity and completeness are separate: a problem is tampering or
@@ -24,6 +25,7 @@ mod assessments;
 pub mod bundle;
 mod chains;
 mod checkpoints;
+mod configured;
 mod coverage;
 mod future;
 mod head;
@@ -38,6 +40,7 @@ mod tests;
 mod timestamps;
 mod versions;
 
+pub use configured::{Configured, never_collected};
 pub use head::{Head, head};
 
 use std::collections::{BTreeMap, HashSet};
@@ -73,6 +76,10 @@ pub struct Options {
     pub bundle: Option<BundleScope>,
     /// How RFC 3161 tokens are judged.
     pub timestamps: TimestampOptions,
+    /// The collectors the config enables, when verifying with one: each
+    /// that has no record at all though its schedule was due is a gap.
+    /// Empty without a config (an auditor's copy of the store).
+    pub configured: Vec<Configured>,
 }
 
 /// How RFC 3161 tokens are judged (docs/verify-offline.md has the policy).
@@ -237,6 +244,11 @@ pub struct Coverage {
     pub unaccounted: usize,
     /// The first few of them.
     pub unaccounted_slots: Vec<DateTime<Utc>>,
+    /// The stream that continues this one, when it ended: its slots are
+    /// counted up to that stream's first record (`to`), and from there on
+    /// in that stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continued_in: Option<String>,
 }
 
 /// Summary of one stream.
@@ -409,6 +421,9 @@ pub async fn verify(store: Arc<dyn Store>, opts: &Options) -> Result<Report, Sto
     };
     let streams = coverage::summarise(&view, opts.from, slots_until).await;
     coverage::gaps(&streams, &mut found);
+    if opts.bundle.is_none() {
+        configured::gaps(&view, &opts.configured, opts.from, slots_until, &mut found);
+    }
     let records_in_period = view
         .records()
         .filter(|l| {

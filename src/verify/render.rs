@@ -57,8 +57,13 @@ impl Report {
         );
         for s in &self.streams {
             let cov = s.coverage.as_ref().map_or("-".to_string(), |c| {
+                let ended = c
+                    .continued_in
+                    .as_ref()
+                    .map(|next| format!(" (ended: continued in {next})"))
+                    .unwrap_or_default();
                 format!(
-                    "{}/{}/{}/{} of {}",
+                    "{}/{}/{}/{} of {}{ended}",
                     c.ok, c.partial, c.failed, c.missed, c.expected
                 )
             });

@@ -247,3 +247,63 @@ pub(super) async fn check_stream_head(
     }
     Ok(record)
 }
+
+/// The record keys of `stream` by number, in order. Only this stream's:
+/// its prefix also lists the streams nested under it.
+pub(super) async fn numbered(
+    store: &dyn Store,
+    stream: &str,
+) -> Result<Vec<(u64, String)>, WriteError> {
+    let keys = store.list(&layout::stream_prefix(stream)).await?;
+    let mut numbered: Vec<(u64, String)> = keys
+        .into_iter()
+        .filter_map(|k| match layout::stream_record(&k) {
+            Some((s, n)) if s == stream => Some((n, k)),
+            _ => None,
+        })
+        .collect();
+    numbered.sort_unstable_by_key(|(n, _)| *n);
+    Ok(numbered)
+}
+
+/// The newest of `numbered` (the records of `stream`) when it may be
+/// extended ([`check_stream_head`]); `None` when the stream is empty.
+pub(super) async fn checked_head(
+    store: &dyn Store,
+    stream: &str,
+    numbered: &[(u64, String)],
+    trusted: &KeyRing,
+) -> Result<Option<Record>, WriteError> {
+    let Some((seq, key)) = numbered.last() else {
+        return Ok(None);
+    };
+    let before = numbered
+        .len()
+        .checked_sub(2)
+        .map(|i| &numbered[i])
+        .filter(|(n, _)| *n + 1 == *seq)
+        .map(|(_, k)| k.as_str());
+    check_stream_head(store, stream, *seq, key, before, trusted)
+        .await
+        .map(Some)
+}
+
+/// `former` when it is a stream of this agent (its newest record is signed
+/// by the `trusted` keys, in its place), for a new stream to say it
+/// continues it; else `None`: a stream is never ended by an agent that did
+/// not write it.
+pub(super) async fn own_stream(
+    store: &dyn Store,
+    former: String,
+    trusted: &KeyRing,
+) -> Result<Option<String>, WriteError> {
+    if crate::evidence::validate_stream_id(&former).is_err() {
+        return Ok(None);
+    }
+    let numbered = numbered(store, &former).await?;
+    match checked_head(store, &former, &numbered, trusted).await {
+        Ok(Some(_)) => Ok(Some(former)),
+        Ok(None) | Err(WriteError::Refused(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

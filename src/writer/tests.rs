@@ -402,3 +402,57 @@ async fn a_rotation_head_is_extended_with_the_retired_key_only() {
         "records signed by keys it does not hold"
     );
 }
+
+/// A new stream says which stream it continues on its first record only,
+/// and only of a stream this agent wrote: an agent never ends another's.
+#[tokio::test]
+async fn only_a_new_stream_s_first_record_continues_a_stream_of_its_own_agent() {
+    set_now(noon());
+    let store = MemStore::new();
+    let ours = Arc::new(Signer::generate());
+    one_run(&open(&store, &ours, &[]).await, &["cmd/local"]).await;
+    let continuing = |stream: &str, former: &str| {
+        let mut e = ok_entry(stream, noon());
+        e.predicate.continues = Some(former.into());
+        e
+    };
+    // Another agent (its own key) sharing the store.
+    let other = Writer::open(
+        Arc::new(store.clone()),
+        Arc::new(Signer::generate()),
+        "agent-2",
+    )
+    .await
+    .unwrap()
+    .with_clock(Clock::from_fn(ticking));
+    let run = other.begin_run(Trigger::Manual);
+    let w = other
+        .append(&run, continuing("cmd/agent-2", "cmd/local"))
+        .await
+        .unwrap();
+    assert_eq!(record_of(&store, &w.key).continues, None);
+    other.checkpoint(run).await.unwrap();
+    drop(other);
+
+    let writer = open(&store, &ours, &[]).await;
+    let run = writer.begin_run(Trigger::Manual);
+    let first = writer
+        .append(&run, continuing("cmd/agent-1", "cmd/local"))
+        .await
+        .unwrap();
+    let second = writer
+        .append(&run, continuing("cmd/agent-1", "cmd/local"))
+        .await
+        .unwrap();
+    let nothing = writer
+        .append(&run, continuing("cmd/other", "cmd/never-written"))
+        .await
+        .unwrap();
+    writer.checkpoint(run).await.unwrap();
+    assert_eq!(
+        record_of(&store, &first.key).continues.as_deref(),
+        Some("cmd/local")
+    );
+    assert_eq!(record_of(&store, &second.key).continues, None);
+    assert_eq!(record_of(&store, &nothing.key).continues, None);
+}

@@ -114,7 +114,7 @@ fn samples_are_reproducible_and_sized_as_asked() {
         "another seed draws another sample"
     );
     let iam = &sampled(&ra)[0];
-    assert_eq!(iam["stream"], "iam/local");
+    assert_eq!(iam["stream"], "iam/default");
     assert_eq!(iam["population"], 8);
     assert_eq!(iam["size"], 3);
     assert_eq!(iam["frequency"], "daily");
@@ -125,7 +125,7 @@ fn samples_are_reproducible_and_sized_as_asked() {
     assert_eq!(s[1]["frequency"], "weekly");
     assert_eq!(s[0]["size"], 8);
     // Every record of the period is in the bundle; only sampled payloads.
-    assert_eq!(records_of(&ra, "iam/local").len(), 8);
+    assert_eq!(records_of(&ra, "iam/default").len(), 8);
     let blobs = walk_count(&ra.join("blobs"));
     assert_eq!(blobs, 6, "3 sampled payloads per stream");
 }
@@ -209,7 +209,7 @@ fn verify_sh_and_exhibit_agree_on_genuine_and_tampered_bundles() {
             std::fs::write(&blob, t).unwrap();
         }),
         ("removed-record", |r, _| {
-            let recs = records_of(r, "iam/local");
+            let recs = records_of(r, "iam/default");
             let victim = recs[4]
                 .strip_prefix(r)
                 .unwrap()
@@ -226,7 +226,7 @@ fn verify_sh_and_exhibit_agree_on_genuine_and_tampered_bundles() {
             std::fs::write(r.join("MANIFEST.sha256"), kept).unwrap();
         }),
         ("swapped-signature", |r, _| {
-            let recs = records_of(r, "iam/local");
+            let recs = records_of(r, "iam/default");
             let sig = |p: &Path| {
                 let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
                 v["signatures"][0]["sig"].as_str().unwrap().to_string()
@@ -236,7 +236,7 @@ fn verify_sh_and_exhibit_agree_on_genuine_and_tampered_bundles() {
             std::fs::write(&recs[2], t).unwrap();
         }),
         ("reordered-chain", |r, _| {
-            let recs = records_of(r, "iam/local");
+            let recs = records_of(r, "iam/default");
             let tmp = r.join("tmp.json");
             std::fs::rename(&recs[5], &tmp).unwrap();
             std::fs::rename(&recs[6], &recs[5]).unwrap();
@@ -259,7 +259,7 @@ fn verify_sh_and_exhibit_agree_on_genuine_and_tampered_bundles() {
 #[test]
 fn a_period_that_starts_mid_chain_verifies_and_still_catches_a_gap() {
     let ws = store_with_history();
-    let show = ws.run(&["show", "iam/local@4", "--json"]);
+    let show = ws.run(&["show", "iam/default@4", "--json"]);
     let rec: Value = serde_json::from_slice(&show.stdout).unwrap();
     let from = rec["statement"]["predicate"]["finished_at"]
         .as_str()
@@ -282,7 +282,7 @@ fn a_period_that_starts_mid_chain_verifies_and_still_catches_a_gap() {
     assert_eq!(code(&out), 0, "{}", text(&out));
 
     let (_d, root) = unpack(&out_path);
-    let iam = records_of(&root, "iam/local");
+    let iam = records_of(&root, "iam/default");
     assert_eq!(iam.len(), 5, "records 4 to 8");
     assert!(iam[0].ends_with("000000000004.json"));
     let (ok, said) = verify_sh(&root, None);
@@ -331,18 +331,18 @@ fn a_sample_with_nothing_to_prove_is_refused_and_streams_limit_only_the_draw() {
 
     // --stream draws from one stream; the bundle still holds the whole
     // population, and both verifiers redraw it.
-    let bundle = sample(&ws, "one", &["--stream", "iam/local", "--size", "2"]);
+    let bundle = sample(&ws, "one", &["--stream", "iam/default", "--size", "2"]);
     let (_d, root) = unpack(&bundle);
     assert_eq!(
         std::fs::read_to_string(root.join("streams.txt")).unwrap(),
-        "iam/local\n"
+        "iam/default\n"
     );
-    assert_eq!(records_of(&root, "repos/local").len(), 8);
+    assert_eq!(records_of(&root, "repos/default").len(), 8);
     assert_eq!(walk_count(&root.join("blobs")), 2);
     let (ok, said) = verify_sh(&root, None);
     assert!(ok, "{said}");
     assert!(
-        said.contains("sampled: 2 of 8 record(s) of iam/local, redrawn from the seed"),
+        said.contains("sampled: 2 of 8 record(s) of iam/default, redrawn from the seed"),
         "{said}"
     );
     let out = ws.run(&["verify", "--bundle", bundle.to_str().unwrap()]);

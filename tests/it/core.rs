@@ -132,7 +132,7 @@ fn collect_records_the_facts_and_verifies() {
     assert_eq!(st["predicate"]["criteria"][0], "CC8.1");
     assert_eq!(st["predicate"]["status"], "ok");
 
-    let users = show(&ws, "users/local");
+    let users = show(&ws, "users/test");
     assert_eq!(users["payload"]["output_format"], "json");
     let bob = &users["payload"]["output"][1];
     assert_eq!(bob["user"], "bob");
@@ -210,7 +210,7 @@ fn collect_records_the_facts_and_verifies() {
 
     let out = ws.run(&["list"]);
     assert!(text(&out).contains("git-history/app"), "{}", text(&out));
-    assert!(text(&out).contains("users/local"));
+    assert!(text(&out).contains("users/test"));
 }
 
 #[test]
@@ -219,7 +219,7 @@ fn a_failed_collection_is_a_record_and_exit_1() {
     std::fs::remove_file(ws.path().join("users.json")).unwrap();
     let out = ws.run(&["collect"]);
     assert_eq!(code(&out), 1, "{}", text(&out));
-    let rec = show(&ws, "users/local");
+    let rec = show(&ws, "users/test");
     assert_eq!(rec["statement"]["predicate"]["status"], "failed");
     let err = rec["statement"]["predicate"]["error"].as_str().unwrap();
     assert!(
@@ -307,7 +307,7 @@ fn every_tampering_is_detected_and_named() {
     let t = Tamper::new();
 
     let (c, out) = t.check("blob", |s| {
-        let rec = std::fs::read(&records(s, "users/local")[1]).unwrap();
+        let rec = std::fs::read(&records(s, "users/test")[1]).unwrap();
         let st: exhibit::evidence::record::Statement<Value> =
             exhibit::evidence::record::peek(&rec).unwrap();
         let sha = st.subject[0].digest.sha256.clone();
@@ -320,7 +320,7 @@ fn every_tampering_is_detected_and_named() {
     assert!(out.contains("payload_mismatch"), "{out}");
 
     let (c, out) = t.check("edit", |s| {
-        let p = &records(s, "users/local")[1];
+        let p = &records(s, "users/test")[1];
         let text = std::fs::read_to_string(p).unwrap();
         // Change one base64 character of the signed payload.
         let i = text.find("\"payload\":\"").unwrap() + 40;
@@ -330,19 +330,19 @@ fn every_tampering_is_detected_and_named() {
     });
     assert_eq!(c, 1, "{out}");
     assert!(
-        out.contains("users/local/000000000002.json: bad_record"),
+        out.contains("users/test/000000000002.json: bad_record"),
         "{out}"
     );
 
     let (c, out) = t.check("delete", |s| {
-        std::fs::remove_file(&records(s, "users/local")[1]).unwrap();
+        std::fs::remove_file(&records(s, "users/test")[1]).unwrap();
     });
     assert_eq!(c, 1, "{out}");
     assert!(out.contains("sequence_gap"), "{out}");
     assert!(out.contains("record_missing"), "{out}");
 
     let (c, out) = t.check("swap", |s| {
-        let r = records(s, "users/local");
+        let r = records(s, "users/test");
         let tmp = s.join("tmp");
         std::fs::rename(&r[1], &tmp).unwrap();
         std::fs::rename(&r[2], &r[1]).unwrap();
@@ -353,7 +353,7 @@ fn every_tampering_is_detected_and_named() {
 
     let (c, out) = t.check("moved", |s| {
         let from = &records(s, "git-history/app")[0];
-        std::fs::copy(from, s.join("records/users/local/000000000004.json")).unwrap();
+        std::fs::copy(from, s.join("records/users/test/000000000004.json")).unwrap();
     });
     assert_eq!(c, 1, "{out}");
     assert!(out.contains("stream_mismatch"), "{out}");
@@ -364,7 +364,7 @@ fn every_tampering_is_detected_and_named() {
         // an earlier time, and re-signs its checkpoint to match.
         use exhibit::evidence::record::*;
         let (signer, _) = exhibit::evidence::keys::Signer::load_or_create(&key).unwrap();
-        let p = records(s, "users/local")[2].clone();
+        let p = records(s, "users/test")[2].clone();
         let st: Statement<RecordPredicate> = peek(&std::fs::read(&p).unwrap()).unwrap();
         let mut pred = st.predicate.clone();
         pred.started_at -= chrono::Duration::days(30);
@@ -472,7 +472,7 @@ set_env = { API_TOKEN = "${EXHIBIT_TEST_SECRET}", EXPECTED = "${EXHIBIT_TEST_SEC
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", text(&out));
-    let out2 = exhibit_on_store(&ws.store(), &["show", "uses-token/local", "--json"]);
+    let out2 = exhibit_on_store(&ws.store(), &["show", "uses-token/test", "--json"]);
     let rec: Value = serde_json::from_slice(&out2.stdout).expect("show --json");
     assert_eq!(
         rec["payload"]["output"]["token_checked"], true,
@@ -535,7 +535,7 @@ command = ["sleep", "30"]
     let mut child = ws.spawn_quiet(&["collect"]);
     // Wait until the fast collector's record is on disk, then kill -9 while
     // the slow one is still running: the run has no checkpoint.
-    let first = ws.store().join("records/fast/local/000000000001.json");
+    let first = ws.store().join("records/fast/crash/000000000001.json");
     wait_for(&first, 20, "the fast record");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -555,7 +555,7 @@ command = ["sleep", "30"]
     // and its agent acknowledges the interrupted run in a signed checkpoint.
     let out = ws.run(&["collect", "fast"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
-    let second = show(&ws, "fast/local@2");
+    let second = show(&ws, "fast/crash@2");
     let first_sha = exhibit::evidence::sha256_hex(&std::fs::read(&first).unwrap());
     assert_eq!(second["statement"]["predicate"]["prev"], first_sha.as_str());
     let out = ws.run(&["verify"]);
@@ -665,7 +665,7 @@ command = ["echo", "{\"tick\": 1}"]
         std::thread::sleep(Duration::from_millis(50));
     }
     // Wait for at least three scheduled records.
-    let third = ws.store().join("records/tick/local/000000000003.json");
+    let third = ws.store().join("records/tick/daemon/000000000003.json");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !third.exists() {
         assert!(
@@ -678,13 +678,13 @@ command = ["echo", "{\"tick\": 1}"]
     assert_eq!(status, 200);
     assert!(
         metrics.contains(
-            "exhibit_collections_total{collector=\"tick\",stream=\"tick/local\",status=\"ok\"}"
+            "exhibit_collections_total{collector=\"tick\",stream=\"tick/daemon\",status=\"ok\"}"
         ),
         "{metrics}"
     );
     assert!(
         metrics.contains(
-            "exhibit_last_success_timestamp_seconds{collector=\"tick\",stream=\"tick/local\"}"
+            "exhibit_last_success_timestamp_seconds{collector=\"tick\",stream=\"tick/daemon\"}"
         ),
         "{metrics}"
     );
@@ -697,7 +697,7 @@ command = ["echo", "{\"tick\": 1}"]
     // alert: two seconds for `*/2 * * * * *`.
     assert!(
         metrics.contains(
-            "exhibit_stream_expected_interval_seconds{collector=\"tick\",stream=\"tick/local\"} 2\n"
+            "exhibit_stream_expected_interval_seconds{collector=\"tick\",stream=\"tick/daemon\"} 2\n"
         ),
         "{metrics}"
     );
@@ -713,7 +713,7 @@ command = ["echo", "{\"tick\": 1}"]
 
     // Each scheduled record names its slot, an even second, and ran on time.
     for seq in 1..=3 {
-        let r = show(&ws, &format!("tick/local@{seq}"));
+        let r = show(&ws, &format!("tick/daemon@{seq}"));
         let p = &r["statement"]["predicate"];
         assert_eq!(p["trigger"], "scheduled");
         let slot: chrono::DateTime<chrono::Utc> =
@@ -748,7 +748,7 @@ command = ["echo", "{\"tick\": 1}"]
     let mut missed = None;
     let mut catch_up = false;
     for seq in 4..=n {
-        let r = show(&ws, &format!("tick/local@{seq}"));
+        let r = show(&ws, &format!("tick/daemon@{seq}"));
         match r["statement"]["predicate"]["status"].as_str().unwrap() {
             "missed" => missed = Some(r),
             _ if r["statement"]["predicate"]["trigger"] == "catch_up" => catch_up = true,
@@ -764,7 +764,7 @@ command = ["echo", "{\"tick\": 1}"]
 
     // The period ends now by default, and slots keep coming every two
     // seconds: verify up to the last record.
-    let last = show(&ws, &format!("tick/local@{n}"));
+    let last = show(&ws, &format!("tick/daemon@{n}"));
     let to = last["statement"]["predicate"]["finished_at"]
         .as_str()
         .unwrap();
@@ -799,7 +799,7 @@ command = ["sh", "-c", "sleep 2; echo '{\"done\": true}'"]
     assert!(wait_exit(&mut d, Duration::from_secs(15)).success());
     assert!(t.elapsed() < Duration::from_secs(10));
     let term_at = chrono::Utc::now() - chrono::Duration::from_std(t.elapsed()).unwrap();
-    let finished_after_term = all_records(&ws, "slow/local").into_iter().any(|r| {
+    let finished_after_term = all_records(&ws, "slow/default").into_iter().any(|r| {
         let p = &r["statement"]["predicate"];
         let end: chrono::DateTime<chrono::Utc> =
             p["finished_at"].as_str().unwrap().parse().unwrap();
@@ -831,7 +831,7 @@ command = ["sleep", "60"]
     std::thread::sleep(Duration::from_millis(2500));
     sigterm(&d);
     assert!(wait_exit(&mut d, Duration::from_secs(8)).success());
-    let cancelled = all_records(&ws, "stuck/local").into_iter().any(|r| {
+    let cancelled = all_records(&ws, "stuck/default").into_iter().any(|r| {
         let p = &r["statement"]["predicate"];
         p["status"] == "failed" && p["error"].as_str().unwrap_or("").contains("cancelled")
     });
@@ -860,7 +860,7 @@ fn key_rotation_keeps_old_records_valid_and_retires_the_old_key() {
         let env: Value = serde_json::from_slice(
             &std::fs::read(
                 ws.store()
-                    .join(format!("records/users/local/00000000000{seq}.json")),
+                    .join(format!("records/users/test/00000000000{seq}.json")),
             )
             .unwrap(),
         )
@@ -885,7 +885,7 @@ fn key_rotation_keeps_old_records_valid_and_retires_the_old_key() {
     let (retired, created) =
         exhibit::evidence::keys::Signer::load_or_create(&retired_path).unwrap();
     assert!(!created);
-    let second = std::fs::read(ws.store().join("records/users/local/000000000002.json")).unwrap();
+    let second = std::fs::read(ws.store().join("records/users/test/000000000002.json")).unwrap();
     let st: Statement<RecordPredicate> = peek(&second).unwrap();
     let mut pred = st.predicate.clone();
     pred.seq = 3;
@@ -894,7 +894,7 @@ fn key_rotation_keeps_old_records_valid_and_retires_the_old_key() {
     pred.finished_at = pred.started_at;
     let forged = seal(st.subject.clone(), RECORD_PREDICATE_TYPE, &pred, &retired);
     std::fs::write(
-        ws.store().join("records/users/local/000000000003.json"),
+        ws.store().join("records/users/test/000000000003.json"),
         forged,
     )
     .unwrap();
@@ -924,7 +924,7 @@ retries = 0
         t.elapsed() < Duration::from_secs(30),
         "killed, not timed out"
     );
-    let r = show(&ws, "chatty/local");
+    let r = show(&ws, "chatty/default");
     assert_eq!(r["statement"]["predicate"]["status"], "failed");
     assert!(
         r["statement"]["predicate"]["error"]

@@ -345,7 +345,7 @@ command = ["/exhibit", "--version"]
     let store = data.join("evidence");
     let out = exhibit_on_store(&store, &["verify"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
-    let out = exhibit_on_store(&store, &["show", "self/local", "--json"]);
+    let out = exhibit_on_store(&store, &["show", "self/container", "--json"]);
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
         rec["payload"]["output"]
@@ -458,7 +458,7 @@ command = ["/exhibit", "--version"]
 
     // Records on the schedule, in the mounted store.
     let store = state.join("evidence");
-    let third = store.join("records/tick/local/000000000003.json");
+    let third = store.join("records/tick/deployed/000000000003.json");
     let deadline = Instant::now() + Duration::from_secs(30);
     while !third.exists() {
         assert!(
@@ -484,8 +484,8 @@ command = ["/exhibit", "--version"]
     assert!(out.status.success(), "/metrics: {}", text(&out));
     let metrics = stdout(&out);
     for line in [
-        "exhibit_stream_expected_interval_seconds{collector=\"tick\",stream=\"tick/local\"} 2",
-        "exhibit_last_success_timestamp_seconds{collector=\"tick\",stream=\"tick/local\"}",
+        "exhibit_stream_expected_interval_seconds{collector=\"tick\",stream=\"tick/deployed\"} 2",
+        "exhibit_last_success_timestamp_seconds{collector=\"tick\",stream=\"tick/deployed\"}",
     ] {
         assert!(metrics.contains(line), "no `{line}` in:\n{metrics}");
     }
@@ -531,7 +531,7 @@ command = ["/exhibit", "--version"]
         [String::from_utf8(public.stdout).unwrap()],
         "the store's public key is not the mounted key's"
     );
-    let out = exhibit_on_store(&store, &["show", "tick/local@3", "--json"]);
+    let out = exhibit_on_store(&store, &["show", "tick/deployed@3", "--json"]);
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let p = &rec["statement"]["predicate"];
     assert_eq!(p["trigger"], "scheduled", "{rec}");

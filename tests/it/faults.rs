@@ -89,7 +89,7 @@ fn a_full_disk_is_a_clear_failure_that_loses_nothing() {
     let said = text(&out);
     assert!(said.contains("No space left on device"), "{said}");
     // The payload did not fit, but a failed record did: the gap is visible.
-    let show = exhibit_on_store(&store, &["show", "big/local", "--json"]);
+    let show = exhibit_on_store(&store, &["show", "big/default", "--json"]);
     let rec: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(rec["statement"]["predicate"]["status"], "failed");
     assert!(

@@ -36,3 +36,4 @@ mod store_s3;
 mod tamper_props;
 mod timestamps;
 mod truthful;
+mod truthful_streams;

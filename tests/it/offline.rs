@@ -71,8 +71,8 @@ command = ["cat", "users.json"]
         .path();
     let auditor_key = ws.path().join("auditor-copy.pub");
     std::fs::copy(&key, &auditor_key).unwrap();
-    let r1 = "records/users/local/000000000001.json";
-    let r2 = "records/users/local/000000000002.json";
+    let r1 = "records/users/default/000000000001.json";
+    let r2 = "records/users/default/000000000002.json";
 
     let (ok, out) = run_documented(&store, r2, r1, &auditor_key);
     assert!(ok, "{out}");

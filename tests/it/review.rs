@@ -44,7 +44,7 @@ fn diff_names_exactly_the_entities_that_changed() {
         ]}"#,
     );
 
-    let out = ws.run(&["diff", "iam/local", "--json"]);
+    let out = ws.run(&["diff", "iam/default", "--json"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let d: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(d["from"]["seq"], 1);
@@ -90,12 +90,12 @@ fn diff_names_exactly_the_entities_that_changed() {
     );
     assert_eq!(d["changes"][1]["after"], "AdministratorAccess");
 
-    let human = text(&ws.run(&["diff", "iam/local"]));
+    let human = text(&ws.run(&["diff", "iam/default"]));
     assert!(
         human.contains("skipped #2 (failed): no snapshot to compare"),
         "{human}"
     );
-    let out = ws.run(&["diff", "iam/local", "1", "3"]);
+    let out = ws.run(&["diff", "iam/default", "1", "3"]);
     let human = text(&out);
     assert!(!human.contains("skipped"), "A and B were given: {human}");
     assert!(
@@ -111,10 +111,10 @@ fn diff_names_exactly_the_entities_that_changed() {
         "no colour when not on a terminal"
     );
 
-    let out = ws.run(&["diff", "nope/local"]);
+    let out = ws.run(&["diff", "nope/default"]);
     assert_eq!(code(&out), 1);
     assert!(
-        text(&out).contains("no stream `nope/local`"),
+        text(&out).contains("no stream `nope/default`"),
         "{}",
         text(&out)
     );

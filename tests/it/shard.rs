@@ -25,7 +25,7 @@ fn config(schedule: &str) -> String {
 fn records_by_stream(ws: &Workspace) -> BTreeMap<String, Vec<(String, Value)>> {
     let mut out: BTreeMap<String, Vec<(String, Value)>> = BTreeMap::new();
     for i in 0..12 {
-        let stream = format!("c{i:02}/local");
+        let stream = format!("c{i:02}/fleet");
         let dir = ws.store().join("records").join(&stream);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             out.entry(stream).or_default();

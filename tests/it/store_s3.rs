@@ -236,7 +236,7 @@ fn assert_intact(endpoint: &str, bucket: &str, records: usize) {
     assert_eq!(code(&out), 0, "verify over S3 failed:\n{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["intact"], true, "{report:#}");
-    let n = keys(endpoint, bucket, "org/records/u/local/").len();
+    let n = keys(endpoint, bucket, "org/records/u/default/").len();
     assert_eq!(n, records, "records in the bucket");
 }
 
@@ -251,7 +251,7 @@ fn objects_are_locked_in_compliance_mode_with_sha256_checksums() {
     assert_eq!(spooled(&ws), 0, "the spool drained:\n{}", text(&out));
     assert_intact(&ep, "locked", 1);
 
-    let key = "org/records/u/local/000000000001.json";
+    let key = "org/records/u/default/000000000001.json";
     rt().block_on(async {
         let c = client(&ep);
         let bytes = object(&c, "locked", key).await;
@@ -302,12 +302,12 @@ fn objects_are_locked_in_compliance_mode_with_sha256_checksums() {
             .await
             .unwrap();
         let err = store
-            .put_new("records/u/local/000000000001.json", b"forged")
+            .put_new("records/u/default/000000000001.json", b"forged")
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::Exists(_)), "{err}");
         let again = store
-            .get("records/u/local/000000000001.json")
+            .get("records/u/default/000000000001.json")
             .await
             .unwrap()
             .unwrap();
@@ -482,7 +482,7 @@ fn an_outage_spools_and_everything_arrives_in_order_afterwards() {
     // Three runs: a blob-less record and a checkpoint each at least.
     assert!(spooled(&ws) >= 6, "spooled: {}", spooled(&ws));
     assert_eq!(
-        keys(&m.endpoint(), "outage", "org/records/u/local/").len(),
+        keys(&m.endpoint(), "outage", "org/records/u/default/").len(),
         2
     );
 
@@ -535,7 +535,7 @@ fn a_kill_9_while_shipping_loses_and_breaks_nothing() {
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert_eq!(spooled(&ws), 0, "{}", text(&out));
     // 1 + 4 + the killed run's record (written before the kill or not) + 1.
-    let n = keys(&ep, "killed", "org/records/u/local/").len();
+    let n = keys(&ep, "killed", "org/records/u/default/").len();
     assert!((6..=7).contains(&n), "records: {n}");
     assert_intact(&ep, "killed", n);
 }
@@ -564,7 +564,7 @@ fn wrong_credentials_are_named_and_the_spool_keeps_the_evidence() {
         );
     }
     assert!(spooled(&ws) >= 4, "spooled: {}", spooled(&ws));
-    assert_eq!(keys(&ep, "creds", "org/records/u/local/").len(), 1);
+    assert_eq!(keys(&ep, "creds", "org/records/u/default/").len(), 1);
 
     // Right credentials again: everything arrives, chained.
     let out = collect(&ws, &ep);
@@ -673,7 +673,7 @@ criteria = ["CC7.2"]
         &ep,
         "s3://readers/org",
         false,
-        &["show", "big/local", "--json"],
+        &["show", "big/default", "--json"],
     );
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     let sha = shown["statement"]["subject"][0]["digest"]["sha256"]
@@ -730,12 +730,12 @@ criteria = ["CC7.2"]
     };
     let list = same(&["list", "--json"]);
     assert!(
-        list.contains("iam/local") && list.contains("big/local"),
+        list.contains("iam/default") && list.contains("big/default"),
         "{list}"
     );
-    let show = same(&["show", "iam/local@2", "--json"]);
+    let show = same(&["show", "iam/default@2", "--json"]);
     assert!(show.contains("u/bob"), "{show}");
-    let diff = same(&["diff", "iam/local", "--json"]);
+    let diff = same(&["diff", "iam/default", "--json"]);
     let d: serde_json::Value = serde_json::from_str(&diff).unwrap();
     let paths: Vec<&str> = d["changes"]
         .as_array()
@@ -754,7 +754,7 @@ criteria = ["CC7.2"]
     let v: serde_json::Value = serde_json::from_str(&verified).unwrap();
     assert_eq!(v["intact"], true, "{v:#}");
     assert_eq!(v["records"], 6);
-    same(&["diff", "iam/local", "1", "3"]);
+    same(&["diff", "iam/default", "1", "3"]);
 
     // EXHIBIT_STORE names the store as well as --store does.
     let via_env = read(&ep, "s3://readers/org", true, &["list", "--json"]);
@@ -895,7 +895,7 @@ command = ["echo", "{\"n\":1}"]
     let mut c = ws.cmd(&["run", "--admin-listen", &format!("127.0.0.1:{port}")]);
     aws_env(&mut c, &ep);
     let mut daemon = c.stdout(Stdio::null()).stderr(log).spawn().unwrap();
-    let records = |endpoint: &str| keys(endpoint, "daemon", "org/records/u/local/").len();
+    let records = |endpoint: &str| keys(endpoint, "daemon", "org/records/u/default/").len();
     wait_until("two records shipped", 30, || records(&m.endpoint()) >= 2);
 
     relay.stop();

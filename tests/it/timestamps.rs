@@ -359,7 +359,7 @@ fn a_token_from_another_tsa_is_rejected() {
     );
 }
 
-/// Rewrites the first record of `users/local` and its checkpoint as an
+/// Rewrites the first record of `users/stamped` and its checkpoint as an
 /// insider holding the agent's key would, with the record's times moved
 /// `back` into the past, and gets a fresh token for the rewritten
 /// checkpoint: the one thing the insider cannot move is the TSA's clock.
@@ -367,7 +367,7 @@ fn backdate_first_record(ws: &Workspace, tsa: &Tsa, back: chrono::Duration) -> S
     let (signer, _) =
         exhibit::evidence::keys::Signer::load_or_create(&ws.path().join("exhibit.key")).unwrap();
     let store = ws.store();
-    let record_key = "records/users/local/000000000001.json";
+    let record_key = "records/users/stamped/000000000001.json";
     let record_path = store.join(record_key);
     let st: Statement<RecordPredicate> = peek(&std::fs::read(&record_path).unwrap()).unwrap();
     let mut p = st.predicate;

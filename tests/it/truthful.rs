@@ -16,14 +16,14 @@ use crate::support::{Workspace, code, text};
 /// `exhibit run` in the background, its log in `daemon.log` of the
 /// workspace, its admin endpoint on `port` (`--admin-listen` unless the
 /// config says where).
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn start(ws: &Workspace, port: u16, flag: bool) -> Daemon {
+    pub(crate) fn start(ws: &Workspace, port: u16, flag: bool) -> Daemon {
         let log = ws.path().join("daemon.log");
         let addr = format!("127.0.0.1:{port}");
         let mut args = vec!["run"];
@@ -42,7 +42,7 @@ impl Daemon {
         d
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         http_get(self.port, path).expect("the admin endpoint answers")
     }
 
@@ -51,7 +51,7 @@ impl Daemon {
     }
 
     /// Waits up to `secs` for `ok`; panics naming `what`, with the log.
-    fn wait_until(&self, what: &str, secs: u64, ok: impl Fn(&Daemon) -> bool) {
+    pub(crate) fn wait_until(&self, what: &str, secs: u64, ok: impl Fn(&Daemon) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !ok(self) {
             assert!(
@@ -72,7 +72,7 @@ impl Daemon {
     }
 
     /// SIGTERM, and the exit status.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn stop(mut self) -> (std::process::ExitStatus, String) {
         self.signal("-TERM");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -100,7 +100,7 @@ impl Drop for Daemon {
 }
 
 /// How many records `stream` holds in the workspace's store.
-fn count(ws: &Workspace, stream: &str) -> usize {
+pub(crate) fn count(ws: &Workspace, stream: &str) -> usize {
     std::fs::read_dir(ws.store().join("records").join(stream))
         .map(|d| {
             d.filter(|e| {
@@ -112,14 +112,14 @@ fn count(ws: &Workspace, stream: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn show(ws: &Workspace, spec: &str) -> Value {
+pub(crate) fn show(ws: &Workspace, spec: &str) -> Value {
     let out = ws.run(&["show", spec, "--json"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Every record of `stream`, oldest first.
-fn records(ws: &Workspace, stream: &str) -> Vec<Value> {
+pub(crate) fn records(ws: &Workspace, stream: &str) -> Vec<Value> {
     (1..=count(ws, stream))
         .map(|n| show(ws, &format!("{stream}@{n}")))
         .collect()
@@ -182,7 +182,7 @@ fn an_unwritable_store_makes_the_agent_unready_and_its_slots_are_recorded_failed
     let ws = Workspace::new(TICK);
     std::fs::create_dir_all(ws.store()).unwrap();
     let d = Daemon::start(&ws, free_port(), true);
-    d.wait_until("a first record", 20, |_| count(&ws, "tick/local") >= 1);
+    d.wait_until("a first record", 20, |_| count(&ws, "tick/truthful") >= 1);
 
     let ro = ReadOnly::over(&ws.store());
     d.wait_until("/readyz 503 once a write failed", 10, |d| {
@@ -198,11 +198,11 @@ fn an_unwritable_store_makes_the_agent_unready_and_its_slots_are_recorded_failed
     assert!(errors >= 1.0, "{metrics}");
     let stream_errors = metric(
         &metrics,
-        "exhibit_stream_write_errors_total{collector=\"tick\",stream=\"tick/local\"}",
+        "exhibit_stream_write_errors_total{collector=\"tick\",stream=\"tick/truthful\"}",
     );
     assert!(stream_errors >= 1.0, "{metrics}");
     assert_eq!(metric(&metrics, "exhibit_store_writable"), 0.0, "{metrics}");
-    let held = count(&ws, "tick/local");
+    let held = count(&ws, "tick/truthful");
 
     drop(ro);
     let restored_at = std::time::SystemTime::now();
@@ -210,12 +210,12 @@ fn an_unwritable_store_makes_the_agent_unready_and_its_slots_are_recorded_failed
         d.get("/readyz").0 == 200
     });
     d.wait_until("the refused slots written", 10, |_| {
-        count(&ws, "tick/local") >= held + stream_errors as usize
+        count(&ws, "tick/truthful") >= held + stream_errors as usize
     });
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
 
-    let recs = records(&ws, "tick/local");
+    let recs = records(&ws, "tick/truthful");
     let failed: Vec<&Value> = recs
         .iter()
         .filter(|r| r["statement"]["predicate"]["status"] == "failed")
@@ -269,7 +269,7 @@ command = ["echo", "{}"]
 "#,
     );
     let d = Daemon::start(&ws, free_port(), true);
-    let series = "{collector=\"monthly\",stream=\"monthly/local\"}";
+    let series = "{collector=\"monthly\",stream=\"monthly/default\"}";
     d.wait_until("the stream's metrics", 10, |d| {
         d.get("/metrics")
             .1
@@ -310,7 +310,7 @@ command = ["echo", "{}"]
 fn sighup_reloads_a_valid_config_and_keeps_the_running_one_when_invalid() {
     let ws = Workspace::new(TICK);
     let mut d = Daemon::start(&ws, free_port(), true);
-    d.wait_until("tick collects", 20, |_| count(&ws, "tick/local") >= 1);
+    d.wait_until("tick collects", 20, |_| count(&ws, "tick/truthful") >= 1);
 
     // An invalid file: logged, nothing changes, the agent lives on.
     std::fs::write(ws.config(), TICK.replace("*/2 * * * * *", "0 0 31 2 *")).unwrap();
@@ -320,9 +320,9 @@ fn sighup_reloads_a_valid_config_and_keeps_the_running_one_when_invalid() {
     });
     assert!(d.log().contains("no future slot"), "{}", d.log());
     assert!(d.alive(), "SIGHUP must not end the agent");
-    let before = count(&ws, "tick/local");
+    let before = count(&ws, "tick/truthful");
     d.wait_until("tick still collects", 10, |_| {
-        count(&ws, "tick/local") > before
+        count(&ws, "tick/truthful") > before
     });
 
     // A valid one: tock replaces tick.
@@ -332,13 +332,13 @@ fn sighup_reloads_a_valid_config_and_keeps_the_running_one_when_invalid() {
     )
     .unwrap();
     d.signal("-HUP");
-    d.wait_until("tock collects", 20, |_| count(&ws, "tock/local") >= 1);
+    d.wait_until("tock collects", 20, |_| count(&ws, "tock/truthful") >= 1);
     assert!(d.log().contains("configuration reloaded"), "{}", d.log());
     std::thread::sleep(Duration::from_secs(1));
-    let ticks = count(&ws, "tick/local");
+    let ticks = count(&ws, "tick/truthful");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        count(&ws, "tick/local"),
+        count(&ws, "tick/truthful"),
         ticks,
         "tick is no longer scheduled"
     );
@@ -400,7 +400,7 @@ command = ["echo", "{}"]
     let out = ws.run(&["collect", "daily"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("ok       daily/local #1"), "{stdout}");
+    assert!(stdout.contains("ok       daily/ctl #1"), "{stdout}");
     assert!(stdout.contains("checkpoint checkpoints/"), "{stdout}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("running agent"),
@@ -408,10 +408,10 @@ command = ["echo", "{}"]
         text(&out)
     );
     // The agent did it: a manual record, and nothing of `other`.
-    let r = show(&ws, "daily/local@1");
+    let r = show(&ws, "daily/ctl@1");
     assert_eq!(r["statement"]["predicate"]["trigger"], "manual");
     assert_eq!(r["payload"]["output"]["asked"], true);
-    assert_eq!(count(&ws, "other/local"), 0);
+    assert_eq!(count(&ws, "other/ctl"), 0);
 
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
@@ -435,8 +435,8 @@ command = "printf '{\"rows\": ['; i=0; while [ $i -lt 40000 ]; do printf '\"row 
     let out = ws.run(&["collect"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     for args in [
-        &["show", "big/local"][..],
-        &["show", "big/local", "--json"][..],
+        &["show", "big/default"][..],
+        &["show", "big/default", "--json"][..],
     ] {
         // `exhibit show … | head -c 10`: the reader leaves early.
         let mut child = ws

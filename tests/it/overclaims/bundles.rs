@@ -45,9 +45,9 @@ command = ["sh", "-c", "echo \"{\\\"repos\\\": [\\\"app\\\"], \\\"at\\\": \\\"$(
     ws
 }
 
-/// When record `seq` of iam/local started: a time between two runs.
+/// When record `seq` of iam/default started: a time between two runs.
 fn started(ws: &Workspace, seq: u32) -> String {
-    let out = ws.run(&["show", &format!("iam/local@{seq}"), "--json"]);
+    let out = ws.run(&["show", &format!("iam/default@{seq}"), "--json"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
     rec["statement"]["predicate"]["started_at"]
@@ -283,7 +283,7 @@ fn every_bundle_tampering_fails_both_verifiers_alike() {
         .collect();
     let population_iam: Vec<String> = files(&genuine)
         .into_iter()
-        .filter(|f| f.starts_with("records/iam/local/"))
+        .filter(|f| f.starts_with("records/iam/default/"))
         .collect();
     assert_eq!((sampled_iam.len(), population_iam.len()), (2, 3));
     let store_dir = ws.store();
@@ -345,7 +345,7 @@ fn every_bundle_tampering_fails_both_verifiers_alike() {
             None,
             "is listed by a checkpoint of the period but missing",
             Box::new(|r| {
-                write_lines(r, "streams.txt", &["iam/local".to_string()]);
+                write_lines(r, "streams.txt", &["iam/default".to_string()]);
                 let (drop, keep): (Vec<String>, Vec<String>) = lines(r, "sampled.txt")
                     .into_iter()
                     .partition(|l| l.starts_with("records/repos/"));
@@ -361,7 +361,7 @@ fn every_bundle_tampering_fails_both_verifiers_alike() {
             "a stream dropped from streams.txt alone",
             None,
             "not a record of a sampled stream",
-            Box::new(|r| write_lines(r, "streams.txt", &["iam/local".to_string()])),
+            Box::new(|r| write_lines(r, "streams.txt", &["iam/default".to_string()])),
         ),
         (
             "the bundle emptied",
@@ -428,7 +428,7 @@ fn every_bundle_tampering_fails_both_verifiers_alike() {
             "is not listed in MANIFEST.sha256",
             Box::new(|r| {
                 remanifest(r);
-                std::fs::write(r.join("records/iam/local/notes.txt"), "added").unwrap();
+                std::fs::write(r.join("records/iam/default/notes.txt"), "added").unwrap();
             }),
         ),
     ];

@@ -110,13 +110,13 @@ retries = 0
     }
 
     // The evidence says that something was there, and that it was hidden.
-    let ok = show(&ws.store(), "echo-ok/local");
+    let ok = show(&ws.store(), "echo-ok/default");
     let p = &ok["payload"];
     assert_eq!(ok["statement"]["predicate"]["status"], "ok", "{ok}");
     assert_eq!(p["output"], "[redacted] --token=[redacted]\n", "{p}");
     assert_eq!(p["stderr_tail"], "stderr: [redacted] --token=[redacted]\n");
     assert_eq!(p["command"][3], "--token=[redacted]", "{p}");
-    let failed = show(&ws.store(), "echo-fail/local");
+    let failed = show(&ws.store(), "echo-fail/default");
     let pred = &failed["statement"]["predicate"];
     assert_eq!(pred["status"], "failed", "{failed}");
     let err = pred["error"].as_str().unwrap();
@@ -128,10 +128,10 @@ retries = 0
 
     // Nowhere in the store, nor in anything read from it.
     let mut read = vec![
-        text(&exhibit_on_store(&ws.store(), &["show", "echo-ok/local"])),
+        text(&exhibit_on_store(&ws.store(), &["show", "echo-ok/default"])),
         text(&exhibit_on_store(
             &ws.store(),
-            &["show", "echo-fail/local", "--json"],
+            &["show", "echo-fail/default", "--json"],
         )),
         text(&exhibit_on_store(
             &ws.store(),
@@ -434,14 +434,14 @@ fn a_malformed_record_never_panics_a_reading_command() {
             let out = ws.run(&["collect"]);
             assert_eq!(code(&out), 0, "{}", text(&out));
         }
-        forge(&ws.store(), "s/local", 2, 3, digest);
+        forge(&ws.store(), "s/default", 2, 3, digest);
         let bundle = ws.path().join("sample.tar.gz");
         let commands: Vec<Vec<&str>> = vec![
             vec!["list"],
-            vec!["show", "s/local"],
-            vec!["show", "s/local@3", "--json"],
-            vec!["diff", "s/local"],
-            vec!["diff", "s/local", "2", "3"],
+            vec!["show", "s/default"],
+            vec!["show", "s/default@3", "--json"],
+            vec!["diff", "s/default"],
+            vec!["diff", "s/default", "2", "3"],
             vec!["report", "--since", "7d", "--format", "md"],
             vec!["report", "--since", "7d", "--json"],
             vec![

@@ -206,7 +206,7 @@ fn the_new_key_alone_cannot_resign_history_from_before_its_rotation() {
     // in as a stream of its own.
     let copy = ws.path().join("backdated");
     copy_tree(&ws.store(), &copy);
-    let first = copy.join("records/users/local/000000000001.json");
+    let first = copy.join("records/users/keys-agent/000000000001.json");
     let st: Statement<RecordPredicate> = peek(&std::fs::read(&first).unwrap()).unwrap();
     let mut p = st.predicate.clone();
     p.stream = "users/forged".into();
@@ -273,7 +273,7 @@ fn a_signing_key_others_can_read_is_refused_like_ssh_does() {
         );
         assert!(said.contains(&key.display().to_string()), "{said}");
     }
-    let records = std::fs::read_dir(ws.store().join("records/users/local"))
+    let records = std::fs::read_dir(ws.store().join("records/users/keys-agent"))
         .unwrap()
         .count();
     assert_eq!(records, 1, "nothing was signed with the exposed key");

@@ -493,8 +493,8 @@ command = ["echo", "{{\"n\":1}}"]
 
         // Someone with write access but no key: a delete without a
         // version id, and a PUT over an existing record (same bytes).
-        let first = "org/records/u/local/000000000001.json";
-        let second = "org/records/u/local/000000000002.json";
+        let first = "org/records/u/default/000000000001.json";
+        let second = "org/records/u/default/000000000002.json";
         rt.block_on(async {
             let bytes = c
                 .get_object()
@@ -537,14 +537,14 @@ command = ["echo", "{{\"n\":1}}"]
             .collect();
         assert!(
             problems.contains(&(
-                "records/u/local/000000000002.json".into(),
+                "records/u/default/000000000002.json".into(),
                 "object_deleted".into()
             )),
             "{problems:?}"
         );
         assert!(
             problems.contains(&(
-                "records/u/local/000000000001.json".into(),
+                "records/u/default/000000000001.json".into(),
                 "object_overwritten".into()
             )),
             "{problems:?}"

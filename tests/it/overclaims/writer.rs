@@ -108,12 +108,12 @@ fn plant(store: &Path) -> (String, String) {
     )
     .unwrap();
 
-    let first = std::fs::read(store.join(layout::record("a/local", 1))).unwrap();
+    let first = std::fs::read(store.join(layout::record("a/writer-agent", 1))).unwrap();
     let st: Statement<RecordPredicate> = peek(&first).unwrap();
     let mut p = st.predicate.clone();
     p.seq = 999_999_999_999;
     p.prev = Some(sha256_hex(&first));
-    let planted_record = layout::record("a/local", 999_999_999_999);
+    let planted_record = layout::record("a/writer-agent", 999_999_999_999);
     std::fs::write(
         store.join(&planted_record),
         seal(st.subject, RECORD_PREDICATE_TYPE, &p, &stranger),
@@ -138,11 +138,11 @@ fn planted_heads_are_not_extended_and_collect_names_them() {
 
     // Stream a is not extended; stream b is.
     assert_eq!(
-        record_files(&ws.store(), "a/local"),
+        record_files(&ws.store(), "a/writer-agent"),
         ["000000000001.json", "999999999999.json"]
     );
     assert_eq!(
-        record_files(&ws.store(), "b/local"),
+        record_files(&ws.store(), "b/writer-agent"),
         ["000000000001.json", "000000000002.json"]
     );
     // The run's checkpoint follows the real head, not the planted one.
@@ -161,7 +161,7 @@ fn a_garbage_top_record_does_not_stop_the_daemon() {
     let ws = Workspace::new(&config("*/2 * * * * *"));
     let out = ws.run(&["collect"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
-    let garbage = layout::record("a/local", 2);
+    let garbage = layout::record("a/writer-agent", 2);
     std::fs::write(ws.store().join(&garbage), b"{ not a record").unwrap();
 
     let port = free_port();
@@ -175,7 +175,7 @@ fn a_garbage_top_record_does_not_stop_the_daemon() {
         .unwrap();
     let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let third_b = ws.store().join(layout::record("b/local", 3));
+    let third_b = ws.store().join(layout::record("b/writer-agent", 3));
     while !third_b.exists() {
         if let Some(status) = d.try_wait().unwrap() {
             panic!("the daemon exited ({status}): {}", log_text());
@@ -203,7 +203,7 @@ fn a_garbage_top_record_does_not_stop_the_daemon() {
     // Reported, never extended.
     assert!(log_text().contains(&garbage), "{}", log_text());
     assert_eq!(
-        record_files(&ws.store(), "a/local"),
+        record_files(&ws.store(), "a/writer-agent"),
         ["000000000001.json", "000000000002.json"]
     );
 }
@@ -236,7 +236,7 @@ fn a_clock_a_day_fast_then_corrected_keeps_one_chain() {
             version: "1".into(),
         };
         let mut entry = exhibit::writer::Entry::new(
-            "a/local",
+            "a/writer-agent",
             collector,
             Status::Ok,
             writer.now(),
@@ -273,7 +273,8 @@ fn a_clock_a_day_fast_then_corrected_keeps_one_chain() {
     }
     let a: Vec<RecordPredicate> = (1..=3)
         .map(|n| {
-            let bytes = std::fs::read(ws.store().join(layout::record("a/local", n))).unwrap();
+            let bytes =
+                std::fs::read(ws.store().join(layout::record("a/writer-agent", n))).unwrap();
             peek::<RecordPredicate>(&bytes).unwrap().predicate
         })
         .collect();
@@ -333,7 +334,7 @@ fn a_clock_that_went_back_days_ago_leaves_an_intact_single_chain() {
                 version: "1".into(),
             };
             let mut entry = exhibit::writer::Entry::new(
-                "a/local",
+                "a/writer-agent",
                 collector,
                 Status::Ok,
                 writer.now(),
