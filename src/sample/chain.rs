@@ -63,6 +63,31 @@ pub fn walk(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Walk {
+    walk_between(head, links, from, to, false)
+}
+
+/// Follows the chain from `head` back as far as `links` holds it: every
+/// checkpoint passed is in `period`, newest first. A previous checkpoint
+/// that is not among `links` ends the walk (a control bundle carries the
+/// chain only as far back as its oldest record); one that is there but
+/// hashes otherwise breaks it.
+pub fn walk_to_start(head: &str, links: &HashMap<&str, Link<'_>>) -> Walk {
+    walk_between(
+        head,
+        links,
+        DateTime::<Utc>::MIN_UTC,
+        DateTime::<Utc>::MAX_UTC,
+        true,
+    )
+}
+
+fn walk_between(
+    head: &str,
+    links: &HashMap<&str, Link<'_>>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    open_ended: bool,
+) -> Walk {
     let mut w = Walk::default();
     let mut seen = HashSet::new();
     let mut current = links.get(head).copied();
@@ -83,6 +108,7 @@ pub fn walk(
         }
         let Some(prev) = &p.prev else { break };
         current = match links.get(prev.key.as_str()) {
+            None if open_ended => None,
             None => {
                 w.broken = Some((
                     c.key.to_string(),

@@ -42,6 +42,12 @@ pub(super) fn write(
         lines(manifest.streams.iter().map(|s| s.stream.as_str()).collect()),
     );
     files.insert("README.md".into(), readme(manifest).into_bytes());
+    finish(out, files)
+}
+
+/// Adds `verify.sh` and `MANIFEST.sha256` to the bundle's `files` and
+/// writes it to `out`.
+pub(super) fn finish(out: &Path, mut files: BTreeMap<String, Vec<u8>>) -> anyhow::Result<()> {
     files.insert("verify.sh".into(), VERIFY_SH.as_bytes().to_vec());
     let listing: String = files
         .iter()

@@ -13,6 +13,7 @@
 //! them.
 
 pub mod chain;
+pub mod control;
 pub mod draw;
 mod files;
 
@@ -146,38 +147,8 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
             );
         }
     }
-    let mut stored = Vec::new();
-    for key in store.list(layout::CHECKPOINTS).await? {
-        if !layout::is_checkpoint(&key) {
-            continue;
-        }
-        let Some(bytes) = store.get(&key).await? else {
-            continue;
-        };
-        let statement: Statement<CheckpointPredicate> = peek(&bytes).with_context(|| {
-            format!("cannot sample: checkpoint {key} cannot be read; `exhibit verify` names what is wrong")
-        })?;
-        stored.push(StoredCheckpoint {
-            sha256: sha256_hex(&bytes),
-            key,
-            bytes,
-            statement,
-        });
-    }
-    let links: HashMap<&str, chain::Link> = stored
-        .iter()
-        .map(|c| {
-            (
-                c.key.as_str(),
-                chain::Link {
-                    key: &c.key,
-                    sha256: &c.sha256,
-                    predicate: &c.statement.predicate,
-                    records: &c.statement.subject,
-                },
-            )
-        })
-        .collect();
+    let stored = stored_checkpoints(store.as_ref()).await?;
+    let links = links(&stored);
     let heads = chain::heads(&links);
     if heads.is_empty() {
         bail!(
@@ -292,26 +263,16 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
         });
     }
     // The chain from each head back to the last checkpoint before the
-    // period, each with its RFC 3161 token.
-    let by_key: HashMap<&str, &StoredCheckpoint> =
-        stored.iter().map(|c| (c.key.as_str(), c)).collect();
-    for key in walked.iter().flat_map(Walk::checkpoints) {
-        let token = layout::token(key);
-        if let Some(t) = store.get(&token).await? {
-            files.insert(token, t);
-        }
-        files.insert(key.to_string(), by_key[key].bytes.clone());
-    }
-    // The TSA certificates the agent trusted, so that the tokens can be
-    // checked offline (an auditor may pass their own copy instead), and
-    // the public keys.
-    for prefix in [layout::TSA, layout::KEYS] {
-        for key in store.list(prefix).await? {
-            if let Some(bytes) = store.get(&key).await? {
-                files.insert(key, bytes);
-            }
-        }
-    }
+    // period, each with its RFC 3161 token; the TSA certificates and the
+    // public keys.
+    copy_checkpoints(
+        store.as_ref(),
+        &stored,
+        walked.iter().flat_map(Walk::checkpoints),
+        &mut files,
+    )
+    .await?;
+    copy_trust(store.as_ref(), &mut files).await?;
     let period = chain::Period {
         from: req.from,
         to: req.to,
@@ -330,6 +291,84 @@ pub async fn bundle(store: Arc<dyn Store>, req: &Request, out: &Path) -> anyhow:
     };
     files::write(out, files, &manifest, &period)?;
     Ok(manifest)
+}
+
+/// Every checkpoint of `store`, as stored.
+async fn stored_checkpoints(store: &dyn Store) -> anyhow::Result<Vec<StoredCheckpoint>> {
+    let mut stored = Vec::new();
+    for key in store.list(layout::CHECKPOINTS).await? {
+        if !layout::is_checkpoint(&key) {
+            continue;
+        }
+        let Some(bytes) = store.get(&key).await? else {
+            continue;
+        };
+        let statement: Statement<CheckpointPredicate> = peek(&bytes).with_context(|| {
+            format!("cannot sample: checkpoint {key} cannot be read; `exhibit verify` names what is wrong")
+        })?;
+        stored.push(StoredCheckpoint {
+            sha256: sha256_hex(&bytes),
+            key,
+            bytes,
+            statement,
+        });
+    }
+    Ok(stored)
+}
+
+/// The checkpoints as the chain walk sees them, by key.
+fn links(stored: &[StoredCheckpoint]) -> HashMap<&str, chain::Link<'_>> {
+    stored
+        .iter()
+        .map(|c| {
+            (
+                c.key.as_str(),
+                chain::Link {
+                    key: &c.key,
+                    sha256: &c.sha256,
+                    predicate: &c.statement.predicate,
+                    records: &c.statement.subject,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Adds the checkpoints `keys` (each once) to `files`, each with its
+/// RFC 3161 token when it has one.
+async fn copy_checkpoints<'a>(
+    store: &dyn Store,
+    stored: &[StoredCheckpoint],
+    keys: impl IntoIterator<Item = &'a str>,
+    files: &mut BTreeMap<String, Vec<u8>>,
+) -> anyhow::Result<()> {
+    let by_key: HashMap<&str, &StoredCheckpoint> =
+        stored.iter().map(|c| (c.key.as_str(), c)).collect();
+    for key in keys {
+        let token = layout::token(key);
+        if let Some(t) = store.get(&token).await? {
+            files.insert(token, t);
+        }
+        files.insert(key.to_string(), by_key[key].bytes.clone());
+    }
+    Ok(())
+}
+
+/// Adds the TSA certificates the agent trusted (so that the tokens can be
+/// checked offline; an auditor may pass their own copy instead) and the
+/// public keys to `files`.
+async fn copy_trust(
+    store: &dyn Store,
+    files: &mut BTreeMap<String, Vec<u8>>,
+) -> anyhow::Result<()> {
+    for prefix in [layout::TSA, layout::KEYS] {
+        for key in store.list(prefix).await? {
+            if let Some(bytes) = store.get(&key).await? {
+                files.insert(key, bytes);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -34,6 +34,22 @@
 #     certificates.
 # `exhibit verify --bundle` also checks the records' times against their
 # runs and the tokens' times (back-dating), which needs date arithmetic.
+#
+# A control bundle (`exhibit sample --control`, with control.txt) is checked
+# the same way, except that:
+#  2. every record's payload must be here, and numbers may be missing (the
+#     bundle holds the evidence of the sample, not whole streams);
+#  3. the chain runs from each head named in control.txt back to the oldest
+#     checkpoint here;
+#  4. every record is listed, byte for byte, by a checkpoint of that chain;
+#  5. the draw: population.json hashes to the population hash in
+#     control.txt, the seed is the sha256 of
+#     "<engagement>\n<control>\n<population hash>", and sampled.txt holds the
+#     occurrence ids with the lowest sha256 of "<seed>\n<id>", lowest first;
+#     evidence.txt names for each the result record of the control that
+#     judged it (a state control's occurrence is that record, `<stream>@<n>`;
+#     an event control's result lists it), every record that result judged
+#     is here with the bytes it judged, and no other record is here.
 # Exit status 0 means every check passed. The head it prints must match the
 # one noted when the sample was drawn: a bundle cut short after its last
 # run, head and all, cannot be told from a genuine one otherwise.
@@ -46,6 +62,14 @@ records=0
 checkpoints=0
 payloads=0
 timestamps=0
+# A control bundle holds control.txt; a record bundle period.txt.
+if [ -f control.txt ]; then
+  kind=control
+  own="control.txt population.json sampled.txt evidence.txt"
+else
+  kind=records
+  own="period.txt streams.txt sampled.txt"
+fi
 bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
 hash_of() { sha256sum < "$1" | cut -c1-64; }
 # The last occurrence of a string field in one line of canonical JSON.
@@ -95,7 +119,7 @@ check_envelope() {
 find . ! -type f ! -type d | sed 's|^\./||' | LC_ALL=C sort > "$tmp/odd"
 while read -r f; do bad "$f: is not a regular file"; done < "$tmp/odd"
 # The bundle's own text files (empty when missing: that fails here).
-for f in MANIFEST.sha256 period.txt streams.txt sampled.txt; do
+for f in MANIFEST.sha256 $own; do
   if [ -f "$f" ] && [ ! -h "$f" ]; then cp "$f" "$tmp/$f"; else bad "the bundle has no $f"; : > "$tmp/$f"; fi
 done
 sed -n 's/^\([0-9a-f]\{64\}\)  \(.*\)$/\1 \2/p' "$tmp/MANIFEST.sha256" > "$tmp/manifest"
@@ -111,13 +135,18 @@ cut -d' ' -f2- "$tmp/manifest" | LC_ALL=C sort > "$tmp/listed-files"
 find . -type f | sed 's|^\./||' | grep -vx 'MANIFEST.sha256' | LC_ALL=C sort > "$tmp/files"
 LC_ALL=C comm -23 "$tmp/files" "$tmp/listed-files" > "$tmp/unlisted"
 while read -r f; do bad "$f: is not listed in MANIFEST.sha256"; done < "$tmp/unlisted"
-grep -v '^$' "$tmp/streams.txt" > "$tmp/streams"
-grep -v '^$' "$tmp/sampled.txt" | LC_ALL=C sort -u > "$tmp/sampled"
+if [ "$kind" = records ]; then
+  grep -v '^$' "$tmp/streams.txt" > "$tmp/streams"
+  grep -v '^$' "$tmp/sampled.txt" | LC_ALL=C sort -u > "$tmp/sampled"
+fi
 
 # 2. Records.
 find records -type f -name '*.json' 2> /dev/null | LC_ALL=C sort > "$tmp/records"
+# In a control bundle every record is evidence: each payload must be here.
+[ "$kind" = records ] || cp "$tmp/records" "$tmp/sampled"
 : > "$tmp/seqs"
 : > "$tmp/digests"
+: > "$tmp/judged"
 while read -r f; do
   records=$((records + 1))
   check_envelope "$f" || continue
@@ -142,9 +171,12 @@ while read -r f; do
     [ "$(field prev "$st")" = "$(hash_of "$prev_file")" ] || bad "$f: prev does not match $prev_file"
   fi
   echo "$stream $seq" >> "$tmp/seqs"
+  # The records a control result judged: "<result> <record> <sha256>".
+  grep -o '"record":"records/[^"]*","sha256":"[0-9a-f]\{64\}"' "$st" |
+    sed "s|\"record\":\"\([^\"]*\)\",\"sha256\":\"\([0-9a-f]*\)\"|$f \1 \2|" >> "$tmp/judged"
 done < "$tmp/records"
 # No number is missing between the first and the last of each stream.
-LC_ALL=C sort -k1,1 -k2,2n "$tmp/seqs" | awk '
+[ "$kind" = control ] || LC_ALL=C sort -k1,1 -k2,2n "$tmp/seqs" | awk '
   $1 == s && $2 != n + 1 { printf "FAIL: records/%s: number %d follows %d\n", $1, $2, n; bad++ }
   { s = $1; n = $2 }
   END { exit bad > 0 }' || failures=$((failures + 1))
@@ -164,28 +196,35 @@ while read -r f; do
     sed 's/"digest":{"sha256":"\([0-9a-f]*\)"},"name":"\(.*\)"/\1 \2/' |
     grep -E '^[0-9a-f]{64} records/.+/[0-9]{12}\.json$' > "$tmp/cp.$checkpoints.list"
 done < "$tmp/checkpoints"
-period=$tmp/period.txt
+if [ "$kind" = control ]; then period=$tmp/control.txt; else period=$tmp/period.txt; fi
 from_raw=$(sed -n 's/^from //p' "$period" | head -n 1)
 to_raw=$(sed -n 's/^to //p' "$period" | head -n 1)
 seed=$(sed -n 's/^seed //p' "$period" | head -n 1)
 from=$(norm_time "$from_raw")
 to=$(norm_time "$to_raw")
 utc='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$'
-for name in from to seed; do
-  [ "$(grep -c "^$name " "$period")" -eq 1 ] || bad "period.txt: names \`$name\` $(grep -c "^$name " "$period") times, not once"
+pf=${period#"$tmp/"}
+if [ "$kind" = control ]; then names="engagement control from to size population seed"; else names="from to seed"; fi
+for name in $names; do
+  [ "$(grep -c "^$name " "$period")" -eq 1 ] || bad "$pf: names \`$name\` $(grep -c "^$name " "$period") times, not once"
 done
-printf '%s\n' "$from_raw" | grep -qE "$utc" || bad "period.txt: \`from $from_raw\` is not a UTC time"
-printf '%s\n' "$to_raw" | grep -qE "$utc" || bad "period.txt: \`to $to_raw\` is not a UTC time"
-grep -vE '^(from|to|seed) |^head [0-9a-f]{64}$' "$period" > "$tmp/odd-lines"
-while read -r l; do bad "period.txt: unexpected line \`$l\`"; done < "$tmp/odd-lines"
+printf '%s\n' "$from_raw" | grep -qE "$utc" || bad "$pf: \`from $from_raw\` is not a UTC time"
+printf '%s\n' "$to_raw" | grep -qE "$utc" || bad "$pf: \`to $to_raw\` is not a UTC time"
+grep -vE "^($(echo $names | tr ' ' '|')) |^head [0-9a-f]{64}\$" "$period" > "$tmp/odd-lines"
+while read -r l; do bad "$pf: unexpected line \`$l\`"; done < "$tmp/odd-lines"
 sed -n 's/^head \([0-9a-f]\{64\}\)$/\1/p' "$period" > "$tmp/heads"
-[ -s "$tmp/heads" ] || bad "period.txt: names no head: the bundle shows no checkpoint chain"
+[ -s "$tmp/heads" ] || bad "$pf: names no head: the bundle shows no checkpoint chain"
+# A record bundle's chain runs back past the period's start, and the
+# period's checkpoints are those that finished within it; a control
+# bundle's runs back to its oldest checkpoint, all of them listing.
+chain_from=$from chain_to=$to
+[ "$kind" = records ] || chain_from="" chain_to="~"
 : > "$tmp/onchain"
 : > "$tmp/in-period"
 total=$(wc -l < "$tmp/cptable" | tr -d ' ')
 while read -r head; do
   line=$(awk -v h="$head" '$3 == h { print; exit }' "$tmp/cptable")
-  [ -n "$line" ] || bad "period.txt: head $head is not among the bundle's signed checkpoints"
+  [ -n "$line" ] || bad "$pf: head $head is not among the bundle's signed checkpoints"
   steps=0
   while [ -n "$line" ]; do
     # shellcheck disable=SC2086
@@ -194,11 +233,13 @@ while read -r head; do
     steps=$((steps + 1))
     if [ "$steps" -gt "$total" ]; then bad "$key: the checkpoint chain loops back to it"; break; fi
     echo "$key" >> "$tmp/onchain"
-    if earlier "$fin" "$from"; then break; fi
-    earlier "$to" "$fin" || echo "$n" >> "$tmp/in-period"
+    if earlier "$fin" "$chain_from"; then break; fi
+    earlier "$chain_to" "$fin" || echo "$n" >> "$tmp/in-period"
     [ "$pk" != "-" ] || break
     line=$(awk -v k="$pk" '$2 == k { print; exit }' "$tmp/cptable")
-    if [ -z "$line" ]; then
+    if [ -z "$line" ] && [ "$kind" = control ]; then
+      break
+    elif [ -z "$line" ]; then
       bad "$key: the checkpoint chain is broken: its previous checkpoint $pk is not here"
     else
       # shellcheck disable=SC2086
@@ -254,10 +295,12 @@ if [ -z "${TSA_CA:-}" ]; then
 fi
 
 # 4. The population: every record the period's checkpoints list, exactly
-# the records here.
+# the records here. (A control bundle: the checks after `else` below.)
 : > "$tmp/population"
 while read -r n; do cat "$tmp/cp.$n.list" >> "$tmp/population"; done < "$tmp/in-period"
 LC_ALL=C sort -k2,2 -u "$tmp/population" > "$tmp/pop"
+: > "$tmp/summary"
+if [ "$kind" = records ]; then
 population=$(wc -l < "$tmp/pop" | tr -d ' ')
 [ "$population" -gt 0 ] || bad "records/: no record of the period: the bundle shows nothing"
 while read -r h k; do
@@ -280,7 +323,6 @@ while read -r k; do
   printf '%s\n' "$k" | grep -qE '^records/.+/[0-9]{12}\.json$' && grep -qxF "$s" "$tmp/streams" ||
     bad "sampled.txt: names $k, which is not a record of a sampled stream"
 done < "$tmp/sampled"
-: > "$tmp/summary"
 while read -r s; do
   of_stream "$s" 2 < "$tmp/pop" > "$tmp/pop.s"
   of_stream "$s" 1 < "$tmp/sampled" > "$tmp/mine.s"
@@ -299,6 +341,80 @@ while read -r s; do
       bad "sampled.txt: the records sampled from stream $s are not the $nm the seed draws from its $np records"
   fi
 done < "$tmp/streams"
+else
+# 4 (control bundle). Every record is listed, with these bytes, by a
+# checkpoint of the chain.
+while read -r f; do
+  grep -qxF "$(hash_of "$f") $f" "$tmp/pop" ||
+    bad "$f: is not listed, with these bytes, by any checkpoint of the chain"
+done < "$tmp/records"
+# 5 (control bundle). The population hash, the seed and the draw, derived
+# here from population.json and the seed's inputs in control.txt.
+engagement=$(sed -n 's/^engagement //p' "$period" | head -n 1)
+control=$(sed -n 's/^control //p' "$period" | head -n 1)
+size=$(sed -n 's/^size //p' "$period" | head -n 1)
+popsha=$(hash_of "$tmp/population.json")
+[ "$popsha" = "$(sed -n 's/^population //p' "$period" | head -n 1)" ] ||
+  bad "control.txt: names population $(sed -n 's/^population //p' "$period" | head -n 1), but population.json hashes to $popsha"
+derived=$(printf '%s\n%s\n%s' "$engagement" "$control" "$popsha" | sha256sum | cut -c1-64)
+[ "$derived" = "$seed" ] ||
+  bad "control.txt: names seed $seed, but the sha256 of its engagement, control and population hash is $derived"
+grep -o '"id":"[^"]*"' "$tmp/population.json" | cut -d'"' -f4 > "$tmp/ids"
+population=$(wc -l < "$tmp/ids" | tr -d ' ')
+[ "$population" -gt 0 ] || bad "population.json: holds no occurrence"
+case $size in '' | *[!0-9]* | 0*) bad "control.txt: \`size $size\` is not a positive number"; size=1 ;; esac
+n=$size
+[ "$population" -ge "$n" ] || n=$population
+while IFS= read -r id; do
+  printf '%s %s\n' "$(printf '%s\n%s' "$derived" "$id" | sha256sum | cut -c1-64)" "$id"
+done < "$tmp/ids" | LC_ALL=C sort | head -n "$n" | cut -d' ' -f2- > "$tmp/draw"
+grep -v '^$' "$tmp/sampled.txt" > "$tmp/mine"
+cmp -s "$tmp/draw" "$tmp/mine" ||
+  bad "sampled.txt: the occurrences sampled are not the $n the seed draws from the $population of population.json"
+echo "sampled: $(wc -l < "$tmp/mine" | tr -d ' ') of $population occurrence(s) of $control, redrawn from the seed" >> "$tmp/summary"
+# The evidence of each sampled occurrence: the result that judged it, and
+# every record that result judged, with the bytes it judged.
+tab=$(printf '\t')
+: > "$tmp/evidence"
+LC_ALL=C sort "$tmp/mine" > "$tmp/mine.sorted"
+cut -f1 "$tmp/evidence.txt" | LC_ALL=C sort | LC_ALL=C comm -23 - "$tmp/mine.sorted" > "$tmp/unsampled"
+while IFS= read -r id; do bad "evidence.txt: names $id, which is not sampled"; done < "$tmp/unsampled"
+while IFS= read -r id; do
+  awk -F "$tab" -v id="$id" '$1 == id { print $2 }' "$tmp/evidence.txt" > "$tmp/behind"
+  if [ "$(wc -l < "$tmp/behind" | tr -d ' ')" -ne 1 ]; then
+    bad "evidence.txt: names $(wc -l < "$tmp/behind" | tr -d ' ') results for sampled occurrence $id, not one"
+    continue
+  fi
+  r=$(cat "$tmp/behind")
+  case $r in
+    "records/control/$control/"*.json) ;;
+    *) bad "evidence.txt: $r, named for $id, is not a result of control $control"; continue ;;
+  esac
+  if [ ! -f "$r" ]; then bad "$r: the result behind sampled occurrence $id is missing"; continue; fi
+  echo "$r" >> "$tmp/evidence"
+  # A state control's occurrence is its result record, `<stream>@<number>`;
+  # an event control's result lists the occurrence by id.
+  s=${id%@*} q=${id##*@}
+  case $q in '' | *[!0-9]*) q="" ;; esac
+  blob=$(awk -v k="$r" '$1 == k { print $2 }' "$tmp/digests")
+  if [ -n "$q" ] && [ "$r" = "records/$s/$(printf '%012d' "$q").json" ]; then
+    :
+  elif [ -z "$blob" ] || [ ! -f "$blob" ] || ! grep -qF "\"id\":\"$id\"" "$blob"; then
+    bad "$r: does not judge sampled occurrence $id"
+  fi
+  awk -v k="$r" '$1 == k { print $2, $3 }' "$tmp/judged" > "$tmp/inputs"
+  while read -r k h; do
+    echo "$k" >> "$tmp/evidence"
+    if [ ! -f "$k" ]; then
+      bad "$k: judged by $r (sampled occurrence $id), is missing"
+    elif [ "$(hash_of "$k")" != "$h" ]; then
+      bad "$k: differs from what $r judged"
+    fi
+  done < "$tmp/inputs"
+done < "$tmp/mine"
+LC_ALL=C sort -u "$tmp/evidence" | LC_ALL=C comm -13 - "$tmp/records" > "$tmp/extra"
+while read -r k; do bad "$k: is not the evidence of a sampled occurrence"; done < "$tmp/extra"
+fi
 : > "$tmp/payloads"
 while read -r k; do
   awk -v k="$k" '$1 == k { print $2 }' "$tmp/digests" >> "$tmp/payloads"
@@ -344,10 +460,17 @@ while read -r f; do
   fi
 done < "$tmp/checkpoints"
 
-echo "period: $from_raw to $to_raw, seed \`$seed\`"
+if [ "$kind" = control ]; then
+  echo "control: $control, engagement \`$engagement\`, period $from_raw to $to_raw"
+  echo "population: $population occurrence(s), sha256 $popsha; seed $derived"
+else
+  echo "period: $from_raw to $to_raw, seed \`$seed\`"
+fi
 while read -r h; do echo "chain head: $h"; done < "$tmp/heads"
 echo "head: $(tail -n 1 "$tmp/heads") (the store's newest checkpoint when the sample was drawn: compare it with the head you noted)"
-echo "population: $population record(s) of the period, under $(wc -l < "$tmp/in-period" | tr -d ' ') checkpoint(s)"
+if [ "$kind" = records ]; then
+  echo "population: $population record(s) of the period, under $(wc -l < "$tmp/in-period" | tr -d ' ') checkpoint(s)"
+fi
 cat "$tmp/summary"
 echo "checked $records record(s), $payloads payload(s), $checkpoints checkpoint(s), $timestamps timestamp(s) against $trust"
 if [ "$failures" -eq 0 ]; then

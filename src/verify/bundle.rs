@@ -6,8 +6,15 @@
 //! directory is verified as a store within what the bundle holds: every
 //! record of the period, and the payloads of the sampled records only.
 //! `verify.sh`, shipped in every bundle, makes the same checks.
+//!
+//! A control bundle (`exhibit sample --control`, with `control.txt`) holds
+//! the evidence of a sample of a control's population rather than whole
+//! streams; `control` checks it as `verify.sh` does. With `--known-head`,
+//! either kind fails unless that checkpoint is on the chain the bundle
+//! carries, as a head or an ancestor of one.
 
 mod complete;
+mod control;
 mod unpack;
 
 use std::collections::BTreeSet;
@@ -18,6 +25,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 pub use complete::{BundleFacts, StreamDraw};
+pub use control::ControlFacts;
 pub use unpack::{MAX_ENTRIES, MAX_UNPACKED, unpack};
 
 use super::{Options, Problem, Report};
@@ -46,6 +54,10 @@ pub struct BundleVerdict {
     pub report: Report,
     /// The period, head, population and draw.
     pub bundle: BundleFacts,
+    /// For a control bundle: the control, the engagement, the population
+    /// hash, the seed and the draw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlFacts>,
 }
 
 impl BundleVerdict {
@@ -54,13 +66,30 @@ impl BundleVerdict {
         let f = &self.bundle;
         let time =
             |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or("?".into(), |t| t.to_rfc3339());
-        let mut o = format!(
-            "Bundle:      period {} to {}, seed `{}`\nHead:        {} (the store's newest checkpoint when the sample was drawn: compare it with the head you noted)\n",
-            time(f.from),
-            time(f.to),
-            f.seed,
+        let mut o = match &self.control {
+            Some(c) => format!(
+                "Bundle:      control {}, engagement `{}`, period {} to {}\nPopulation:  {} occurrence(s), sha256 {}\nSeed:        {} (derived from the engagement, the control and the population hash)\nSampled:     {} of {} occurrence(s), redrawn from the seed\n",
+                c.control,
+                c.engagement,
+                time(f.from),
+                time(f.to),
+                c.population,
+                c.population_sha256,
+                c.seed,
+                c.sampled,
+                c.population
+            ),
+            None => format!(
+                "Bundle:      period {} to {}, seed `{}`\n",
+                time(f.from),
+                time(f.to),
+                f.seed
+            ),
+        };
+        o.push_str(&format!(
+            "Head:        {} (the store's newest checkpoint when the sample was drawn: compare it with the head you noted)\n",
             f.head.as_deref().unwrap_or("none")
-        );
+        ));
         if f.heads.len() > 1 {
             o.push_str(&format!(
                 "Chains:      {} heads: {}\n",
@@ -68,10 +97,12 @@ impl BundleVerdict {
                 f.heads.join(", ")
             ));
         }
-        o.push_str(&format!(
-            "Population:  {} record(s) of the period, under {} checkpoint(s)\n",
-            f.population, f.checkpoints_in_period
-        ));
+        if self.control.is_none() {
+            o.push_str(&format!(
+                "Population:  {} record(s) of the period, under {} checkpoint(s)\n",
+                f.population, f.checkpoints_in_period
+            ));
+        }
         for s in &f.streams {
             o.push_str(&format!(
                 "Sampled:     {} of {} record(s) of {}, redrawn from the seed\n",
@@ -95,8 +126,14 @@ pub async fn verify_bundle(path: &Path, mut opts: Options) -> Result<BundleVerdi
         Some(k) => k.clone(),
         None => bundle_keys(&root).map_err(BundleError::Failed)?,
     };
+    if root.join("control.txt").exists() {
+        return verify_control(path, &root, problems, &keys, &opts);
+    }
     let outcome = complete::check(&root, &keys).map_err(BundleError::Failed)?;
     opts.bundle = Some(outcome.scope.clone());
+    // The head noted earlier is judged against the chain the bundle
+    // carries (below), not against whatever checkpoints it holds.
+    let known = opts.known_head.take();
     let mut report = super::verify(Arc::new(FsStore::new(root)), &opts)
         .await
         .map_err(|e| BundleError::Failed(e.into()))?;
@@ -109,6 +146,7 @@ pub async fn verify_bundle(path: &Path, mut opts: Options) -> Result<BundleVerdi
             || p.code == "checkpoint_chain_broken" && outcome.anchors.contains(&p.location))
     });
     problems.extend(outcome.problems);
+    problems.extend(known_head(known.as_deref(), &outcome.on_chain));
     report.problems.extend(problems);
     report.problems.sort();
     report.problems.dedup();
@@ -116,6 +154,93 @@ pub async fn verify_bundle(path: &Path, mut opts: Options) -> Result<BundleVerdi
     Ok(BundleVerdict {
         report,
         bundle: outcome.facts,
+        control: None,
+    })
+}
+
+/// The verdict on a control bundle unpacked at `root`, whose manifest
+/// showed `problems`.
+fn verify_control(
+    path: &Path,
+    root: &Path,
+    mut problems: Vec<Problem>,
+    keys: &KeyRing,
+    opts: &Options,
+) -> Result<BundleVerdict, BundleError> {
+    let o = control::check(root, keys, &opts.timestamps).map_err(BundleError::Failed)?;
+    problems.extend(o.problems);
+    problems.extend(known_head(opts.known_head.as_deref(), &o.on_chain));
+    problems.sort();
+    problems.dedup();
+    let text = o.text.expect("the checks read control.txt");
+    let keys_from = match &opts.keys {
+        Some(_) => "given with --key",
+        None => "the bundle's own keys/ (not independent: pass --key)",
+    };
+    let key_ids = keys.ids().map(str::to_string).collect();
+    let mut report = super::Report {
+        verdict: super::Verdict::Failed,
+        store: path.display().to_string(),
+        period: super::Period {
+            from: Some(text.from),
+            to: Some(text.to),
+        },
+        head: text.heads.last().cloned(),
+        head_checkpoint: None,
+        heads: Vec::new(),
+        keys_from: keys_from.to_string(),
+        key_ids,
+        records: o.records,
+        records_in_period: o.records,
+        payloads_checked: o.payloads,
+        payload_bytes: o.payload_bytes,
+        checkpoints: o.checkpoints,
+        timestamps: super::TimestampSummary {
+            trust_from: opts.timestamps.trust.as_ref().map(|(_, from)| from.clone()),
+            timestamped: o.timestamped,
+            missing: o.untimestamped,
+            in_use: o.timestamped > 0 || opts.timestamps.require,
+            ..Default::default()
+        },
+        streams: Vec::new(),
+        problems,
+        gaps: Vec::new(),
+        warnings: Vec::new(),
+        intact: false,
+        complete: false,
+    };
+    report.settle();
+    Ok(BundleVerdict {
+        report,
+        bundle: BundleFacts {
+            from: Some(text.from),
+            to: Some(text.to),
+            seed: o.facts.seed.clone(),
+            head: text.heads.last().cloned(),
+            heads: text.heads.clone(),
+            checkpoints_in_period: o.on_chain.len(),
+            population: o.facts.population,
+            streams: Vec::new(),
+        },
+        control: Some(o.facts),
+    })
+}
+
+/// The problem with a head noted earlier (`--known-head`) that is not on
+/// the chain the bundle carries (`on_chain`: key and SHA-256 of each
+/// checkpoint passed from the bundle's heads). A head older than the
+/// bundle's chain is not in it either: the bundle cannot show it.
+fn known_head(known: Option<&str>, on_chain: &[(String, String)]) -> Option<Problem> {
+    let known = known?.trim().to_ascii_lowercase();
+    if on_chain.iter().any(|(_, sha)| *sha == known) {
+        return None;
+    }
+    Some(Problem {
+        location: layout::CHECKPOINTS.to_string(),
+        code: "known_head_missing",
+        message: format!(
+            "the head noted earlier ({known}) is not on the checkpoint chain this bundle carries, neither as its head nor as an ancestor: checkpoints up to it were cut, the evidence was replaced, or it is older than the chain the bundle holds"
+        ),
     })
 }
 

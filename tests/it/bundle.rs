@@ -63,7 +63,7 @@ fn sampled(root: &Path) -> Value {
 }
 
 /// Runs the bundle's verify.sh; returns (passed, output).
-fn verify_sh(root: &Path, key: Option<&Path>) -> (bool, String) {
+pub(crate) fn verify_sh(root: &Path, key: Option<&Path>) -> (bool, String) {
     let mut c = Command::new("sh");
     c.arg("verify.sh").current_dir(root).env_remove("KEY");
     if let Some(k) = key {
@@ -74,7 +74,7 @@ fn verify_sh(root: &Path, key: Option<&Path>) -> (bool, String) {
 }
 
 /// Packs a (tampered) bundle directory and runs `exhibit verify --bundle`.
-fn verify_rust(ws: &Workspace, root: &Path, name: &str) -> (i32, String) {
+pub(crate) fn verify_rust(ws: &Workspace, root: &Path, name: &str) -> (i32, String) {
     let packed = ws.path().join(format!("{name}.tar.gz"));
     let st = Command::new("tar")
         .arg("czf")

@@ -66,6 +66,9 @@ pub(super) struct Outcome {
     pub outside: HashSet<String>,
     /// The anchors: their own previous checkpoints are outside the bundle.
     pub anchors: HashSet<String>,
+    /// The checkpoints on the chain from a head, anchors included: key and
+    /// SHA-256.
+    pub on_chain: Vec<(String, String)>,
 }
 
 impl Outcome {
@@ -155,7 +158,9 @@ pub(super) fn check(root: &Path, keys: &KeyRing) -> anyhow::Result<Outcome> {
         in_period.extend(w.period);
     }
     for c in &opened {
-        if !on_chain.contains(&c.key) {
+        if on_chain.contains(&c.key) {
+            out.on_chain.push((c.key.clone(), c.sha256.clone()));
+        } else {
             out.problem(
                 &c.key,
                 "bundle_chain",
