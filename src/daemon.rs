@@ -549,6 +549,7 @@ async fn instance_loop(
         let _busy = busy.lock().await;
         let run = agent.begin_run(Trigger::CatchUp);
         agent.collect(&inst, &run, None).await;
+        agent.assess_landed(&run).await;
         if let Err(e) = agent.checkpoint(run).await {
             tracing::error!(collector = %inst.name, error = %e, "cannot write checkpoint");
         }
@@ -576,6 +577,9 @@ async fn instance_loop(
         };
         let run = agent.begin_run(Trigger::Scheduled);
         let outcomes = agent.collect(&inst, &run, Some(slot)).await;
+        // The controls that read what just landed are judged in the same
+        // run, so their results share its checkpoint.
+        agent.assess_landed(&run).await;
         // Slots that came and went while this run (or its wait for a
         // permit) took too long: they did not run, and the record says so.
         let now = clock.now();
