@@ -74,8 +74,9 @@ fn target(control: &str, state: &str, status: Value) -> Value {
     })
 }
 
-/// One risk per exception granted before `to` and expiring after `from`;
-/// returns them and, by exception record key, the risk's uuid.
+/// One risk per exception granted before `to` and expiring after `from`
+/// (a deviation approved while it is in force at the period's end, else
+/// closed); returns them and, by exception record key, the risk's uuid.
 fn risks(
     exceptions: &[Exception],
     from: DateTime<Utc>,
@@ -84,12 +85,14 @@ fn risks(
 ) -> (Vec<Value>, HashMap<String, String>) {
     let mut out = Vec::new();
     let mut by_record = HashMap::new();
+    // In force at the end of the period, or now if the period runs on.
+    let end = to.min(Utc::now());
     for e in exceptions
         .iter()
         .filter(|e| e.granted_at <= to && e.expires > from)
     {
         let uuid = id();
-        let live = e.expires > to;
+        let live = e.expires > end;
         let mut risk = json!({
             "uuid": uuid,
             "title": format!("Exception: {} for {}", e.control, e.entity),
