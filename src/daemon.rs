@@ -13,6 +13,10 @@
 //! ran out, or a second signal) cancels them, and they still write their
 //! failed records and checkpoints before the process exits.
 //!
+//! After each collection the controls that read what it wrote are
+//! evaluated in the same run ([`Agent::assess_landed`]), so that a result
+//! and the records it judged share a checkpoint.
+//!
 //! SIGHUP reloads the config file: the new one is checked first (an invalid
 //! one is logged and changes nothing); then the scheduling of the old
 //! collectors stops, the runs in flight finish, and the new collectors are

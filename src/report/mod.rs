@@ -1,4 +1,6 @@
-//! `exhibit report`: the security lead's nightly review. For every stream:
+//! `exhibit report`: the security lead's nightly review. It opens with the
+//! controls ([`controls`]: state changes, what is failing, exceptions in
+//! force); then, for every stream:
 //! its last status, what changed during the window (entity by entity), the
 //! changes that matter for controls (highlights), failed and missed
 //! collections, coverage, and a small status timeline. Rendered as
