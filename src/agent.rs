@@ -118,6 +118,8 @@ pub struct Agent {
     metrics: Arc<Metrics>,
     http: reqwest::Client,
     clock: Clock,
+    /// The controls evaluated as their inputs land (the daemon's), if any.
+    controls: Option<Arc<crate::control::Library>>,
 }
 
 impl Agent {
@@ -197,9 +199,26 @@ impl Agent {
             metrics,
             http,
             clock,
+            controls: None,
         };
         agent.publish_head().await;
         Ok(agent)
+    }
+
+    /// The agent, evaluating the controls of `library` whenever a run of
+    /// it writes a record one of them reads (see [`Agent::assess_landed`]).
+    pub fn with_controls(mut self, library: crate::control::Library) -> Self {
+        self.controls = Some(Arc::new(library));
+        self
+    }
+
+    /// Evaluates, within `run`, the controls that read what `run` wrote,
+    /// when the agent has controls: their results are checkpointed with
+    /// the records they judged. Never fails; see [`crate::assess::landed`].
+    pub async fn assess_landed(&self, run: &Run) {
+        if let Some(library) = &self.controls {
+            crate::assess::landed(self, library, run).await;
+        }
     }
 
     /// The config the agent was opened with (its collectors are
@@ -318,6 +337,7 @@ impl Agent {
             .buffer_unordered(self.config.agent.concurrency.max(1))
             .collect()
             .await;
+        self.assess_landed(&run).await;
         let checkpoint = self.checkpoint(run).await?;
         let token = layout::token(&checkpoint);
         let timestamp = match self.timestamper() {

@@ -32,6 +32,10 @@ use crate::evidence::record::{RecordPredicate, Status};
 use crate::read::{Reader, Record};
 use crate::writer::Entry;
 
+mod record;
+
+pub use record::{Assessed, assess_into, failed_evaluation, landed};
+
 /// Whether `stream` holds what assessment writes (results, exceptions,
 /// reviews) rather than collected evidence.
 pub fn is_assessment_stream(stream: &str) -> bool {
@@ -401,6 +405,20 @@ pub async fn results(
     }
     out.sort_by_key(|(r, e)| (e.at, r.seq));
     Ok(out)
+}
+
+/// The title the newest readable result of control `id` records (results
+/// carry their control's identity), for controls the library at hand does
+/// not hold.
+pub async fn recorded_title(reader: &Reader, id: &str) -> Option<String> {
+    let stream = result_stream(id);
+    let mut newest = Box::pin(reader.newest_first(&stream));
+    while let Ok(Some(r)) = newest.try_next().await {
+        if let Some(t) = r.predicate().and_then(|p| p.source["title"].as_str()) {
+            return Some(t.to_string());
+        }
+    }
+    None
 }
 
 /// A control over a period, as `exhibit controls` shows it.

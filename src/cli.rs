@@ -58,6 +58,10 @@ pub(crate) enum Command {
         /// Admin listen address, overriding the config's.
         #[arg(long)]
         admin_listen: Option<std::net::SocketAddr>,
+        /// Controls evaluated as their inputs land: the built-in library
+        /// and those of `--controls-dir`.
+        #[command(flatten)]
+        library: commands::controls::LibraryArgs,
     },
     /// Run collectors once, now, and exit (1 if any collection failed).
     Collect {
@@ -194,7 +198,10 @@ pub fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match &cli.command {
-        Command::Run { admin_listen } => commands::run::exec(&cli, *admin_listen).await,
+        Command::Run {
+            admin_listen,
+            library,
+        } => commands::run::exec(&cli, *admin_listen, library).await,
         Command::Collect { names } => commands::collect::exec(&cli, names).await,
         Command::Verify(args) => commands::verify::exec(&cli, args).await,
         Command::List { json } => commands::list::exec(&cli, *json).await,

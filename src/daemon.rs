@@ -13,6 +13,10 @@
 //! ran out, or a second signal) cancels them, and they still write their
 //! failed records and checkpoints before the process exits.
 //!
+//! After each collection the controls that read what it wrote are
+//! evaluated in the same run ([`Agent::assess_landed`]), so that a result
+//! and the records it judged share a checkpoint.
+//!
 //! SIGHUP reloads the config file: the new one is checked first (an invalid
 //! one is logged and changes nothing); then the scheduling of the old
 //! collectors stops, the runs in flight finish, and the new collectors are
@@ -550,6 +554,7 @@ async fn instance_loop(
         let _busy = busy.lock().await;
         let run = agent.begin_run(Trigger::CatchUp);
         agent.collect(&inst, &run, None).await;
+        agent.assess_landed(&run).await;
         if let Err(e) = agent.checkpoint(run).await {
             tracing::error!(collector = %inst.name, error = %e, "cannot write checkpoint");
         }
@@ -577,6 +582,9 @@ async fn instance_loop(
         };
         let run = agent.begin_run(Trigger::Scheduled);
         let outcomes = agent.collect(&inst, &run, Some(slot)).await;
+        // The controls that read what just landed are judged in the same
+        // run, so their results share its checkpoint.
+        agent.assess_landed(&run).await;
         // Slots that came and went while this run (or its wait for a
         // permit) took too long: they did not run, and the record says so.
         let now = clock.now();

@@ -95,32 +95,14 @@ pub(crate) async fn exec(cli: &Cli, args: &AssessArgs) -> Result<ExitCode, Failu
     }
 
     let run = agent.begin_run(Trigger::Manual);
+    let period = args.from.zip(args.to);
     let mut newest: Vec<(&LoadedControl, Option<Evaluation>, usize)> = Vec::new();
     let mut failure = None;
     for c in selected {
-        let started = agent.now();
-        let evals = match (args.from, args.to) {
-            (Some(from), Some(to)) => {
-                assess::evaluate_over(&reader, c, &sources, &standing, from, to).await?
-            }
-            _ => vec![assess::evaluate_at(&reader, c, &sources, &standing, started).await?],
-        };
-        let mut written = 0;
-        for e in &evals {
-            let entry = assess::result_entry(c, e, started, agent.now());
-            match agent.append(&run, entry).await {
-                Ok(_) => written += 1,
-                Err(e) => {
-                    failure = Some(anyhow::anyhow!(
-                        "cannot record the result of {}: {e}",
-                        c.control.id
-                    ));
-                    break;
-                }
-            }
-        }
-        newest.push((c, evals.into_iter().last(), written));
-        if failure.is_some() {
+        let a = assess::assess_into(&agent, &run, &reader, c, &sources, &standing, period).await;
+        newest.push((c, a.newest, a.written));
+        if a.failure.is_some() {
+            failure = a.failure;
             break;
         }
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::{Report, StreamReport};
 use crate::evidence::record::Status;
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -111,6 +111,7 @@ pub fn html(r: &Report) -> String {
         o.push_str("</ul></div>");
     }
 
+    o.push_str(&r.controls.html(&r.since));
     o.push_str("<h2>Highlights</h2><ul class=\"hl\" id=\"highlights\">");
     let mut any = false;
     for (stream, h) in r.all_highlights() {

@@ -1,9 +1,12 @@
-//! `exhibit report`: the security lead's nightly review. For every stream:
+//! `exhibit report`: the security lead's nightly review. It opens with the
+//! controls ([`controls`]: state changes, what is failing, exceptions in
+//! force); then, for every stream:
 //! its last status, what changed during the window (entity by entity), the
 //! changes that matter for controls (highlights), failed and missed
 //! collections, coverage, and a small status timeline. Rendered as
 //! Markdown or as one self-contained HTML page (no external assets).
 
+pub mod controls;
 pub(crate) mod highlights;
 mod html;
 mod never_collected;
@@ -103,6 +106,9 @@ pub struct Report {
     /// readers to keep: `verify --known-head` later proves nothing before
     /// it was cut off.
     pub head: Option<String>,
+    /// The controls: what changed state, what needs attention, the
+    /// exceptions in force. The review opens with it.
+    pub controls: controls::Controls,
     /// Per stream.
     pub streams: Vec<StreamReport>,
     /// The collectors the config enables that have no record at all (only
@@ -252,8 +258,10 @@ pub async fn build(
             timeline,
         });
     }
+    let controls = controls::build(&reader, since, now).await?;
     Ok(Report {
         generated_at: now,
+        controls,
         since,
         store: store.describe(),
         // Integrity only: a quiet window is not a failure of the store.
@@ -367,6 +375,10 @@ pub fn summary(r: &Report, location: Option<&std::path::Path>) -> String {
     if let Some(h) = &r.head {
         s.push_str(&format!(" head: {h}"));
     }
+    for line in r.controls.summary_lines(5) {
+        s.push('\n');
+        s.push_str(&line);
+    }
     for (stream, h) in highlights.iter().take(10) {
         s.push_str(&format!(
             "\n• [{}] {stream}: {}",
@@ -429,6 +441,7 @@ pub fn markdown(r: &Report) -> String {
     for p in &r.problems {
         let _ = writeln!(o, "- ⚠ {p}");
     }
+    o.push_str(&r.controls.markdown(&r.since));
     let _ = writeln!(o, "## Highlights\n");
     let mut any = false;
     for (stream, h) in r.all_highlights() {

@@ -11,6 +11,7 @@ mod support;
 mod aws;
 mod bundle;
 mod collector_faults;
+mod control_flow;
 mod control_samples;
 mod controls;
 mod core;

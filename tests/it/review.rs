@@ -239,7 +239,7 @@ fn the_html_review_renders_in_headless_chromium() {
 
 /// A one-request HTTP listener standing in for a chat webhook: its URL, and
 /// a handle that yields the body of the POST it received.
-fn capture_one_post() -> (String, std::thread::JoinHandle<Vec<u8>>) {
+pub(crate) fn capture_one_post() -> (String, std::thread::JoinHandle<Vec<u8>>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
