@@ -385,6 +385,18 @@ pub fn result_entry(
     e
 }
 
+/// Since when the newest of `results` (oldest first) holds its state: the
+/// time of the first of the trailing run of results in that state.
+pub fn state_since(results: &[(RecordRef, Evaluation)]) -> Option<DateTime<Utc>> {
+    let (_, newest) = results.last()?;
+    results
+        .iter()
+        .rev()
+        .take_while(|(_, e)| e.state == newest.state)
+        .last()
+        .map(|(_, e)| e.at)
+}
+
 /// A control's results in `[from, to]` (by evaluation time), oldest
 /// first, with the records they are stored in.
 pub async fn results(

@@ -208,12 +208,7 @@ fn observe(
     for (_, e) in results {
         *counts.entry(e.state.as_str()).or_default() += 1;
     }
-    let since = results
-        .iter()
-        .rev()
-        .take_while(|(_, e)| e.state == newest.state)
-        .last()
-        .map_or(newest.at, |(_, e)| e.at);
+    let since = assess::state_since(results).unwrap_or(newest.at);
     let mut props = vec![
         prop("control-id", control),
         prop("state", newest.state.as_str()),

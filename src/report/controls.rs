@@ -139,12 +139,7 @@ pub async fn build(
             newest.state,
             State::Fail | State::Error | State::NotEvaluated
         ) {
-            let since = results
-                .iter()
-                .rev()
-                .take_while(|(_, e)| e.state == newest.state)
-                .last()
-                .map_or(newest.at, |(_, e)| e.at);
+            let since = assess::state_since(&results).unwrap_or(newest.at);
             let open: Vec<_> = newest.open_findings().collect();
             out.attention.push(Attention {
                 title: assess::recorded_title(reader, &id)

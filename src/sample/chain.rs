@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::evidence::checkpoint::CheckpointPredicate;
+use crate::evidence::checkpoint::{Checkpoint, CheckpointPredicate};
 use crate::evidence::layout;
 use crate::evidence::record::Subject;
 
@@ -28,6 +28,27 @@ pub struct Link<'a> {
     pub predicate: &'a CheckpointPredicate,
     /// The records of its run.
     pub records: &'a [Subject],
+}
+
+impl<'a> Link<'a> {
+    /// The links of opened checkpoints, by key, as the chain walk takes
+    /// them.
+    pub fn index(opened: &'a [Checkpoint]) -> HashMap<&'a str, Link<'a>> {
+        opened
+            .iter()
+            .map(|c| {
+                (
+                    c.key.as_str(),
+                    Link {
+                        key: &c.key,
+                        sha256: &c.sha256,
+                        predicate: c.predicate(),
+                        records: c.records(),
+                    },
+                )
+            })
+            .collect()
+    }
 }
 
 /// Where a walk from one head went.

@@ -6,7 +6,7 @@
 //! beyond the sampled records'. `verify.sh` makes the same checks, in the
 //! same order, with the same outcome.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -109,20 +109,7 @@ pub(super) fn check(root: &Path, keys: &KeyRing) -> anyhow::Result<Outcome> {
             opened.push(c);
         }
     }
-    let links: HashMap<&str, Link> = opened
-        .iter()
-        .map(|c| {
-            (
-                c.key.as_str(),
-                Link {
-                    key: &c.key,
-                    sha256: &c.sha256,
-                    predicate: c.predicate(),
-                    records: c.records(),
-                },
-            )
-        })
-        .collect();
+    let links = Link::index(&opened);
 
     // 1. The chain from each head back past the period's start.
     if period.heads.is_empty() {

@@ -156,20 +156,7 @@ pub(super) fn check(root: &Path, keys: &KeyRing, ts: &TimestampOptions) -> anyho
             );
         }
     }
-    let links: HashMap<&str, Link> = opened
-        .iter()
-        .map(|c| {
-            (
-                c.key.as_str(),
-                Link {
-                    key: &c.key,
-                    sha256: &c.sha256,
-                    predicate: c.predicate(),
-                    records: c.records(),
-                },
-            )
-        })
-        .collect();
+    let links = Link::index(&opened);
     if text.heads.is_empty() {
         out.problem(
             "control.txt",
