@@ -2,6 +2,7 @@
 //! their own SSH key (OpenSSH's `SSHSIG` format), stored as a record of
 //! `attest/<control>` that an auditor checks with `ssh-keygen -Y verify`.
 
+use crate::commands::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -113,11 +114,15 @@ pub(crate) async fn exec(cli: &Cli, args: &AttestArgs) -> Result<ExitCode, Failu
         signed.payload(),
     );
     let written = super::write_alone(&agent, run, entry).await?;
-    println!(
+    outln!(
         "review {}@{} of {} for {}, signed by {}",
-        written.stream, written.seq, args.record, args.control, signed.signer.fingerprint
+        written.stream,
+        written.seq,
+        args.record,
+        args.control,
+        signed.signer.fingerprint
     );
-    println!(
+    outln!(
         "An auditor checks it with `ssh-keygen -Y verify -n {}` (docs/controls.md).",
         attest::NAMESPACE
     );

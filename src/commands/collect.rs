@@ -3,6 +3,7 @@
 //! is asked through its control socket to collect, and its result is shown
 //! the same way.
 
+use crate::commands::outln;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -149,10 +150,10 @@ fn print(report: &CollectReport) -> ExitCode {
             .map(|s| format!("#{s}"))
             .unwrap_or_else(|| "(not written)".into());
         match o.status {
-            Status::Ok if o.seq.is_some() => println!("ok       {} {}", o.stream, where_),
+            Status::Ok if o.seq.is_some() => outln!("ok       {} {}", o.stream, where_),
             s => {
                 failed += 1;
-                println!(
+                outln!(
                     "{:<8} {} {}: {}",
                     s.as_str(),
                     o.stream,
@@ -165,17 +166,17 @@ fn print(report: &CollectReport) -> ExitCode {
     // Planted or unreadable checkpoints the chain was not extended from.
     for r in &report.refused {
         failed += 1;
-        println!("refused  {r}");
+        outln!("refused  {r}");
     }
-    println!("checkpoint {} in {}", report.checkpoint, report.store);
+    outln!("checkpoint {} in {}", report.checkpoint, report.store);
     // The head, to note: `verify --known-head` later proves that nothing up
     // to it was removed.
     if let Some(h) = &report.head {
-        println!("head: {h}");
+        outln!("head: {h}");
     }
     match &report.timestamp {
         Timestamp::Off => {}
-        Timestamp::Token(token) => println!("timestamp  {token}"),
+        Timestamp::Token(token) => outln!("timestamp  {token}"),
         Timestamp::Missing { waiting } => eprintln!(
             "warning: checkpoint {} is not timestamped: no TSA gave a token; it is fetched at the next run ({waiting} checkpoint(s) waiting)",
             report.checkpoint

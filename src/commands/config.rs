@@ -2,6 +2,7 @@
 //! holds, and lists every problem of the file at once; with `--connect`,
 //! reaches each enabled collector's source with its credentials.
 
+use crate::commands::outln;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ pub(crate) async fn exec(cli: &Cli, command: &ConfigCommand) -> Result<ExitCode,
         }
     };
     let collectors = instance::build_all(&config)?;
-    println!(
+    outln!(
         "{}: OK — {} collector(s), {} enabled, store {}",
         config.path.display(),
         config.collectors.len(),
@@ -39,7 +40,7 @@ pub(crate) async fn exec(cli: &Cli, command: &ConfigCommand) -> Result<ExitCode,
         cli.store.as_deref().unwrap_or(&config.store)
     );
     if let Some(t) = &config.timestamping {
-        println!(
+        outln!(
             "  timestamping: {} TSA(s) [{}], trusting {}",
             t.urls.len(),
             t.urls
@@ -56,7 +57,7 @@ pub(crate) async fn exec(cli: &Cli, command: &ConfigCommand) -> Result<ExitCode,
             .find(|i| i.name == c.name)
             .map(|i| i.criteria.join(","))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  {:<24} {:<28} {:<16} {}{}",
             c.name,
             c.kind,
@@ -74,15 +75,15 @@ pub(crate) async fn exec(cli: &Cli, command: &ConfigCommand) -> Result<ExitCode,
         cli.verbose,
         "error",
     );
-    println!("connecting (one collection per enabled collector, nothing recorded):");
+    outln!("connecting (one collection per enabled collector, nothing recorded):");
     let http = crate::agent::http_client()?;
     let mut failed = 0;
     for c in &collectors {
         match probe(c, &http).await {
-            Ok(what) => println!("  ok      {:<24} {what}", c.name),
+            Ok(what) => outln!("  ok      {:<24} {what}", c.name),
             Err(e) => {
                 failed += 1;
-                println!("  FAILED  {:<24} {e}", c.name);
+                outln!("  FAILED  {:<24} {e}", c.name);
             }
         }
     }

@@ -3,6 +3,7 @@
 //! library's fixtures, as `opa test` runs a policy's tests. Also the
 //! `--controls-dir` option every control command shares.
 
+use crate::commands::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -87,7 +88,7 @@ pub(crate) async fn exec(cli: &Cli, args: &ControlsArgs) -> Result<ExitCode, Fai
         rows.push(assess::status(&reader, c, from, to).await?);
     }
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "from": from, "to": to, "controls": rows,
@@ -182,7 +183,7 @@ fn test(lib: &Library, only: &[String]) -> Result<ExitCode, Failure> {
     for c in lib.iter() {
         if only.is_empty() || only.contains(&c.control.id) {
             if c.fixtures.is_none() {
-                println!("SKIP {}: no fixtures file", c.control.id);
+                outln!("SKIP {}: no fixtures file", c.control.id);
                 continue;
             }
             outcomes.extend(fixtures::run_control(c));
@@ -190,19 +191,19 @@ fn test(lib: &Library, only: &[String]) -> Result<ExitCode, Failure> {
     }
     for o in &outcomes {
         match (&o.passed, &o.detail) {
-            (true, _) => println!("PASS {}/{}", o.control, o.case),
-            (false, Some(d)) => println!("FAIL {}/{}: {d}", o.control, o.case),
-            (false, None) => println!("FAIL {}/{}", o.control, o.case),
+            (true, _) => outln!("PASS {}/{}", o.control, o.case),
+            (false, Some(d)) => outln!("FAIL {}/{}: {d}", o.control, o.case),
+            (false, None) => outln!("FAIL {}/{}", o.control, o.case),
         }
     }
     let failed = outcomes.iter().filter(|o| !o.passed).count();
-    println!(
+    outln!(
         "\n{} of {} fixture cases passed",
         outcomes.len() - failed,
         outcomes.len()
     );
     if outcomes.is_empty() {
-        println!("no fixture cases ran");
+        outln!("no fixture cases ran");
         return Ok(ExitCode::from(1));
     }
     Ok(if failed == 0 {

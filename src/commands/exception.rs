@@ -1,6 +1,7 @@
 //! `exhibit exception`: exceptions to a control's findings, granted as
 //! signed records of `exception/<control>` and listed with their state.
 
+use crate::commands::outln;
 use std::process::ExitCode;
 
 use chrono::Utc;
@@ -99,11 +100,16 @@ async fn add(cli: &Cli, args: &AddArgs) -> Result<ExitCode, Failure> {
         exception.payload(),
     );
     let written = super::write_alone(&agent, run, entry).await?;
-    println!(
+    outln!(
         "exception {}@{}: {} is excepted from {} until {} (approved by {})",
-        written.stream, written.seq, args.entity, args.control, expires, args.approver
+        written.stream,
+        written.seq,
+        args.entity,
+        args.control,
+        expires,
+        args.approver
     );
-    println!(
+    outln!(
         "Run `exhibit assess --control {}` to apply it.",
         args.control
     );
@@ -128,15 +134,15 @@ async fn list(cli: &Cli, json: bool) -> Result<ExitCode, Failure> {
                 v
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&rows).expect("serialises")
         );
     } else if standing.exceptions.is_empty() {
-        println!("No exceptions in {}.", reader.describe());
+        outln!("No exceptions in {}.", reader.describe());
     } else {
         for e in &standing.exceptions {
-            println!(
+            outln!(
                 "{} {} {}: {} (approved by {}, {} {}){}",
                 if e.live_at(now) { "live   " } else { "expired" },
                 e.control,

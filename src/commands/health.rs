@@ -1,6 +1,7 @@
 //! `exhibit health`: the probe container health checks run, where no curl
 //! exists.
 
+use crate::commands::outln;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 
@@ -47,7 +48,7 @@ fn probe(addr: SocketAddr) -> ExitCode {
     };
     match probe() {
         Ok(resp) if resp.starts_with("HTTP/1.1 200") => {
-            println!("healthy");
+            outln!("healthy");
             ExitCode::SUCCESS
         }
         Ok(resp) => {

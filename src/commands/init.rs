@@ -4,6 +4,7 @@
 //! when it is a repository), and commented cloud and SaaS sections to fill
 //! in. It never overwrites a file.
 
+use crate::commands::outln;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -161,8 +162,8 @@ pub(crate) fn exec(cli: &Cli, args: &InitArgs) -> Result<ExitCode, Failure> {
     };
     f.write_all(text.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    println!("wrote {}", path.display());
-    println!(
+    outln!("wrote {}", path.display());
+    outln!(
         "next: exhibit --config {} collect && exhibit --config {} verify",
         path.display(),
         path.display()

@@ -1,5 +1,6 @@
 //! `exhibit keys`: the agent's signing key, shown and rotated.
 
+use crate::commands::outln;
 use std::process::ExitCode;
 
 use crate::agent::Agent;
@@ -20,7 +21,7 @@ pub(crate) async fn exec(cli: &Cli, command: &KeysCommand) -> Result<ExitCode, F
                     config.agent.key.display()
                 );
             }
-            println!("key id: {}", signer.key_id());
+            outln!("key id: {}", signer.key_id());
             print!("{}", signer.public().to_pem());
         }
         KeysCommand::Rotate => {
@@ -39,14 +40,14 @@ pub(crate) async fn exec(cli: &Cli, command: &KeysCommand) -> Result<ExitCode, F
             }
             let agent = Agent::open(config, cli.store.as_deref()).await?;
             let r = agent.rotate_key().await?;
-            println!(
+            outln!(
                 "retired key {} (kept at {})",
                 r.retired_id,
                 r.retired_path.display()
             );
-            println!("new key {} at {}", r.new_id, r.path.display());
-            println!("rotation checkpoint {}", r.checkpoint);
-            println!("Give auditors the new public key: exhibit keys show");
+            outln!("new key {} at {}", r.new_id, r.path.display());
+            outln!("rotation checkpoint {}", r.checkpoint);
+            outln!("Give auditors the new public key: exhibit keys show");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -123,7 +123,31 @@ pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 /// Prints to standard output; a reader that went away (`| head`) ends the
 /// output quietly instead of a panic.
 pub(crate) fn print_quietly(text: &str) {
+    write_out(format_args!("{text}"));
+}
+
+/// `println!` for the commands: a reader that went away (`| head`) ends the
+/// output quietly; any other failure to write is a panic, as with
+/// `println!`.
+macro_rules! outln {
+    () => {
+        $crate::commands::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::commands::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// Writes to standard output, quietly doing nothing once the reader has
+/// gone (a closed pipe).
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    match out.write_fmt(args).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            panic!("failed printing to stdout: {e}")
+        }
+        _ => {}
+    }
 }

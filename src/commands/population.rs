@@ -2,6 +2,7 @@
 //! canonical form anyone can hash and redraw a sample from (docs/auditors.md),
 //! with the population's SHA-256.
 
+use crate::commands::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -87,7 +88,7 @@ pub(crate) async fn exec(cli: &Cli, args: &PopulationArgs) -> Result<ExitCode, F
         Some(path) => {
             std::fs::write(path, &data)
                 .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-            println!("{summary}");
+            outln!("{summary}");
         }
         None => {
             use std::io::Write as _;

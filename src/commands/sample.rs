@@ -2,6 +2,7 @@
 //! of the records of a period (`--seed`), or of a control's population
 //! (`--control --engagement`).
 
+use crate::commands::outln;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
@@ -43,7 +44,7 @@ pub(crate) async fn exec(cli: &Cli, args: &SampleArgs) -> Result<ExitCode, Failu
     };
     let m = crate::sample::bundle(store, &req, out).await?;
     for s in &m.streams {
-        println!(
+        outln!(
             "{:<40} {:>4} of {:>5} record(s){}",
             s.stream,
             s.size,
@@ -55,7 +56,7 @@ pub(crate) async fn exec(cli: &Cli, args: &SampleArgs) -> Result<ExitCode, Failu
         );
     }
     print_head(&m.head);
-    println!(
+    outln!(
         "bundle {} (seed `{}`, {} record(s) in the period): verify with `sh verify.sh` inside it, or `exhibit verify --bundle`",
         out.display(),
         m.seed,
@@ -65,7 +66,7 @@ pub(crate) async fn exec(cli: &Cli, args: &SampleArgs) -> Result<ExitCode, Failu
 }
 
 fn print_head(head: &str) {
-    println!("head: {head} (note it: verifying the bundle prints it again)");
+    outln!("head: {head} (note it: verifying the bundle prints it again)");
 }
 
 /// `--control`: the sample of the control's population over the period
@@ -110,19 +111,20 @@ async fn control_sample(cli: &Cli, args: &SampleArgs, id: &str) -> Result<ExitCo
         Err(ControlSampleError::Failed(e)) => return Err(Failure::Runtime(e)),
     };
     let t = &m.text;
-    println!(
+    outln!(
         "population sha256: {} ({} occurrences of {id} from {} to {})",
         t.population,
         m.population_size,
         from.to_rfc3339(),
         to.to_rfc3339()
     );
-    println!(
+    outln!(
         "seed: {} (sha256 of engagement `{}`, control, population hash)",
-        t.seed, t.engagement
+        t.seed,
+        t.engagement
     );
     for s in &m.sampled {
-        println!(
+        outln!(
             "sampled {} (rank {}, result {})",
             s.occurrence["id"].as_str().unwrap_or("?"),
             s.rank,
@@ -130,7 +132,7 @@ async fn control_sample(cli: &Cli, args: &SampleArgs, id: &str) -> Result<ExitCo
         );
     }
     print_head(t.heads.last().map(String::as_str).unwrap_or("none"));
-    println!(
+    outln!(
         "bundle {}: {} of {} occurrence(s); verify with `sh verify.sh` inside it, or `exhibit verify --bundle`",
         out.display(),
         m.sampled.len(),

@@ -304,7 +304,7 @@ fn a_collector_that_never_produced_a_record_is_named_by_list_report_and_verify()
 }
 
 #[test]
-fn the_reading_commands_end_quietly_when_their_reader_leaves() {
+fn commands_end_quietly_when_their_reader_leaves() {
     let ws = Workspace::new(
         r#"
 [[collectors]]
@@ -328,6 +328,10 @@ command = "s=$(date +%N); printf '{\"users\": ['; i=0; while [ $i -lt 3000 ]; do
         &["report", "--json"],
         &["verify"],
         &["verify", "--json"],
+        &["collect"],
+        &["config", "check"],
+        &["controls", "test"],
+        &["kinds"],
     ] {
         // `exhibit list | head -n1` with a reader gone before the output
         // comes: every write meets a closed pipe.
