@@ -216,6 +216,17 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem at `location`.
+    pub(crate) fn new(location: &str, code: &'static str, message: String) -> Problem {
+        Problem {
+            location: location.to_string(),
+            code,
+            message,
+        }
+    }
+}
+
 /// Expected slots of a stream's schedule against what was recorded.
 #[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
 pub struct Coverage {
@@ -358,27 +369,15 @@ struct Findings {
 
 impl Findings {
     fn problem(&mut self, location: &str, code: &'static str, message: String) {
-        self.problems.push(Problem {
-            location: location.to_string(),
-            code,
-            message,
-        });
+        self.problems.push(Problem::new(location, code, message));
     }
 
     fn gap(&mut self, location: &str, code: &'static str, message: String) {
-        self.gaps.push(Problem {
-            location: location.to_string(),
-            code,
-            message,
-        });
+        self.gaps.push(Problem::new(location, code, message));
     }
 
     fn warning(&mut self, location: &str, code: &'static str, message: String) {
-        self.warnings.push(Problem {
-            location: location.to_string(),
-            code,
-            message,
-        });
+        self.warnings.push(Problem::new(location, code, message));
     }
 }
 

@@ -58,11 +58,7 @@ pub(super) struct Outcome {
 
 impl Outcome {
     fn problem(&mut self, location: &str, code: &'static str, message: String) {
-        self.problems.push(Problem {
-            location: location.to_string(),
-            code,
-            message,
-        });
+        self.problems.push(Problem::new(location, code, message));
     }
 }
 
